@@ -1,0 +1,687 @@
+//! The long-running agent: one sampling task per target, the sender, the
+//! Pushgateway pusher and the HTTP endpoint, wired together, reloaded on
+//! SIGHUP and stopped together.
+//!
+//! ```text
+//! target tasks (adaptive interval each) ──► latest readings ──► GET /metrics, Pushgateway
+//!       │
+//!       └──► stale markers + series ──► queue (disk) ──► sender ──► remote-write endpoint
+//! ```
+//!
+//! Each target has a task of its own, so a slow or dead target never delays
+//! another. The set of targets can change at run time (`Supervisor::apply`):
+//! a removed target's series get their stale markers, and the queue, shared
+//! by all targets, keeps whatever it holds.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{error, info, warn};
+
+use crate::config::{Overrides, RemoteWriteSettings, Settings, TargetSettings};
+use crate::discovery::Discovered;
+use crate::metrics::Families;
+use crate::metrics::exposition::{write_families, write_targets};
+use crate::pushgateway::Pushgateway;
+use crate::queue::{Queue, QueueStats, Record};
+use crate::remote_write::encode::flatten;
+use crate::remote_write::sender::{Sender, now_ms};
+use crate::schedule::{Bounds, Controller};
+use crate::self_metrics::SelfMetrics;
+use crate::stale::StaleTracker;
+use crate::target::Target;
+use crate::wal::{DiskQueue, WalSettings};
+
+/// How long a stopping agent keeps trying to hand queued samples over.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the HTTP endpoint and the Pushgateway pusher read: the latest
+/// families of every target (in configuration order) and the agent's own
+/// counters.
+pub struct AgentState {
+    latest: Mutex<Vec<(String, Arc<Families>)>>,
+    metrics: Arc<SelfMetrics>,
+    queue: Option<Arc<dyn Queue>>,
+}
+
+impl AgentState {
+    pub fn new(metrics: Arc<SelfMetrics>, queue: Option<Arc<dyn Queue>>) -> Self {
+        AgentState {
+            latest: Mutex::new(Vec::new()),
+            metrics,
+            queue,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Arc<Families>)>> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a target (empty until its first sample), keeping the order
+    /// of the configuration.
+    fn add(&self, instance: &str, position: usize) {
+        let mut latest = self.lock();
+        if !latest.iter().any(|(i, _)| i == instance) {
+            let at = position.min(latest.len());
+            latest.insert(at, (instance.to_owned(), Arc::new(Families::new())));
+        }
+    }
+
+    fn update(&self, instance: &str, families: Arc<Families>) {
+        let mut latest = self.lock();
+        if let Some(slot) = latest.iter_mut().find(|(i, _)| i == instance) {
+            slot.1 = families;
+        }
+    }
+
+    fn remove(&self, instance: &str) {
+        self.lock().retain(|(i, _)| i != instance);
+    }
+
+    /// The latest families of every target, cheap to take (shared pointers).
+    pub fn latest(&self) -> Vec<(String, Arc<Families>)> {
+        self.lock().clone()
+    }
+
+    fn queue_stats(&self) -> QueueStats {
+        self.queue.as_ref().map(|q| q.stats()).unwrap_or_default()
+    }
+
+    pub fn self_families(&self) -> Families {
+        self.metrics.families(self.queue_stats(), now_ms())
+    }
+
+    /// The `/metrics` page. With one target the series carry no `instance`
+    /// label, exactly as the exporter prints them (the scraper adds its own);
+    /// with several, each series carries its target's `instance`.
+    pub fn render(&self) -> String {
+        let latest = self.latest();
+        let mut out = String::with_capacity(48 * 1024);
+        if let [(_, families)] = latest.as_slice() {
+            write_families(&mut out, families, &[]);
+        } else {
+            let targets: Vec<(&str, &Families)> = latest
+                .iter()
+                .map(|(i, f)| (i.as_str(), f.as_ref()))
+                .collect();
+            write_targets(&mut out, &targets);
+        }
+        write_families(&mut out, &self.self_families(), &[]);
+        out
+    }
+}
+
+/// A running target task and what it was started with.
+struct Running {
+    settings: TargetSettings,
+    base_labels: Vec<(String, String)>,
+    removed: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Starts, stops and restarts target tasks to match the configuration.
+struct Supervisor {
+    running: BTreeMap<String, Running>,
+    state: Arc<AgentState>,
+    queue: Option<Arc<dyn Queue>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Supervisor {
+    /// Makes the running targets those of `settings`: new ones start,
+    /// missing ones stop (with stale markers for their series), changed ones
+    /// restart. Unchanged ones keep running undisturbed.
+    async fn apply(&mut self, settings: &Settings) {
+        let mut wanted = BTreeMap::new();
+        for (position, t) in settings.targets.iter().enumerate() {
+            let target = Target::new(settings, t.clone());
+            wanted.insert(t.instance.clone(), (position, target));
+        }
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(instance, running)| {
+                wanted.get(*instance).is_none_or(|(_, target)| {
+                    running.settings != *target.settings()
+                        || running.base_labels != target.base_labels()
+                })
+            })
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for instance in gone {
+            if let Some(running) = self.running.remove(&instance) {
+                let restarting = wanted.contains_key(&instance);
+                info!(
+                    instance,
+                    "{}",
+                    if restarting {
+                        "target changed: restarting it"
+                    } else {
+                        "target removed"
+                    }
+                );
+                let _ = running.removed.send(true);
+                let _ = running.task.await;
+            }
+        }
+        for (instance, (position, target)) in wanted {
+            if self.running.contains_key(&instance) {
+                continue;
+            }
+            let t = target.settings();
+            info!(
+                instance,
+                interval = ?t.intervals.interval,
+                adaptive = t.adaptive,
+                "sampling"
+            );
+            self.state.add(&instance, position);
+            let (removed, removed_rx) = watch::channel(false);
+            let running = Running {
+                settings: t.clone(),
+                base_labels: target.base_labels().to_vec(),
+                removed,
+                task: tokio::spawn(run_target(
+                    target,
+                    self.state.clone(),
+                    self.queue.clone(),
+                    self.shutdown.clone(),
+                    removed_rx,
+                )),
+            };
+            self.running.insert(instance, running);
+        }
+    }
+
+    async fn wait(self) {
+        for (_, running) in self.running {
+            let _ = running.task.await;
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM; SIGHUP reloads the configuration.
+pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()> {
+    let mut signals = Signals::register()?;
+    let metrics = Arc::new(SelfMetrics::default());
+    let queue: Option<Arc<dyn Queue>> = match &settings.remote_write {
+        Some(rw) => Some(open_queue(&settings, rw, metrics.clone())?),
+        None => None,
+    };
+    let state = Arc::new(AgentState::new(metrics.clone(), queue.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let access = crate::http::Access::new(&settings.http)?;
+    let tls = crate::http::tls_acceptor(&settings.http)?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen / --listen)", settings.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!("serving {scheme}://{}/metrics", settings.listen);
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        state.clone(),
+        access,
+        tls,
+        shutdown_rx.clone(),
+    ));
+    for t in settings
+        .targets
+        .iter()
+        .filter(|t| t.tls.as_ref().is_some_and(|tls| tls.insecure_skip_verify))
+    {
+        warn!(
+            instance = t.instance,
+            "insecure_skip_verify: the server's TLS certificate is not checked"
+        );
+    }
+
+    let mut helpers = Vec::new();
+    let sender = match (&settings.remote_write, &queue) {
+        (Some(rw), Some(queue)) => {
+            let sender = Sender::new(rw.clone(), metrics.clone()).context("remote_write")?;
+            info!("pushing to {} (remote write)", redact_url(&rw.url));
+            helpers.push(tokio::spawn(run_self_metrics(
+                self_labels(&settings),
+                settings.intervals.interval,
+                metrics.clone(),
+                queue.clone(),
+                shutdown_rx.clone(),
+            )));
+            let queue = queue.clone();
+            let rx = shutdown_rx.clone();
+            Some(tokio::spawn(async move { sender.run(queue, rx).await }))
+        }
+        _ => None,
+    };
+    if let Some(pg) = &settings.pushgateway {
+        let pushgateway = Pushgateway::new(pg.clone()).context("pushgateway")?;
+        info!(
+            "pushing to {} (Pushgateway) every {:?}",
+            redact_url(&pg.url),
+            pg.interval
+        );
+        helpers.push(tokio::spawn(run_pushgateway(
+            pushgateway,
+            state.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+
+    let mut supervisor = Supervisor {
+        running: BTreeMap::new(),
+        state: state.clone(),
+        queue: queue.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    // Cluster seeds report their nodes here; the supervisor then samples the
+    // nodes in place of the seed.
+    let (found_tx, mut found_rx) = mpsc::channel::<Discovered>(16);
+    let mut discovery = Discovery::start(&settings, &found_tx);
+    let mut discovered: BTreeMap<String, Vec<TargetSettings>> = BTreeMap::new();
+    supervisor
+        .apply(&with_discovered(&settings, &discovered))
+        .await;
+
+    let mut current = settings;
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => match Settings::load(&overrides) {
+                    Ok(new) => {
+                        info!("reloading the configuration");
+                        warn_about_restart_only_changes(&current, &new);
+                        discovery.stop().await;
+                        discovered.retain(|seed, _| {
+                            new.targets.iter().any(|t| (t.cluster || t.sentinel_discovery) && t.instance == *seed)
+                        });
+                        discovery = Discovery::start(&new, &found_tx);
+                        supervisor.apply(&with_discovered(&new, &discovered)).await;
+                        current = new;
+                    }
+                    Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+                },
+            },
+            Some((seed, nodes)) = found_rx.recv() => {
+                discovered.insert(seed, nodes);
+                supervisor.apply(&with_discovered(&current, &discovered)).await;
+            }
+        }
+    }
+    discovery.stop().await;
+
+    info!("stopping");
+    let _ = shutdown_tx.send(true);
+    supervisor.wait().await;
+    for task in helpers {
+        let _ = task.await;
+    }
+    if let Some(sender) = sender
+        && tokio::time::timeout(SHUTDOWN_GRACE, sender).await.is_err()
+    {
+        warn!(
+            "the receiver did not take the remaining samples within {SHUTDOWN_GRACE:?}; they stay queued on disk"
+        );
+    }
+    let _ = http.await;
+    Ok(())
+}
+
+/// The settings with every discovered cluster seed replaced by its nodes
+/// (a seed not discovered yet is sampled as it is). An instance listed twice
+/// is sampled once.
+fn with_discovered(
+    settings: &Settings,
+    discovered: &BTreeMap<String, Vec<TargetSettings>>,
+) -> Settings {
+    let mut targets: Vec<TargetSettings> = Vec::new();
+    for t in &settings.targets {
+        let expanded = match discovered.get(&t.instance) {
+            Some(nodes) if t.cluster => nodes.clone(),
+            // A Sentinel stays a target next to what it watches.
+            Some(nodes) if t.sentinel_discovery => std::iter::once(t.clone())
+                .chain(nodes.iter().cloned())
+                .collect(),
+            _ => vec![t.clone()],
+        };
+        for node in expanded {
+            if !targets.iter().any(|known| known.instance == node.instance) {
+                targets.push(node);
+            }
+        }
+    }
+    Settings {
+        targets,
+        ..settings.clone()
+    }
+}
+
+/// The running cluster discovery tasks.
+struct Discovery {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Discovery {
+    fn start(settings: &Settings, found: &mpsc::Sender<Discovered>) -> Discovery {
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = settings
+            .targets
+            .iter()
+            .filter(|t| t.cluster || t.sentinel_discovery)
+            .map(|seed| {
+                tokio::spawn(crate::discovery::run(
+                    seed.clone(),
+                    settings.metrics.config_refresh,
+                    found.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        Discovery { stop, tasks }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Settings a reload cannot apply to a running agent.
+fn warn_about_restart_only_changes(old: &Settings, new: &Settings) {
+    let changed = [
+        ("listen", old.listen != new.listen),
+        ("state_dir", old.state_dir != new.state_dir),
+        ("remote_write", old.remote_write != new.remote_write),
+        ("pushgateway", old.pushgateway != new.pushgateway),
+        ("queue", old.queue != new.queue),
+        ("http", old.http != new.http),
+    ];
+    for (key, differs) in changed {
+        if differs {
+            warn!("`{key}` changed: it takes effect when redpush restarts");
+        }
+    }
+}
+
+async fn run_target(
+    mut target: Target,
+    state: Arc<AgentState>,
+    queue: Option<Arc<dyn Queue>>,
+    mut shutdown: watch::Receiver<bool>,
+    mut removed: watch::Receiver<bool>,
+) {
+    let t = target.settings();
+    let bounds = Bounds {
+        base: t.intervals.interval,
+        min: t.intervals.min,
+        max: t.intervals.max,
+    };
+    let mut controller = Controller::new(bounds, t.adaptive);
+    let instance = target.instance().to_owned();
+    let mut stale = StaleTracker::default();
+    let clock = Instant::now();
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown.changed() => return,
+            _ = removed.changed() => {
+                // End every series of this target in the receiver now,
+                // rather than five minutes from now.
+                if let Some(queue) = &queue {
+                    let series = stale.all();
+                    if !series.is_empty() {
+                        push(queue.as_ref(), Record { timestamp_ms: target.next_timestamp(), series });
+                    }
+                }
+                state.remove(&instance);
+                return;
+            }
+        }
+        let tick = Instant::now();
+        let reading = target.read(controller.interval()).await;
+        if let Some(change) = controller.observe(tick - clock, reading.observation) {
+            info!(
+                instance,
+                from = ?change.from,
+                to = ?change.to,
+                reason = %change.reason,
+                "sampling interval changed"
+            );
+        }
+        // Start to start: a slow sample does not stretch the interval, and
+        // the controller lengthens it itself when samples are slow.
+        next = tick + controller.interval();
+        if let Some(queue) = &queue {
+            let mut series = Vec::with_capacity(reading.families.sample_count());
+            flatten(&reading.families, target.base_labels(), &mut series);
+            let markers = stale.markers(&series);
+            series.extend(markers);
+            push(
+                queue.as_ref(),
+                Record {
+                    timestamp_ms: reading.timestamp_ms,
+                    series,
+                },
+            );
+        }
+        state.update(&instance, Arc::new(reading.families));
+    }
+}
+
+/// Pushes the agent-wide `redpush_*` metrics at the base interval, labelled
+/// with the agent's host name as `instance`.
+async fn run_self_metrics(
+    base: Vec<(String, String)>,
+    interval: Duration,
+    metrics: Arc<SelfMetrics>,
+    queue: Arc<dyn Queue>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ms = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let timestamp_ms = now_ms().max(last_ms + 1);
+        last_ms = timestamp_ms;
+        let families = metrics.families(queue.stats(), timestamp_ms);
+        let mut series = Vec::new();
+        flatten(&families, &base, &mut series);
+        push(
+            queue.as_ref(),
+            Record {
+                timestamp_ms,
+                series,
+            },
+        );
+    }
+}
+
+/// PUTs every target's latest reading to its Pushgateway group, and the
+/// agent's own metrics to a group of their own, every `pushgateway.interval`.
+async fn run_pushgateway(
+    pushgateway: Pushgateway,
+    state: Arc<AgentState>,
+    metrics: Arc<SelfMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let agent = agent_instance();
+    let mut ticker = tokio::time::interval(pushgateway.settings().interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Groups pushed so far, for delete_on_shutdown.
+    let mut pushed: Vec<String> = Vec::new();
+    let mut last_error_log: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for (instance, families) in state.latest() {
+            if families.is_empty() {
+                continue;
+            }
+            let mut body = String::new();
+            write_families(&mut body, &families, &[]);
+            groups.push((instance, body));
+        }
+        let mut body = String::new();
+        write_families(&mut body, &state.self_families(), &[]);
+        groups.push((agent.clone(), body));
+        for (instance, body) in groups {
+            match pushgateway.put(&instance, body).await {
+                Ok(()) => {
+                    metrics.pushgateway_push(true);
+                    if !pushed.contains(&instance) {
+                        pushed.push(instance);
+                    }
+                }
+                Err(e) => {
+                    metrics.pushgateway_push(false);
+                    if last_error_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        warn!(
+                            instance,
+                            "Pushgateway push failed (more failures within a minute are only counted): {e}"
+                        );
+                        last_error_log = Some(std::time::Instant::now());
+                    }
+                }
+            }
+        }
+    }
+    if pushgateway.settings().delete_on_shutdown {
+        for instance in pushed {
+            if let Err(e) = pushgateway.delete(&instance).await {
+                warn!(instance, "cannot delete the Pushgateway group: {e}");
+            }
+        }
+    }
+}
+
+/// Opens the on-disk queue under `state_dir/wal`.
+fn open_queue(
+    settings: &Settings,
+    rw: &RemoteWriteSettings,
+    metrics: Arc<SelfMetrics>,
+) -> anyhow::Result<Arc<dyn Queue>> {
+    let mut wal = WalSettings::new(
+        settings.state_dir.join("wal"),
+        settings.queue.max_disk_bytes,
+        settings.queue.max_age,
+        settings.queue.fsync,
+    );
+    // Enough decoded records for two full requests: a sender that keeps up
+    // never reads the disk, and memory stays small.
+    wal.cache_samples = rw.max_samples_per_send * 2;
+    let (queue, report) =
+        DiskQueue::open(wal, metrics).context("queue (state_dir / --state-dir)")?;
+    let stats = queue.stats();
+    if stats.records > 0 {
+        info!(
+            records = stats.records,
+            samples = stats.samples,
+            segments = report.segments,
+            "resuming with queued samples from an earlier run; they are sent first"
+        );
+    }
+    Ok(Arc::new(queue))
+}
+
+/// Appends to the queue. The write (and fsync) blocks for a moment, so the
+/// runtime is told to move other tasks off this worker meanwhile.
+fn push(queue: &dyn Queue, record: Record) {
+    tokio::task::block_in_place(|| queue.push(record));
+}
+
+fn self_labels(settings: &Settings) -> Vec<(String, String)> {
+    let mut base = vec![
+        ("job".to_owned(), settings.job.clone()),
+        ("instance".to_owned(), agent_instance()),
+    ];
+    base.extend(settings.external_labels.iter().cloned());
+    base
+}
+
+/// The agent's own `instance` label: the host name, which tells agents apart.
+fn agent_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "redpush".to_owned())
+}
+
+/// A URL without user info and query, safe to log.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid url>".to_owned(),
+    }
+}
+
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// The signals the agent acts on, registered once at start (an unhandled
+/// SIGHUP would end the process).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The agent's own HTTP endpoint: `GET /metrics` (the latest reading of
+//! every target plus `redpush_*`), `GET /healthz`. Plain hyper: two routes
+//! do not need a framework. Optionally HTTPS and basic auth on `/metrics`
+//! (`/healthz` stays open for liveness probes).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::debug;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio_rustls::TlsAcceptor;
+
+use crate::agent::AgentState;
+use crate::config::HttpSettings;
+use crate::metrics::exposition::CONTENT_TYPE;
+use crate::redis::transport::{certificates, private_key};
+
+/// Who may read `/metrics`: the expected `Authorization` header value.
+#[derive(Clone, Default)]
+pub struct Access {
+    basic: Option<String>,
+}
+
+impl Access {
+    /// Reads the password file now: the endpoint's credentials are fixed at start.
+    pub fn new(settings: &HttpSettings) -> anyhow::Result<Access> {
+        let basic = match &settings.basic_auth {
+            None => None,
+            Some((user, file)) => {
+                let password = std::fs::read_to_string(file)
+                    .with_context(|| format!("http.basic_auth.password_file {}", file.display()))?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                Some(format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("{user}:{password}"))
+                ))
+            }
+        };
+        Ok(Access { basic })
+    }
+
+    fn allows(&self, req: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.basic else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        constant_time_eq(given, expected.as_bytes())
+    }
+}
+
+/// Compares without stopping at the first difference, so response times do
+/// not tell how much of a guessed password was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The TLS acceptor for `http.tls_cert_file` / `http.tls_key_file`.
+pub fn tls_acceptor(settings: &HttpSettings) -> anyhow::Result<Option<TlsAcceptor>> {
+    let Some((cert, key)) = &settings.tls else {
+        return Ok(None);
+    };
+    let certs = certificates(cert).context("http.tls_cert_file")?;
+    let key = private_key(key).context("http.tls_key_file")?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("http TLS certificate and key")?;
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AgentState>,
+    access: Access,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    debug!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        let access = access.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                let access = access.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &state, &access)) }
+            });
+            let served = match tls {
+                None => {
+                    http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
+                debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" if !access.allows(req) => {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "unauthorized\n".into(),
+            );
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"redpush\""),
+            );
+            response
+        }
+        "/metrics" => text(StatusCode::OK, CONTENT_TYPE, state.render()),
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/" => text(
+            StatusCode::OK,
+            "text/plain",
+            concat!(
+                "redpush ",
+                env!("CARGO_PKG_VERSION"),
+                "\nGET /metrics, GET /healthz\n"
+            )
+            .into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}

@@ -1,0 +1,236 @@
+//! Key, stream and script metrics (opt-in: they cost the server), pure:
+//! what the key sampler or a user's Lua script returned becomes families
+//! with the exporter's names.
+
+use super::{Families, Kind, Labels};
+
+/// What was read about one key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyReading {
+    pub key: String,
+    /// Length for its type (STRLEN, LLEN, SCARD, ZCARD, HLEN, XLEN).
+    pub size: Option<f64>,
+    pub memory_bytes: Option<f64>,
+    /// Seconds to live, for keys with an expiry.
+    pub ttl_seconds: Option<f64>,
+    pub stream: Option<StreamReading>,
+}
+
+/// `XINFO STREAM` and `XINFO GROUPS` of a stream key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamReading {
+    /// (field of XINFO STREAM, value); ids already reduced to their ms part.
+    pub fields: Vec<(String, f64)>,
+    pub groups: Vec<GroupReading>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupReading {
+    pub name: String,
+    /// (field of XINFO GROUPS, value); ids reduced to their ms part.
+    pub fields: Vec<(String, f64)>,
+}
+
+/// Everything one run of the key sampler read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeysReading {
+    /// `db0`, ...
+    pub db: String,
+    pub keys: Vec<KeyReading>,
+    /// (pattern, number of matching keys) for `count_keys`.
+    pub counts: Vec<(String, f64)>,
+}
+
+/// XINFO STREAM field → metric (all gauges but entries-added).
+const STREAM_FIELDS: &[(&str, &str, Kind)] = &[
+    ("length", "redis_stream_length", Kind::Gauge),
+    (
+        "radix-tree-keys",
+        "redis_stream_radix_tree_keys",
+        Kind::Gauge,
+    ),
+    (
+        "radix-tree-nodes",
+        "redis_stream_radix_tree_nodes",
+        Kind::Gauge,
+    ),
+    ("groups", "redis_stream_groups", Kind::Gauge),
+    (
+        "last-generated-id",
+        "redis_stream_last_generated_id",
+        Kind::Gauge,
+    ),
+    (
+        "max-deleted-entry-id",
+        "redis_stream_max_deleted_entry_id",
+        Kind::Gauge,
+    ),
+    ("first-entry", "redis_stream_first_entry_id", Kind::Gauge),
+    ("last-entry", "redis_stream_last_entry_id", Kind::Gauge),
+    (
+        "entries-added",
+        "redis_stream_entries_added_total",
+        Kind::Counter,
+    ),
+];
+
+/// XINFO GROUPS field → metric.
+const GROUP_FIELDS: &[(&str, &str)] = &[
+    ("consumers", "redis_stream_group_consumers"),
+    ("pending", "redis_stream_group_messages_pending"),
+    ("last-delivered-id", "redis_stream_group_last_delivered_id"),
+    ("entries-read", "redis_stream_group_entries_read"),
+    ("lag", "redis_stream_group_lag"),
+];
+
+/// The millisecond part of a stream id (`1795576414841-0`), as the exporter reports ids.
+pub fn stream_id_ms(id: &str) -> Option<f64> {
+    id.split('-').next()?.parse().ok()
+}
+
+/// Reads one figure of a key.
+type KeyField = fn(&KeyReading) -> Option<f64>;
+
+pub fn map_keys(reading: &KeysReading, out: &mut Families) {
+    let key_labels =
+        |k: &KeyReading| -> Labels { vec![("db", reading.db.clone()), ("key", k.key.clone())] };
+    let per_key: [(&'static str, KeyField); 3] = [
+        ("redis_key_size", |k| k.size),
+        ("redis_key_memory_usage_bytes", |k| k.memory_bytes),
+        ("redis_key_ttl_seconds", |k| k.ttl_seconds),
+    ];
+    for (name, value) in per_key {
+        for k in &reading.keys {
+            if let Some(v) = value(k) {
+                out.push(name, Kind::Gauge, "", key_labels(k), v);
+            }
+        }
+    }
+    let streams: Vec<(&KeyReading, &StreamReading)> = reading
+        .keys
+        .iter()
+        .filter_map(|k| Some((k, k.stream.as_ref()?)))
+        .collect();
+    let stream_labels =
+        |k: &KeyReading| -> Labels { vec![("db", reading.db.clone()), ("stream", k.key.clone())] };
+    for &(field, name, kind) in STREAM_FIELDS {
+        for (k, s) in &streams {
+            if let Some((_, v)) = s.fields.iter().find(|(f, _)| f == field) {
+                out.push(name, kind, "", stream_labels(k), *v);
+            }
+        }
+    }
+    for &(field, name) in GROUP_FIELDS {
+        for (k, s) in &streams {
+            for g in &s.groups {
+                if let Some((_, v)) = g.fields.iter().find(|(f, _)| f == field) {
+                    let mut labels = stream_labels(k);
+                    labels.push(("group", g.name.clone()));
+                    out.push(name, Kind::Gauge, "", labels, *v);
+                }
+            }
+        }
+    }
+    for (pattern, count) in &reading.counts {
+        out.push(
+            "redis_keys_count",
+            Kind::Gauge,
+            "",
+            vec![("db", reading.db.clone()), ("key", pattern.clone())],
+            *count,
+        );
+    }
+}
+
+/// The outcome of a user's Lua script, as the exporter reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptOutcome {
+    /// The (key, value) pairs the script returned; values that are not
+    /// numbers are left out.
+    Values(Vec<(String, f64)>),
+    Empty,
+    Failed,
+}
+
+/// `redis_script_result{filename}` (1 ok, 0 error, 2 empty) and
+/// `redis_script_values{key,filename}`.
+pub fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
+    let result = match outcome {
+        ScriptOutcome::Values(_) => 1.0,
+        ScriptOutcome::Failed => 0.0,
+        ScriptOutcome::Empty => 2.0,
+    };
+    out.push(
+        "redis_script_result",
+        Kind::Gauge,
+        "",
+        vec![("filename", filename.to_owned())],
+        result,
+    );
+    if let ScriptOutcome::Values(values) = outcome {
+        for (key, value) in values {
+            let labels = vec![("filename", filename.to_owned()), ("key", key.clone())];
+            out.push("redis_script_values", Kind::Gauge, "", labels, *value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_streams_and_counts() {
+        let reading = KeysReading {
+            db: "db0".into(),
+            keys: vec![
+                KeyReading {
+                    key: "queue".into(),
+                    size: Some(3.0),
+                    memory_bytes: Some(120.0),
+                    ttl_seconds: None,
+                    stream: None,
+                },
+                KeyReading {
+                    key: "events".into(),
+                    size: Some(2.0),
+                    memory_bytes: None,
+                    ttl_seconds: Some(60.0),
+                    stream: Some(StreamReading {
+                        fields: vec![("length".into(), 2.0), ("entries-added".into(), 5.0)],
+                        groups: vec![GroupReading {
+                            name: "workers".into(),
+                            fields: vec![("lag".into(), 1.0)],
+                        }],
+                    }),
+                },
+            ],
+            counts: vec![("session:*".into(), 42.0)],
+        };
+        let mut families = Families::new();
+        map_keys(&reading, &mut families);
+        let mut text = String::new();
+        crate::metrics::exposition::write_families(&mut text, &families, &[]);
+        assert!(
+            text.contains("redis_key_size{db=\"db0\",key=\"queue\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis_key_ttl_seconds{db=\"db0\",key=\"events\"} 60\n"),
+            "{text}"
+        );
+        assert!(!text.contains("redis_key_ttl_seconds{db=\"db0\",key=\"queue\"}"));
+        assert!(text.contains("# TYPE redis_stream_entries_added_total counter\nredis_stream_entries_added_total{db=\"db0\",stream=\"events\"} 5\n"), "{text}");
+        assert!(
+            text.contains(
+                "redis_stream_group_lag{db=\"db0\",stream=\"events\",group=\"workers\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis_keys_count{db=\"db0\",key=\"session:*\"} 42\n"),
+            "{text}"
+        );
+        assert_eq!(stream_id_ms("1795576414841-0"), Some(1795576414841.0));
+    }
+}

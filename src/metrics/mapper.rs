@@ -1,0 +1,1025 @@
+//! Turns one reading (parsed INFO plus the few other replies the sampler
+//! collects) into metric families with the community exporter's names,
+//! labels, types and units.
+//!
+//! Pure: no I/O, no clock (the caller passes `now`). Plain fields go through
+//! the table in `table.rs`; this file holds only the fields that carry labels
+//! or need another field to make sense.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use super::table::{self, IDENTITY_FIELDS, INFO_FIELDS};
+use super::{Families, Kind, Labels};
+use crate::redis::info::{Info, number, pair, pairs};
+
+/// Settings read with `CONFIG GET` (absent when CONFIG is disabled, as on
+/// most managed Redis services).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerConfig {
+    pub maxmemory: Option<f64>,
+    pub maxclients: Option<f64>,
+    pub io_threads: Option<f64>,
+    pub repl_backlog_size: Option<f64>,
+    pub databases: Option<u32>,
+    pub client_output_buffer_limit: Option<String>,
+}
+
+/// The `CONFIG GET` parameters the metrics need, one per request: Redis
+/// before 7.0 accepts a single pattern per `CONFIG GET`.
+pub const CONFIG_PARAMS: &[&str] = &[
+    "maxmemory",
+    "maxclients",
+    "io-threads",
+    "repl-backlog-size",
+    "databases",
+    "client-output-buffer-limit",
+];
+
+impl ServerConfig {
+    /// Builds the settings from `CONFIG GET` name/value pairs; unknown names
+    /// and unparsable values are ignored.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut config = ServerConfig::default();
+        for (name, value) in pairs {
+            match name {
+                "maxmemory" => config.maxmemory = value.parse().ok(),
+                "maxclients" => config.maxclients = value.parse().ok(),
+                "io-threads" => config.io_threads = value.parse().ok(),
+                "repl-backlog-size" => config.repl_backlog_size = value.parse().ok(),
+                "databases" => config.databases = value.parse().ok(),
+                "client-output-buffer-limit" => {
+                    config.client_output_buffer_limit = Some(value.to_owned())
+                }
+                _ => {}
+            }
+        }
+        config
+    }
+}
+
+/// What `SLOWLOG LEN` and `SLOWLOG GET 1` reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Slowlog {
+    pub length: f64,
+    pub last_id: f64,
+    pub last_duration_micros: f64,
+}
+
+/// One `LATENCY LATEST` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyEvent {
+    pub event: String,
+    /// Unix time of the latest spike.
+    pub last_timestamp: f64,
+    pub latest_ms: f64,
+}
+
+/// One command of `LATENCY HISTOGRAM` (Redis 7.0+).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandHistogram {
+    pub cmd: String,
+    pub calls: f64,
+    /// (upper bound in µs, cumulative count), ascending.
+    pub buckets: Vec<(f64, f64)>,
+}
+
+/// One master a Sentinel watches: `SENTINEL MASTERS` fields and the
+/// results of CKQUORUM, SENTINELS and SLAVES for it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SentinelMaster {
+    pub name: String,
+    /// `ip:port`.
+    pub address: String,
+    pub quorum: Option<f64>,
+    pub failover_timeout_ms: Option<f64>,
+    pub parallel_syncs: Option<f64>,
+    pub down_after_ms: Option<f64>,
+    pub config_epoch: Option<f64>,
+    pub last_ok_ping_reply_ms: Option<f64>,
+    /// `Ok(message)` or `Err(message)` of SENTINEL CKQUORUM.
+    pub ckquorum: Option<Result<String, String>>,
+    /// Sentinels (this one included) and replicas not flagged down.
+    pub ok_sentinels: Option<f64>,
+    pub ok_slaves: Option<f64>,
+}
+
+/// Replies of commands beyond INFO, CONFIG and SLOWLOG; each is absent when
+/// the server does not have (or allow) the command.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    pub latency: Option<&'a [LatencyEvent]>,
+    pub histograms: Option<&'a [CommandHistogram]>,
+    /// `CLUSTER INFO`, parsed like INFO.
+    pub cluster_info: Option<&'a Info<'a>>,
+    pub sentinel: Option<&'a [SentinelMaster]>,
+    /// `CLIENT LIST` text.
+    pub clients: Option<&'a str>,
+}
+
+/// The replies of one sample, ready to map.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading<'a> {
+    pub info: &'a Info<'a>,
+    pub config: Option<&'a ServerConfig>,
+    pub slowlog: Option<Slowlog>,
+    pub extras: Extras<'a>,
+    /// Unix time in seconds, for `redis_start_time_seconds`.
+    pub now_secs: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MapOptions {
+    /// Export numeric INFO fields the exporter has no name for as
+    /// `redis_<field>` gauges (`instantaneous_ops_per_sec`, `total_forks`, ...).
+    pub unmapped_fields: bool,
+    /// With a CLIENT LIST reply: also the exporter's series per client
+    /// (one `redis_connected_client_*` set per connection; opt-in, as the
+    /// number of series follows the number of clients).
+    pub client_detail: bool,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions {
+            unmapped_fields: true,
+            client_detail: false,
+        }
+    }
+}
+
+/// Most databases reported with zero keys when empty.
+pub const MAX_DATABASES: u32 = 1024;
+
+/// Names the mapper produces itself; an unmapped field must never take one.
+const SPECIAL_NAMES: &[&str] = &[
+    "redis_up",
+    "redis_start_time_seconds",
+    "redis_instance_info",
+    "redis_slave_info",
+    "redis_master_link_up",
+    "redis_master_last_io_seconds_ago",
+    "redis_master_sync_in_progress",
+    "redis_slave_repl_offset",
+    "redis_connected_slave_offset_bytes",
+    "redis_connected_slave_lag_seconds",
+    "redis_db_keys",
+    "redis_db_keys_expiring",
+    "redis_db_avg_ttl_seconds",
+    "redis_db_keys_cached",
+    "redis_commands_total",
+    "redis_commands_duration_seconds_total",
+    "redis_commands_rejected_calls_total",
+    "redis_commands_failed_calls_total",
+    "redis_latency_percentiles_usec",
+    "redis_errors_total",
+    "redis_active_time_io_thread_seconds_total",
+    "redis_config_maxmemory",
+    "redis_config_maxclients",
+    "redis_config_io_threads",
+    "redis_config_repl_backlog_size",
+    "redis_config_client_output_buffer_limit_bytes",
+    "redis_config_client_output_buffer_limit_overcome_seconds",
+    "redis_slowlog_length",
+    "redis_slowlog_last_id",
+    "redis_last_slow_execution_duration_seconds",
+    "redis_latency_spike_last",
+    "redis_latency_spike_duration_seconds",
+    "redis_commands_latencies_usec",
+    "redis_sentinel_master_status",
+    "redis_sentinel_master_slaves",
+    "redis_sentinel_master_sentinels",
+    "redis_sentinel_master_setting_ckquorum",
+    "redis_sentinel_master_setting_failover_timeout",
+    "redis_sentinel_master_setting_parallel_syncs",
+    "redis_sentinel_master_setting_down_after_milliseconds",
+    "redis_sentinel_master_config_epoch",
+    "redis_sentinel_master_last_ok_ping_reply_seconds",
+    "redis_sentinel_master_ckquorum_status",
+    "redis_sentinel_master_ok_sentinels",
+    "redis_sentinel_master_ok_slaves",
+    "redis_clients_by_name",
+    "redis_clients_by_user",
+    "redis_clients_by_flags",
+    "redis_clients_oldest_connection_seconds",
+    "redis_clients_biggest_output_buffer_bytes",
+    "redis_clients_biggest_query_buffer_bytes",
+    "redis_connected_client_info",
+    "redis_connected_client_output_buffer_memory_usage_bytes",
+    "redis_connected_client_total_memory_consumed_bytes",
+    "redis_connected_client_created_at_timestamp",
+    "redis_connected_client_idle_since_timestamp",
+    "redis_connected_client_channel_subscriptions_count",
+    "redis_connected_client_pattern_matching_subscriptions_count",
+    "redis_connected_client_query_buffer_length_bytes",
+    "redis_connected_client_query_buffer_free_space_bytes",
+    "redis_connected_client_output_buffer_length_bytes",
+    "redis_connected_client_output_list_length",
+];
+
+/// Most label values per client summary family; the rest are summed
+/// under `other`, so a server with thousands of distinct client names
+/// cannot blow up the series count.
+pub const MAX_CLIENT_GROUPS: usize = 50;
+
+static RESERVED_NAMES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    INFO_FIELDS
+        .iter()
+        .map(|row| row.1)
+        .chain(SPECIAL_NAMES.iter().copied())
+        .collect()
+});
+
+/// Labels of `redis_instance_info`, with the INFO field each comes from.
+const INSTANCE_INFO_LABELS: &[&str] = &[
+    "maxmemory_policy",
+    "os",
+    "process_id",
+    "redis_build_id",
+    "redis_mode",
+    "redis_version",
+    "role",
+    "run_id",
+    "tcp_port",
+];
+
+/// Labels Valkey adds to `redis_instance_info`, only when its INFO has them.
+const VALKEY_INFO_LABELS: &[&str] = &["valkey_release_stage", "valkey_version"];
+
+/// One `cmdstat_<cmd>` line.
+struct CommandStat<'a> {
+    cmd: &'a str,
+    calls: f64,
+    usec: f64,
+    rejected: Option<f64>,
+    failed: Option<f64>,
+}
+
+/// Replica-side replication fields, gathered during the pass because the
+/// labels (`master_host`, `master_port`) come from other lines.
+#[derive(Default)]
+struct ReplicaSide<'a> {
+    master_host: &'a str,
+    master_port: &'a str,
+    link_status: Option<&'a str>,
+    last_io: Option<f64>,
+    sync_in_progress: Option<f64>,
+    repl_offset: Option<f64>,
+    read_only: &'a str,
+}
+
+/// Maps one reading into `out`. `redis_up` is the caller's: it knows whether
+/// the sample succeeded at all.
+pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Families) {
+    let info = reading.info;
+    let mut keyspace: Vec<(u32, &str)> = Vec::new();
+    let mut cmdstats: Vec<CommandStat<'_>> = Vec::new();
+    let mut latencies: Vec<(&str, &str)> = Vec::new();
+    let mut replicas: Vec<&str> = Vec::new();
+    let mut replica_side = ReplicaSide::default();
+    let mut role = "";
+    let mut cluster_enabled = false;
+    let mut sentinel_masters: Vec<&str> = Vec::new();
+
+    for field in info.fields() {
+        let (key, value) = (field.key, field.value);
+        if let Some(db) = db_index(key) {
+            keyspace.push((db, value));
+        } else if let Some(cmd) = key.strip_prefix("cmdstat_") {
+            cmdstats.push(CommandStat {
+                cmd,
+                calls: pair(value, "calls").and_then(number).unwrap_or(0.0),
+                usec: pair(value, "usec").and_then(number).unwrap_or(0.0),
+                rejected: pair(value, "rejected_calls").and_then(number),
+                failed: pair(value, "failed_calls").and_then(number),
+            });
+        } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
+            latencies.push((cmd, value));
+        } else if let Some(err) = key.strip_prefix("errorstat_") {
+            if let Some(count) = pair(value, "count").and_then(number) {
+                out.push(
+                    "redis_errors_total",
+                    Kind::Counter,
+                    "",
+                    vec![("err", err.to_owned())],
+                    count,
+                );
+            }
+        } else if is_numbered(key, "slave") {
+            replicas.push(value);
+        } else if let Some(thread) = key.strip_prefix("used_active_time_io_thread_") {
+            if let Some(v) = number(value) {
+                out.push(
+                    "redis_active_time_io_thread_seconds_total",
+                    Kind::Counter,
+                    "",
+                    vec![("thread", thread.to_owned())],
+                    v,
+                );
+            }
+        } else if field.section.eq_ignore_ascii_case("sentinel") && is_numbered(key, "master") {
+            sentinel_masters.push(value);
+        } else if key.starts_with("sentinel_") {
+            // The exporter names every sentinel_* field after itself.
+            if let Some(v) = number(value) {
+                out.plain(format!("redis_{}", sanitize(key)), Kind::Gauge, v);
+            }
+        } else {
+            match key {
+                "role" => role = value,
+                "master_host" => replica_side.master_host = value,
+                "master_port" => replica_side.master_port = value,
+                "master_link_status" => replica_side.link_status = Some(value),
+                "master_last_io_seconds_ago" => replica_side.last_io = number(value),
+                "master_sync_in_progress" => replica_side.sync_in_progress = number(value),
+                "slave_repl_offset" => replica_side.repl_offset = number(value),
+                "slave_read_only" | "replica_read_only" => replica_side.read_only = value,
+                "cluster_enabled" => {
+                    cluster_enabled = value == "1";
+                    generic(key, value, options, out);
+                }
+                "uptime_in_seconds" => {
+                    if let Some(uptime) = number(value) {
+                        out.plain(
+                            "redis_start_time_seconds",
+                            Kind::Gauge,
+                            reading.now_secs.floor() - uptime,
+                        );
+                    }
+                    generic(key, value, options, out);
+                }
+                _ => generic(key, value, options, out),
+            }
+        }
+    }
+
+    instance_info(info, out);
+    if role == "slave" {
+        replica_metrics(&replica_side, out);
+    }
+    connected_replicas(&replicas, out);
+    let databases = if cluster_enabled {
+        1
+    } else {
+        // A server may claim any number; past a sane bound the zero series
+        // would only cost memory (Redis' own default is 16).
+        reading
+            .config
+            .and_then(|c| c.databases)
+            .unwrap_or(16)
+            .min(MAX_DATABASES)
+    };
+    keyspace_metrics(&mut keyspace, databases, out);
+    command_metrics(&cmdstats, out);
+    latency_summaries(&latencies, &cmdstats, out);
+    if let Some(config) = reading.config {
+        config_metrics(config, out);
+    }
+    sentinel_metrics(&sentinel_masters, out);
+    if let Some(events) = reading.extras.latency {
+        latency_events(events, out);
+    }
+    if let Some(histograms) = reading.extras.histograms {
+        latency_histograms(histograms, &cmdstats, out);
+    }
+    if let Some(clients) = reading.extras.clients {
+        client_summary(clients, out);
+        if options.client_detail {
+            client_detail(clients, reading.now_secs, out);
+        }
+    }
+    if let Some(masters) = reading.extras.sentinel {
+        sentinel_details(masters, out);
+    }
+    if let Some(cluster) = reading.extras.cluster_info {
+        for field in cluster.fields() {
+            // The exporter keeps only the cluster_* fields of CLUSTER INFO.
+            if field.key.starts_with("cluster_") && field.key != "cluster_enabled" {
+                generic(field.key, field.value, options, out);
+            }
+        }
+    }
+    if let Some(slowlog) = reading.slowlog {
+        out.plain("redis_slowlog_length", Kind::Gauge, slowlog.length);
+        out.plain("redis_slowlog_last_id", Kind::Gauge, slowlog.last_id);
+        out.plain(
+            "redis_last_slow_execution_duration_seconds",
+            Kind::Gauge,
+            slowlog.last_duration_micros / 1e6,
+        );
+    }
+}
+
+/// A field with no labels: the table, the exporter's `cluster_` prefix rule,
+/// or (when enabled) a gauge named after the field.
+fn generic(key: &str, value: &str, options: MapOptions, out: &mut Families) {
+    let Some(v) = number(value) else { return };
+    if let Some(&(_, name, kind, scale)) = table::lookup(key) {
+        out.plain(name, kind, scale.apply(v));
+    } else if key.starts_with("cluster_") {
+        out.plain(format!("redis_{}", sanitize(key)), Kind::Gauge, v);
+    } else if options.unmapped_fields && !IDENTITY_FIELDS.contains(&key) {
+        let name = format!("redis_{}", sanitize(key));
+        if !RESERVED_NAMES.contains(name.as_str()) {
+            out.plain(name, Kind::Gauge, v);
+        }
+    }
+}
+
+fn instance_info(info: &Info<'_>, out: &mut Families) {
+    let mut labels: Labels = INSTANCE_INFO_LABELS
+        .iter()
+        .map(|&name| (name, info.get(name).unwrap_or("").to_owned()))
+        .collect();
+    for &name in VALKEY_INFO_LABELS {
+        if let Some(value) = info.get(name) {
+            labels.push((name, value.to_owned()));
+        }
+    }
+    labels.sort_by_key(|(name, _)| *name);
+    out.push("redis_instance_info", Kind::Gauge, "", labels, 1.0);
+}
+
+fn replica_metrics(side: &ReplicaSide<'_>, out: &mut Families) {
+    let master = || -> Labels {
+        vec![
+            ("master_host", side.master_host.to_owned()),
+            ("master_port", side.master_port.to_owned()),
+        ]
+    };
+    let mut info_labels = master();
+    info_labels.push(("read_only", side.read_only.to_owned()));
+    out.push("redis_slave_info", Kind::Gauge, "", info_labels, 1.0);
+    if let Some(status) = side.link_status {
+        let up = if status == "up" { 1.0 } else { 0.0 };
+        out.push("redis_master_link_up", Kind::Gauge, "", master(), up);
+    }
+    let rest = [
+        ("redis_master_last_io_seconds_ago", side.last_io),
+        ("redis_master_sync_in_progress", side.sync_in_progress),
+        ("redis_slave_repl_offset", side.repl_offset),
+    ];
+    for (name, value) in rest {
+        if let Some(v) = value {
+            out.push(name, Kind::Gauge, "", master(), v);
+        }
+    }
+}
+
+/// `slaveN:ip=..,port=..,state=..,offset=..,lag=..` lines of a primary.
+fn connected_replicas(lines: &[&str], out: &mut Families) {
+    let labels = |line: &str| -> Labels {
+        vec![
+            ("slave_ip", pair(line, "ip").unwrap_or("").to_owned()),
+            ("slave_port", pair(line, "port").unwrap_or("").to_owned()),
+            ("slave_state", pair(line, "state").unwrap_or("").to_owned()),
+        ]
+    };
+    for line in lines {
+        if let Some(offset) = pair(line, "offset").and_then(number) {
+            out.push(
+                "redis_connected_slave_offset_bytes",
+                Kind::Gauge,
+                "",
+                labels(line),
+                offset,
+            );
+        }
+    }
+    for line in lines {
+        // Absent before Redis 3.0; the exporter then omits the series.
+        if let Some(lag) = pair(line, "lag").and_then(number) {
+            out.push(
+                "redis_connected_slave_lag_seconds",
+                Kind::Gauge,
+                "",
+                labels(line),
+                lag,
+            );
+        }
+    }
+}
+
+/// `dbN` lines, plus zeros for every empty database below `databases`, as
+/// the exporter reports them (dashboards sum over `db`).
+fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut Families) {
+    for db in 0..databases {
+        if !keyspace.iter().any(|(d, _)| *d == db) {
+            keyspace.push((db, ""));
+        }
+    }
+    keyspace.sort_by_key(|(db, _)| *db);
+    let db_label = |db: u32| -> Labels { vec![("db", format!("db{db}"))] };
+    for &(db, value) in keyspace.iter() {
+        let keys = pair(value, "keys").and_then(number).unwrap_or(0.0);
+        out.push("redis_db_keys", Kind::Gauge, "", db_label(db), keys);
+    }
+    for &(db, value) in keyspace.iter() {
+        let expires = pair(value, "expires").and_then(number).unwrap_or(0.0);
+        out.push(
+            "redis_db_keys_expiring",
+            Kind::Gauge,
+            "",
+            db_label(db),
+            expires,
+        );
+    }
+    for &(db, value) in keyspace.iter() {
+        if let Some(ttl) = pair(value, "avg_ttl").and_then(number) {
+            out.push(
+                "redis_db_avg_ttl_seconds",
+                Kind::Gauge,
+                "",
+                db_label(db),
+                ttl / 1000.0,
+            );
+        }
+    }
+    for &(db, value) in keyspace.iter() {
+        // KeyDB only. The exporter takes the fourth field whatever its name,
+        // which on Redis 7.4+ is `subexpiry`; only the real field is used here.
+        if let Some(cached) = pair(value, "cached_keys").and_then(number) {
+            out.push(
+                "redis_db_keys_cached",
+                Kind::Gauge,
+                "",
+                db_label(db),
+                cached,
+            );
+        }
+    }
+}
+
+fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
+    let cmd = |s: &CommandStat<'_>| -> Labels { vec![("cmd", s.cmd.to_owned())] };
+    for s in stats {
+        out.push("redis_commands_total", Kind::Counter, "", cmd(s), s.calls);
+    }
+    for s in stats {
+        out.push(
+            "redis_commands_duration_seconds_total",
+            Kind::Counter,
+            "",
+            cmd(s),
+            s.usec / 1e6,
+        );
+    }
+    for s in stats {
+        if let Some(v) = s.rejected {
+            out.push(
+                "redis_commands_rejected_calls_total",
+                Kind::Counter,
+                "",
+                cmd(s),
+                v,
+            );
+        }
+    }
+    for s in stats {
+        if let Some(v) = s.failed {
+            out.push(
+                "redis_commands_failed_calls_total",
+                Kind::Counter,
+                "",
+                cmd(s),
+                v,
+            );
+        }
+    }
+}
+
+/// `latency_percentiles_usec_<cmd>:p50=..,p99=..,p99.9=..` as a summary.
+/// Quantile labels keep the exporter's spelling ("50", "99", "99.9"), and
+/// `_count`/`_sum` come from the command's `cmdstat` line (calls, usec).
+fn latency_summaries(latencies: &[(&str, &str)], stats: &[CommandStat<'_>], out: &mut Families) {
+    const NAME: &str = "redis_latency_percentiles_usec";
+    for &(cmd, value) in latencies {
+        for (quantile, v) in pairs(value) {
+            let (Some(q), Some(v)) = (quantile.strip_prefix('p'), number(v)) else {
+                continue;
+            };
+            let labels = vec![("cmd", cmd.to_owned()), ("quantile", q.to_owned())];
+            out.push(NAME, Kind::Summary, "", labels, v);
+        }
+        let stat = stats.iter().find(|s| s.cmd == cmd);
+        let (calls, usec) = stat.map_or((0.0, 0.0), |s| (s.calls, s.usec));
+        out.push(
+            NAME,
+            Kind::Summary,
+            "_sum",
+            vec![("cmd", cmd.to_owned())],
+            usec,
+        );
+        out.push(
+            NAME,
+            Kind::Summary,
+            "_count",
+            vec![("cmd", cmd.to_owned())],
+            calls,
+        );
+    }
+}
+
+/// Sentinel's `masterN:name=..,status=..,address=..,slaves=..,sentinels=..` lines.
+fn sentinel_metrics(masters: &[&str], out: &mut Families) {
+    let labels = |line: &str| -> Labels {
+        vec![
+            (
+                "master_address",
+                pair(line, "address").unwrap_or("").to_owned(),
+            ),
+            ("master_name", pair(line, "name").unwrap_or("").to_owned()),
+        ]
+    };
+    for line in masters {
+        let status = pair(line, "status").unwrap_or("");
+        let mut with_status = labels(line);
+        with_status.push(("master_status", status.to_owned()));
+        let ok = if status == "ok" { 1.0 } else { 0.0 };
+        out.push(
+            "redis_sentinel_master_status",
+            Kind::Gauge,
+            "",
+            with_status,
+            ok,
+        );
+    }
+    for (name, field) in [
+        ("redis_sentinel_master_slaves", "slaves"),
+        ("redis_sentinel_master_sentinels", "sentinels"),
+    ] {
+        for line in masters {
+            if let Some(v) = pair(line, field).and_then(number) {
+                out.push(name, Kind::Gauge, "", labels(line), v);
+            }
+        }
+    }
+}
+
+/// `CLIENT LIST` summarised: clients by name, user and flags (at most
+/// `MAX_CLIENT_GROUPS` values each), the oldest connection, the biggest
+/// output and query buffers.
+fn client_summary(text: &str, out: &mut Families) {
+    let mut by: [Vec<(String, f64)>; 3] = Default::default();
+    let (mut oldest, mut omem, mut qbuf) = (0.0f64, 0.0f64, 0.0f64);
+    for line in text.lines() {
+        let field = |name: &str| {
+            line.split(' ').find_map(|kv| {
+                kv.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('='))
+            })
+        };
+        if field("id").is_none() {
+            continue;
+        }
+        for (i, name) in ["name", "user", "flags"].iter().enumerate() {
+            let value = field(name).unwrap_or("");
+            match by[i].iter_mut().find(|(v, _)| v == value) {
+                Some(slot) => slot.1 += 1.0,
+                None => by[i].push((value.to_owned(), 1.0)),
+            }
+        }
+        let num = |name: &str| {
+            field(name)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        oldest = oldest.max(num("age"));
+        omem = omem.max(num("omem"));
+        qbuf = qbuf.max(num("qbuf"));
+    }
+    let names = [
+        ("redis_clients_by_name", "name"),
+        ("redis_clients_by_user", "user"),
+        ("redis_clients_by_flags", "flags"),
+    ];
+    for (mut groups, (metric, label)) in by.into_iter().zip(names) {
+        groups.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if groups.len() > MAX_CLIENT_GROUPS {
+            let rest: f64 = groups.drain(MAX_CLIENT_GROUPS - 1..).map(|(_, n)| n).sum();
+            groups.push(("other".to_owned(), rest));
+        }
+        for (value, count) in groups {
+            out.push(metric, Kind::Gauge, "", vec![(label, value)], count);
+        }
+    }
+    out.plain(
+        "redis_clients_oldest_connection_seconds",
+        Kind::Gauge,
+        oldest,
+    );
+    out.plain(
+        "redis_clients_biggest_output_buffer_bytes",
+        Kind::Gauge,
+        omem,
+    );
+    out.plain(
+        "redis_clients_biggest_query_buffer_bytes",
+        Kind::Gauge,
+        qbuf,
+    );
+}
+
+/// The exporter's per-client series: `redis_connected_client_info{id,name,
+/// flags,db,host,user}` and, per `{id,name}`, buffers, memory, age, idle
+/// time and subscriptions.
+fn client_detail(text: &str, now_secs: f64, out: &mut Families) {
+    let clients: Vec<Vec<(&str, &str)>> = text
+        .lines()
+        .map(|line| {
+            line.split(' ')
+                .filter_map(|kv| kv.split_once('='))
+                .collect::<Vec<_>>()
+        })
+        .filter(|fields| fields.iter().any(|(k, _)| *k == "id"))
+        .collect();
+    fn get<'t>(c: &[(&str, &'t str)], k: &str) -> &'t str {
+        c.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or("")
+    }
+    for c in &clients {
+        let addr = get(c, "addr");
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let labels = vec![
+            ("db", get(c, "db").to_owned()),
+            ("flags", get(c, "flags").to_owned()),
+            ("host", host.to_owned()),
+            ("id", get(c, "id").to_owned()),
+            ("name", get(c, "name").to_owned()),
+            ("user", get(c, "user").to_owned()),
+        ];
+        out.push("redis_connected_client_info", Kind::Gauge, "", labels, 1.0);
+    }
+    let per_client: [(&'static str, &str, ClientScale); 10] = [
+        (
+            "redis_connected_client_output_buffer_memory_usage_bytes",
+            "omem",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_total_memory_consumed_bytes",
+            "tot-mem",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_created_at_timestamp",
+            "age",
+            ClientScale::SecondsAgo,
+        ),
+        (
+            "redis_connected_client_idle_since_timestamp",
+            "idle",
+            ClientScale::SecondsAgo,
+        ),
+        (
+            "redis_connected_client_channel_subscriptions_count",
+            "sub",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_pattern_matching_subscriptions_count",
+            "psub",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_query_buffer_length_bytes",
+            "qbuf",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_query_buffer_free_space_bytes",
+            "qbuf-free",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_output_buffer_length_bytes",
+            "obl",
+            ClientScale::Same,
+        ),
+        (
+            "redis_connected_client_output_list_length",
+            "oll",
+            ClientScale::Same,
+        ),
+    ];
+    for (name, field, scale) in per_client {
+        for c in &clients {
+            let Some(v) = number(get(c, field)) else {
+                continue;
+            };
+            let value = match scale {
+                ClientScale::Same => v,
+                ClientScale::SecondsAgo => now_secs.floor() - v,
+            };
+            let labels = vec![
+                ("id", get(c, "id").to_owned()),
+                ("name", get(c, "name").to_owned()),
+            ];
+            out.push(name, Kind::Gauge, "", labels, value);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ClientScale {
+    Same,
+    /// A duration in seconds turned into the Unix time it started.
+    SecondsAgo,
+}
+
+/// Reads one figure of a watched master.
+type MasterField = fn(&SentinelMaster) -> Option<f64>;
+
+/// SENTINEL MASTERS settings and the health of each master's quorum,
+/// sentinels and replicas, with the exporter's names and units.
+fn sentinel_details(masters: &[SentinelMaster], out: &mut Families) {
+    let labels = |m: &SentinelMaster| -> Labels {
+        vec![
+            ("master_address", m.address.clone()),
+            ("master_name", m.name.clone()),
+        ]
+    };
+    let series: [(&'static str, MasterField); 8] = [
+        ("redis_sentinel_master_setting_ckquorum", |m| m.quorum),
+        ("redis_sentinel_master_setting_failover_timeout", |m| {
+            m.failover_timeout_ms
+        }),
+        ("redis_sentinel_master_setting_parallel_syncs", |m| {
+            m.parallel_syncs
+        }),
+        (
+            "redis_sentinel_master_setting_down_after_milliseconds",
+            |m| m.down_after_ms,
+        ),
+        ("redis_sentinel_master_config_epoch", |m| m.config_epoch),
+        ("redis_sentinel_master_last_ok_ping_reply_seconds", |m| {
+            m.last_ok_ping_reply_ms.map(|ms| ms / 1000.0)
+        }),
+        ("redis_sentinel_master_ok_sentinels", |m| m.ok_sentinels),
+        ("redis_sentinel_master_ok_slaves", |m| m.ok_slaves),
+    ];
+    for (name, value) in series {
+        for m in masters {
+            if let Some(v) = value(m) {
+                out.push(name, Kind::Gauge, "", labels(m), v);
+            }
+        }
+    }
+    for m in masters {
+        let (ok, message) = match &m.ckquorum {
+            Some(Ok(message)) => (1.0, message.clone()),
+            Some(Err(message)) => (0.0, message.clone()),
+            None => continue,
+        };
+        let labels = vec![("master_name", m.name.clone()), ("message", message)];
+        out.push(
+            "redis_sentinel_master_ckquorum_status",
+            Kind::Gauge,
+            "",
+            labels,
+            ok,
+        );
+    }
+}
+
+/// `LATENCY LATEST`: when each event last spiked and how long it took.
+fn latency_events(events: &[LatencyEvent], out: &mut Families) {
+    let event = |e: &LatencyEvent| -> Labels { vec![("event_name", e.event.clone())] };
+    for e in events {
+        out.push(
+            "redis_latency_spike_last",
+            Kind::Gauge,
+            "",
+            event(e),
+            e.last_timestamp,
+        );
+    }
+    for e in events {
+        out.push(
+            "redis_latency_spike_duration_seconds",
+            Kind::Gauge,
+            "",
+            event(e),
+            e.latest_ms / 1000.0,
+        );
+    }
+}
+
+/// `LATENCY HISTOGRAM` as Prometheus histograms in µs, `_sum` from the
+/// command's `cmdstat` usec (subcommands included), as the exporter does.
+fn latency_histograms(
+    histograms: &[CommandHistogram],
+    stats: &[CommandStat<'_>],
+    out: &mut Families,
+) {
+    const NAME: &str = "redis_commands_latencies_usec";
+    for h in histograms {
+        for &(le, count) in &h.buckets {
+            let mut bound = String::new();
+            super::exposition::write_value(&mut bound, le);
+            let labels = vec![("cmd", h.cmd.clone()), ("le", bound)];
+            out.push(NAME, Kind::Histogram, "_bucket", labels, count);
+        }
+        let labels = vec![("cmd", h.cmd.clone()), ("le", "+Inf".to_owned())];
+        out.push(NAME, Kind::Histogram, "_bucket", labels, h.calls);
+        let usec: f64 = stats
+            .iter()
+            .filter(|s| {
+                s.cmd == h.cmd
+                    || s.cmd
+                        .strip_prefix(h.cmd.as_str())
+                        .is_some_and(|rest| rest.starts_with('|'))
+            })
+            .map(|s| s.usec)
+            .sum();
+        out.push(
+            NAME,
+            Kind::Histogram,
+            "_sum",
+            vec![("cmd", h.cmd.clone())],
+            usec,
+        );
+        out.push(
+            NAME,
+            Kind::Histogram,
+            "_count",
+            vec![("cmd", h.cmd.clone())],
+            h.calls,
+        );
+    }
+}
+
+fn config_metrics(config: &ServerConfig, out: &mut Families) {
+    let plain = [
+        ("redis_config_maxmemory", config.maxmemory),
+        ("redis_config_maxclients", config.maxclients),
+        ("redis_config_io_threads", config.io_threads),
+        ("redis_config_repl_backlog_size", config.repl_backlog_size),
+    ];
+    for (name, value) in plain {
+        if let Some(v) = value {
+            out.plain(name, Kind::Gauge, v);
+        }
+    }
+    let Some(limits) = config.client_output_buffer_limit.as_deref() else {
+        return;
+    };
+    // "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60":
+    // class, hard bytes, soft bytes, soft seconds.
+    let words: Vec<&str> = limits.split_whitespace().collect();
+    let classes: Vec<&[&str]> = words.chunks_exact(4).collect();
+    for class in &classes {
+        for (limit, raw) in [("hard", class[1]), ("soft", class[2])] {
+            if let Ok(bytes) = raw.parse::<f64>() {
+                let labels = vec![("class", class[0].to_owned()), ("limit", limit.to_owned())];
+                out.push(
+                    "redis_config_client_output_buffer_limit_bytes",
+                    Kind::Gauge,
+                    "",
+                    labels,
+                    bytes,
+                );
+            }
+        }
+    }
+    for class in &classes {
+        if let Ok(seconds) = class[3].parse::<f64>() {
+            let labels = vec![("class", class[0].to_owned()), ("limit", "soft".to_owned())];
+            out.push(
+                "redis_config_client_output_buffer_limit_overcome_seconds",
+                Kind::Gauge,
+                "",
+                labels,
+                seconds,
+            );
+        }
+    }
+}
+
+/// `db12` → 12; anything else (e.g. `dbfilename`) is not a keyspace line.
+fn db_index(key: &str) -> Option<u32> {
+    key.strip_prefix("db")
+        .filter(|rest| !rest.is_empty())
+        .and_then(|rest| rest.parse().ok())
+}
+
+/// `slave0`, `master12`: the prefix followed by digits only.
+fn is_numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Replaces characters a metric name may not contain with `_`.
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

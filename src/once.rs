@@ -1,0 +1,147 @@
+//! `redpush once`: sample every target one time, then print the exposition
+//! text, or push it once (remote write, Pushgateway) and exit. For cron and
+//! batch jobs, and for looking at what the agent would export.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::metrics::Families;
+use crate::metrics::exposition::{write_families, write_targets};
+use crate::pushgateway::Pushgateway;
+use crate::queue::{Queued, Record};
+use crate::remote_write::encode::{encode, flatten};
+use crate::remote_write::sender::{Delivery, Sender};
+use crate::self_metrics::SelfMetrics;
+use crate::target::{Target, TargetReading};
+
+/// Exit codes of `redpush once`, documented in README.md.
+pub const EXIT_NO_TARGET: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_PUSH_FAILED: u8 = 3;
+
+pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let readings = read_all(&settings).await;
+    let mut answered = 0;
+    for sampled in &readings {
+        match &sampled.reading.error {
+            None => answered += 1,
+            Some(e) => eprintln!("redpush: {}: {e}", sampled.instance),
+        }
+    }
+    if answered == 0 {
+        eprintln!("redpush: no target answered");
+        return Ok(ExitCode::from(EXIT_NO_TARGET));
+    }
+
+    if settings.remote_write.is_none() && settings.pushgateway.is_none() {
+        print!("{}", exposition(&readings));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ok = true;
+    if let Some(rw) = &settings.remote_write {
+        let mut batch = Vec::new();
+        for (seq, sampled) in readings.iter().enumerate() {
+            let mut series = Vec::new();
+            flatten(&sampled.reading.families, &sampled.base_labels, &mut series);
+            batch.push(Queued {
+                seq: seq as u64,
+                record: Arc::new(Record {
+                    timestamp_ms: sampled.reading.timestamp_ms,
+                    series,
+                }),
+            });
+        }
+        let encoded = encode(&batch);
+        let sender =
+            Sender::new(rw.clone(), Arc::new(SelfMetrics::default())).context("remote_write")?;
+        // Retries run for at most one request timeout in all; a batch job
+        // must end.
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let timeout = rw.timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = stop_tx.send(true);
+        });
+        match sender
+            .deliver(encoded.body, encoded.samples, &mut stop_rx)
+            .await
+        {
+            Delivery::Accepted => {}
+            Delivery::Rejected => {
+                eprintln!("redpush: the remote-write receiver rejected the samples");
+                ok = false;
+            }
+            Delivery::Abandoned => {
+                eprintln!(
+                    "redpush: the remote-write receiver did not accept the samples within {timeout:?}"
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(pg) = &settings.pushgateway {
+        let pushgateway = Pushgateway::new(pg.clone()).context("pushgateway")?;
+        for sampled in &readings {
+            let mut body = String::new();
+            write_families(&mut body, &sampled.reading.families, &[]);
+            if let Err(e) = pushgateway.put(&sampled.instance, body).await {
+                eprintln!("redpush: {}: {e}", sampled.instance);
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PUSH_FAILED)
+    })
+}
+
+/// Samples all targets at once; results in configuration order.
+/// One target's reading with what is needed to label it.
+struct Sampled {
+    instance: String,
+    base_labels: Vec<(String, String)>,
+    reading: TargetReading,
+}
+
+async fn read_all(settings: &Settings) -> Vec<Sampled> {
+    let mut tasks = Vec::new();
+    for t in &settings.targets {
+        let mut target = Target::new(settings, t.clone());
+        let interval = settings.intervals.interval;
+        tasks.push(tokio::spawn(async move {
+            let reading = target.read(interval).await;
+            Sampled {
+                instance: target.instance().to_owned(),
+                base_labels: target.base_labels().to_vec(),
+                reading,
+            }
+        }));
+    }
+    let mut readings = Vec::new();
+    for task in tasks {
+        if let Ok(sampled) = task.await {
+            readings.push(sampled);
+        }
+    }
+    readings
+}
+
+fn exposition(readings: &[Sampled]) -> String {
+    let mut out = String::new();
+    if let [only] = readings {
+        write_families(&mut out, &only.reading.families, &[]);
+    } else {
+        let targets: Vec<(&str, &Families)> = readings
+            .iter()
+            .map(|s| (s.instance.as_str(), &s.reading.families))
+            .collect();
+        write_targets(&mut out, &targets);
+    }
+    out
+}

@@ -1,0 +1,162 @@
+//! Pushgateway client: `PUT /metrics/job/<job>/instance/<instance>` with the
+//! text exposition format (no timestamps: the Pushgateway refuses them).
+//! PUT replaces the whole group, so a push never leaves stale series behind.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::config::PushgatewaySettings;
+use crate::http_client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("Pushgateway request failed: {0}")]
+    Request(String),
+    #[error("Pushgateway answered {status}: {message}")]
+    Status { status: u16, message: String },
+}
+
+/// One path segment pair. A value that is empty or holds characters that
+/// do not belong in a URL path is written base64url-encoded with the
+/// Pushgateway's `@base64` suffix (an empty value as `=`).
+pub fn segment(name: &str, value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if plain {
+        format!("{name}/{value}")
+    } else if value.is_empty() {
+        format!("{name}@base64/=")
+    } else {
+        format!("{name}@base64/{}", URL_SAFE_NO_PAD.encode(value))
+    }
+}
+
+/// The group URL for `job`, `instance` and extra grouping labels under the
+/// Pushgateway at `base`.
+pub fn group_url(base: &str, job: &str, instance: &str, grouping: &[(String, String)]) -> String {
+    let mut url = format!(
+        "{}/metrics/{}/{}",
+        base.trim_end_matches('/'),
+        segment("job", job),
+        segment("instance", instance)
+    );
+    for (name, value) in grouping {
+        url.push('/');
+        url.push_str(&segment(name, value));
+    }
+    url
+}
+
+/// A Pushgateway client for one configuration: groups, auth, timeouts.
+pub struct Pushgateway {
+    client: reqwest::Client,
+    settings: PushgatewaySettings,
+}
+
+impl Pushgateway {
+    pub fn new(settings: PushgatewaySettings) -> Result<Self, PushError> {
+        let client =
+            http_client::build(settings.timeout, settings.tls.as_ref(), Default::default())
+                .map_err(|e| PushError::Request(e.to_string()))?;
+        Ok(Pushgateway { client, settings })
+    }
+
+    pub fn settings(&self) -> &PushgatewaySettings {
+        &self.settings
+    }
+
+    fn url(&self, instance: &str) -> String {
+        group_url(
+            &self.settings.url,
+            &self.settings.job,
+            instance,
+            &self.settings.grouping,
+        )
+    }
+
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, PushError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| PushError::Request(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut request = request;
+        if let Some((user, file)) = &self.settings.basic_auth {
+            request = request.basic_auth(user, Some(read(file)?));
+        }
+        if let Some(file) = &self.settings.bearer_token_file {
+            request = request.bearer_auth(read(file)?);
+        }
+        Ok(request)
+    }
+
+    /// Replaces the group of `instance` with `body` (text exposition format).
+    pub async fn put(&self, instance: &str, body: String) -> Result<(), PushError> {
+        let request = self
+            .client
+            .put(self.url(instance))
+            .header("Content-Type", crate::metrics::exposition::CONTENT_TYPE)
+            .body(body);
+        check(self.authorize(request)?.send().await).await
+    }
+
+    /// Deletes the group of `instance`.
+    pub async fn delete(&self, instance: &str) -> Result<(), PushError> {
+        let request = self.client.delete(self.url(instance));
+        check(self.authorize(request)?.send().await).await
+    }
+}
+
+async fn check(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), PushError> {
+    let response = sent.map_err(|e| PushError::Request(e.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = response.text().await.unwrap_or_default();
+    Err(PushError::Status {
+        status: status.as_u16(),
+        message: message
+            .chars()
+            .take(1024)
+            .collect::<String>()
+            .trim()
+            .to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_encoded_segments() {
+        assert_eq!(
+            segment("instance", "10.0.0.1:6379"),
+            "instance/10.0.0.1:6379"
+        );
+        assert_eq!(segment("instance", ""), "instance@base64/=");
+        assert_eq!(
+            segment("instance", "/run/redis.sock"),
+            "instance@base64/L3J1bi9yZWRpcy5zb2Nr"
+        );
+        assert_eq!(
+            group_url("http://pg:9091/", "redis", "[::1]:6379", &[]),
+            "http://pg:9091/metrics/job/redis/instance@base64/Wzo6MV06NjM3OQ"
+        );
+        assert_eq!(
+            group_url(
+                "http://pg:9091",
+                "redis",
+                "h:1",
+                &[("dc".into(), "eu west".into())]
+            ),
+            "http://pg:9091/metrics/job/redis/instance/h:1/dc@base64/ZXUgd2VzdA"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The INFO reply parser: text in, `(section, key, value)` triples out.
+//!
+//! Pure and allocation-free apart from the one `Vec` of fields: every string
+//! borrows from the reply. It accepts what Redis 6.0 to 7.x and Valkey print
+//! (LF or CRLF line ends, `# Section` headers, `key:value` lines) and skips
+//! anything else, so a hostile or truncated reply yields fewer fields, never
+//! a panic.
+
+/// One `key:value` line and the section it appeared under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// Section name as printed (`Server`, `Keyspace`, ...), empty before the first header.
+    pub section: &'a str,
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+/// A parsed INFO reply.
+#[derive(Clone, Debug, Default)]
+pub struct Info<'a> {
+    fields: Vec<Field<'a>>,
+}
+
+impl<'a> Info<'a> {
+    pub fn parse(text: &'a str) -> Self {
+        let mut fields = Vec::with_capacity(text.len() / 24);
+        let mut section = "";
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if let Some(header) = line.strip_prefix('#') {
+                section = header.trim();
+                continue;
+            }
+            // Keys never contain ':'; values may (`os`, `executable`, IPv6 replica addresses).
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            if key.is_empty() {
+                continue;
+            }
+            fields.push(Field {
+                section,
+                key,
+                value,
+            });
+        }
+        Info { fields }
+    }
+
+    pub fn fields(&self) -> &[Field<'a>] {
+        &self.fields
+    }
+
+    /// The first value of `key` in any section.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.fields.iter().find(|f| f.key == key).map(|f| f.value)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// Splits a structured value such as `keys=1,expires=0,avg_ttl=0` into
+/// `(name, value)` pairs. Parts without `=` are skipped.
+pub fn pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    value.split(',').filter_map(|part| part.split_once('='))
+}
+
+/// The value of `name` within a structured value.
+pub fn pair<'v>(value: &'v str, name: &str) -> Option<&'v str> {
+    pairs(value).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Reads an INFO value as a number the way the community exporter does:
+/// `ok`/`true` are 1, `err`/`fail`/`false` are 0, anything else must parse as
+/// a float. Values such as `97.42%` or `jemalloc-5.3.0` are not numbers.
+pub fn number(value: &str) -> Option<f64> {
+    match value {
+        "ok" | "true" => Some(1.0),
+        "err" | "fail" | "false" => Some(0.0),
+        _ => value.parse::<f64>().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_keys_and_values() {
+        let info = Info::parse(
+            "# Server\r\nredis_version:7.0.15\r\nos:Linux 6.1 x86_64\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=10\r\n",
+        );
+        let fields = info.fields();
+        assert_eq!(fields.len(), 3);
+        assert_eq!(
+            fields[0],
+            Field {
+                section: "Server",
+                key: "redis_version",
+                value: "7.0.15"
+            }
+        );
+        assert_eq!(fields[1].value, "Linux 6.1 x86_64");
+        assert_eq!(fields[2].section, "Keyspace");
+        assert_eq!(pair(fields[2].value, "expires"), Some("1"));
+        assert_eq!(pair(fields[2].value, "missing"), None);
+    }
+
+    #[test]
+    fn lf_and_crlf_give_the_same_fields() {
+        let lf = "# Stats\nkeyspace_hits:5\nkeyspace_misses:2\n";
+        let crlf = lf.replace('\n', "\r\n");
+        assert_eq!(Info::parse(lf).fields(), Info::parse(&crlf).fields());
+    }
+
+    #[test]
+    fn values_keep_their_colons() {
+        let info = Info::parse("slave0:ip=::1,port=7002,state=online,offset=1,lag=0\n");
+        assert_eq!(pair(info.fields()[0].value, "ip"), Some("::1"));
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped() {
+        let info = Info::parse("no colon here\n:empty key\n\u{0}\u{ff}\n#\nok:1");
+        assert_eq!(info.fields().len(), 1);
+        assert_eq!(info.fields()[0].section, "");
+    }
+
+    #[test]
+    fn numbers_follow_the_exporter_rules() {
+        assert_eq!(number("ok"), Some(1.0));
+        assert_eq!(number("err"), Some(0.0));
+        assert_eq!(number("fail"), Some(0.0));
+        assert_eq!(number("-1"), Some(-1.0));
+        assert_eq!(number("0.559224"), Some(0.559224));
+        assert_eq!(number("97.42%"), None);
+        assert_eq!(number("jemalloc-5.3.0"), None);
+        assert_eq!(number(""), None);
+    }
+}

@@ -1,0 +1,907 @@
+//! One persistent connection per target and the commands of one sample.
+//!
+//! A sample is one pipelined round trip: `INFO ALL`, `SLOWLOG LEN`,
+//! `SLOWLOG GET 1`, and (at most once per `config_refresh`) one `CONFIG GET`
+//! per setting the metrics need. The connection is opened once and reused;
+//! after a failure it is dropped and reopened with exponential backoff, and
+//! until then every sample reports the target down without touching it.
+//!
+//! Servers that refuse CONFIG or SLOWLOG (managed Redis renames or disables
+//! them) are probed once per connection: after the first error the command
+//! is left out, so the server's error counters do not grow on every sample.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
+use tracing::{info, warn};
+
+use crate::config::TargetSettings;
+use crate::metrics::mapper::{
+    CONFIG_PARAMS, CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog,
+};
+use crate::redis::info::Info;
+use crate::redis::info::pair;
+use crate::redis::transport::{self, Budget, TransportError};
+
+/// The replies of one successful sample.
+#[derive(Clone, Debug, Default)]
+pub struct RawReading {
+    pub info: String,
+    pub latency: Option<Vec<LatencyEvent>>,
+    pub histograms: Option<Vec<CommandHistogram>>,
+    pub cluster_info: Option<String>,
+    pub sentinel: Option<Vec<SentinelMaster>>,
+    /// `CLIENT LIST` text.
+    pub clients: Option<String>,
+    pub config: Option<Arc<ServerConfig>>,
+    pub slowlog: Option<Slowlog>,
+}
+
+/// Why a sample failed; `reason()` is the `reason` label of
+/// `redpush_target_errors_total`. Messages never hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("command failed: {0}")]
+    Command(String),
+    #[error("unexpected reply: {0}")]
+    Reply(String),
+    #[error("cannot read password file {path}: {error}")]
+    PasswordFile { path: String, error: String },
+    #[error("waiting {0:?} before reconnecting")]
+    Backoff(Duration),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("reply larger than max_reply_bytes ({0} bytes); connection dropped")]
+    TooLarge(u64),
+}
+
+impl SampleError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SampleError::Connect(_) => "connect",
+            SampleError::Auth(_) | SampleError::PasswordFile { .. } => "auth",
+            SampleError::Timeout(_) => "timeout",
+            SampleError::Command(_) => "command",
+            SampleError::Reply(_) => "reply",
+            SampleError::Backoff(_) => "backoff",
+            SampleError::Tls(_) => "tls",
+            SampleError::TooLarge(_) => "reply",
+        }
+    }
+}
+
+pub struct Sampler {
+    target: TargetSettings,
+    config_refresh: Duration,
+    conn: Option<MultiplexedConnection>,
+    config: Option<(Instant, Arc<ServerConfig>)>,
+    /// CONFIG GET failed on this connection: do not send it again until reconnect.
+    config_refused: bool,
+    /// Optional commands refused on this connection, by `Optional as usize`.
+    refused: [bool; Optional::ALL.len()],
+    /// What the last INFO said about the server, to choose the commands.
+    facts: ServerFacts,
+    backoff: ExponentialBackoff,
+    /// No connection attempt before this instant.
+    retry_at: Option<Instant>,
+    /// Bytes the current sample may still read.
+    budget: Budget,
+    /// The last round trip's duration per kind of command.
+    timings: Vec<(&'static str, f64)>,
+}
+
+impl Sampler {
+    pub fn new(target: TargetSettings, config_refresh: Duration) -> Self {
+        Sampler {
+            target,
+            config_refresh,
+            conn: None,
+            config: None,
+            config_refused: false,
+            refused: [false; Optional::ALL.len()],
+            facts: ServerFacts::default(),
+            backoff: reconnect_backoff(),
+            retry_at: None,
+            budget: Budget::default(),
+            timings: Vec::new(),
+        }
+    }
+
+    pub fn target(&self) -> &TargetSettings {
+        &self.target
+    }
+
+    /// The open connection, or a new one once the reconnect backoff has passed.
+    async fn connection(&mut self) -> Result<MultiplexedConnection, SampleError> {
+        if let Some(conn) = &self.conn {
+            return Ok(conn.clone());
+        }
+        if let Some(at) = self.retry_at {
+            let now = Instant::now();
+            if at > now {
+                return Err(SampleError::Backoff(at - now));
+            }
+        }
+        match self.connect().await {
+            Ok(conn) => {
+                self.conn = Some(conn.clone());
+                self.backoff = reconnect_backoff();
+                self.retry_at = None;
+                self.config_refused = false;
+                self.refused = [false; Optional::ALL.len()];
+                Ok(conn)
+            }
+            Err(e) => {
+                self.schedule_reconnect();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `pipe` (errors of single commands come back as
+    /// `Value::ServerError`) on the sampling connection, within the reply
+    /// budget. A failure of the connection drops it, as in `sample`.
+    pub async fn query(
+        &mut self,
+        pipe: &redis::Pipeline,
+        label: &'static str,
+    ) -> Result<Vec<Value>, SampleError> {
+        let mut conn = self.connection().await?;
+        let result = self.run(&mut conn, pipe, label).await;
+        if matches!(
+            result,
+            Err(SampleError::Connect(_) | SampleError::Timeout(_) | SampleError::TooLarge(_))
+        ) {
+            self.conn = None;
+            self.schedule_reconnect();
+        }
+        result
+    }
+
+    /// `CLUSTER NODES`, for discovering a cluster's nodes.
+    pub async fn cluster_nodes(&mut self) -> Result<String, SampleError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("CLUSTER").arg("NODES");
+        let replies = self.query(&pipe, "cluster_nodes").await?;
+        text_reply(replies.into_iter().next()).map_err(SampleError::Command)
+    }
+
+    /// Takes one sample. On an error the connection is dropped; the next
+    /// call reconnects once the backoff has passed.
+    pub async fn sample(&mut self) -> Result<RawReading, SampleError> {
+        let mut conn = self.connection().await?;
+        let mut result = self.commands(&mut conn).await;
+        if let Ok(reading) = &mut result
+            && self.facts.major_version == 0
+        {
+            // The first sample of this server: which optional commands it
+            // has is known only now. Fetch them this once in a second round
+            // trip, so that this reading is complete too.
+            self.facts = ServerFacts::from_info(&Info::parse(&reading.info));
+            result = self.late_extras(&mut conn, std::mem::take(reading)).await;
+        }
+        match result {
+            Ok(reading) => Ok(reading),
+            Err(e) => {
+                // Whatever went wrong, the next sample starts on a fresh connection.
+                self.conn = None;
+                self.schedule_reconnect();
+                Err(e)
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self) {
+        let delay = self.backoff.next().unwrap_or(Duration::from_secs(30));
+        self.retry_at = Some(Instant::now() + delay);
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, SampleError> {
+        let t = &self.target;
+        // CLIENT SETINFO is skipped: Redis before 7.2 answers it with an
+        // error, which would raise the server's error counters on every connect.
+        let mut settings = RedisConnectionInfo::default()
+            .set_db(t.db)
+            .set_skip_set_lib_name();
+        if let Some(user) = &t.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = self.password()? {
+            settings = settings.set_password(password);
+        }
+        self.budget.refill(t.max_reply_bytes);
+        let stream = transport::connect(t, self.budget.clone(), t.connect_timeout)
+            .await
+            .map_err(|e| match e {
+                TransportError::Tls(m) => SampleError::Tls(m),
+                TransportError::Handshake(e) => SampleError::Tls(format!("handshake failed: {e}")),
+                TransportError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    SampleError::Timeout(t.connect_timeout)
+                }
+                TransportError::Io(e) => SampleError::Connect(e.to_string()),
+            })?;
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(t.command_timeout));
+        // AUTH and SELECT run here, under the connect timeout.
+        let handshake = MultiplexedConnection::new_with_config(&settings, stream, config);
+        let (conn, driver) = tokio::time::timeout(t.connect_timeout, handshake)
+            .await
+            .map_err(|_| SampleError::Timeout(t.connect_timeout))?
+            .map_err(|e| self.classify(&e, t.connect_timeout, true))?;
+        // The driver ends when the connection is dropped or fails.
+        tokio::spawn(driver);
+        Ok(conn)
+    }
+
+    /// The password from its file or environment variable (read now, so a
+    /// rotated one is used on reconnect), or from the URL.
+    fn password(&self) -> Result<Option<String>, SampleError> {
+        let t = &self.target;
+        if let Some(path) = &t.password_file {
+            let password =
+                std::fs::read_to_string(path).map_err(|e| SampleError::PasswordFile {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?;
+            return Ok(Some(password.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        if let Some(var) = &t.password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| SampleError::PasswordFile {
+                    path: format!("environment variable {var}"),
+                    error: "not set".to_owned(),
+                });
+        }
+        Ok(t.password.as_ref().map(|p| p.expose().to_owned()))
+    }
+
+    fn classify(&self, e: &redis::RedisError, timeout: Duration, connecting: bool) -> SampleError {
+        if self.budget.exceeded() {
+            return SampleError::TooLarge(self.target.max_reply_bytes);
+        }
+        classify(e, timeout, connecting)
+    }
+
+    async fn commands(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<RawReading, SampleError> {
+        let want_config = !self.config_refused
+            && self.facts.sentinel_masters.is_none()
+            && self
+                .config
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= self.config_refresh);
+        let optional = self.wanted(&Optional::ALL);
+
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("INFO").arg("ALL");
+        for o in &optional {
+            o.queue(&mut pipe, &self.facts);
+        }
+        if want_config {
+            for param in CONFIG_PARAMS {
+                pipe.cmd("CONFIG").arg("GET").arg(*param);
+            }
+        }
+        let mut replies = self.run(conn, &pipe, "sample").await?.into_iter();
+
+        let info = match replies.next() {
+            Some(Value::BulkString(bytes)) => String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            Some(Value::VerbatimString { text, .. }) => text,
+            Some(Value::ServerError(e)) => return Err(SampleError::Command(format!("INFO: {e}"))),
+            other => {
+                return Err(SampleError::Reply(format!(
+                    "INFO answered {}",
+                    describe(other.as_ref())
+                )));
+            }
+        };
+        let mut reading = RawReading {
+            info,
+            ..RawReading::default()
+        };
+        self.store(&optional, &mut replies, &mut reading);
+
+        if want_config {
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            let mut refused = None;
+            for param in CONFIG_PARAMS {
+                match replies.next() {
+                    Some(Value::ServerError(e)) => {
+                        refused = Some(format!("CONFIG GET {param}: {e}"))
+                    }
+                    Some(value) => pairs.extend(config_pairs(value)),
+                    None => refused = Some("missing reply".to_owned()),
+                }
+            }
+            if let Some(e) = refused {
+                self.config_refused = true;
+                self.config = None;
+                warn!(instance = %self.target.instance, "CONFIG GET is not available ({e}); config metrics are left out and 16 databases assumed until reconnect");
+            } else {
+                let config =
+                    ServerConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                self.config = Some((Instant::now(), Arc::new(config)));
+            }
+        }
+        reading.config = self.config.as_ref().map(|(_, c)| c.clone());
+        Ok(reading)
+    }
+
+    /// The optional commands of `candidates` this server should get now.
+    fn wanted(&self, candidates: &[Optional]) -> Vec<Optional> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|o| !self.refused[*o as usize] && o.applies(&self.facts))
+            .filter(|o| *o != Optional::ClientList || self.target.client_list)
+            .collect()
+    }
+
+    /// Sends a pipeline within the reply budget, timing the round trip
+    /// under `label`.
+    async fn run(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        pipe: &redis::Pipeline,
+        label: &'static str,
+    ) -> Result<Vec<Value>, SampleError> {
+        let timeout = self.target.command_timeout;
+        self.budget.refill(self.target.max_reply_bytes);
+        let started = Instant::now();
+        let result = pipe
+            .query_async(conn)
+            .await
+            .map_err(|e| self.classify(&e, timeout, false));
+        let seconds = started.elapsed().as_secs_f64();
+        match self.timings.iter_mut().find(|(l, _)| *l == label) {
+            Some(slot) => slot.1 = seconds,
+            None => self.timings.push((label, seconds)),
+        }
+        result
+    }
+
+    /// How long the last round trip of each kind took: `sample` (INFO and
+    /// the commands that go with it), `sample_extras`, `scan`, `keys`,
+    /// `script`, `cluster_nodes`.
+    pub fn timings(&self) -> &[(&'static str, f64)] {
+        &self.timings
+    }
+
+    /// Takes the replies of `optional` into `reading`. A command the server
+    /// refuses is left out until reconnect, with one log line, so the
+    /// server's error counters do not grow with every sample.
+    fn store(
+        &mut self,
+        optional: &[Optional],
+        replies: &mut impl Iterator<Item = Value>,
+        reading: &mut RawReading,
+    ) {
+        for o in optional {
+            if let Err(e) = o.store(replies, reading, &self.facts) {
+                self.refused[*o as usize] = true;
+                warn!(
+                    instance = %self.target.instance,
+                    "{} is not available ({e}); {} are left out until reconnect",
+                    o.command(),
+                    o.what()
+                );
+            }
+        }
+    }
+
+    /// LATENCY HISTOGRAM, CLUSTER INFO and the SENTINEL commands for a
+    /// reading taken before the server's version and mode were known.
+    async fn late_extras(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        mut reading: RawReading,
+    ) -> Result<RawReading, SampleError> {
+        let optional = self.wanted(&[
+            Optional::LatencyHistogram,
+            Optional::ClusterInfo,
+            Optional::Sentinel,
+        ]);
+        if optional.is_empty() {
+            return Ok(reading);
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for o in &optional {
+            o.queue(&mut pipe, &self.facts);
+        }
+        let mut replies = self.run(conn, &pipe, "sample_extras").await?.into_iter();
+        self.store(&optional, &mut replies, &mut reading);
+        Ok(reading)
+    }
+
+    /// Takes what the sample's INFO says about the server, to choose the
+    /// commands of the next samples.
+    pub fn learn(&mut self, facts: ServerFacts) {
+        self.facts = facts;
+    }
+}
+
+/// Commands beyond INFO that a server may lack (older versions, Sentinel,
+/// managed services) or refuse (ACLs). Each is tried once per connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Optional {
+    Slowlog,
+    LatencyLatest,
+    LatencyHistogram,
+    ClusterInfo,
+    /// SENTINEL MASTERS, and CKQUORUM, SENTINELS and SLAVES per master.
+    Sentinel,
+    /// CLIENT LIST, for targets with `client_list = true`.
+    ClientList,
+}
+
+impl Optional {
+    const ALL: [Optional; 6] = [
+        Optional::Slowlog,
+        Optional::LatencyLatest,
+        Optional::LatencyHistogram,
+        Optional::ClusterInfo,
+        Optional::Sentinel,
+        Optional::ClientList,
+    ];
+
+    fn command(self) -> &'static str {
+        match self {
+            Optional::Slowlog => "SLOWLOG",
+            Optional::LatencyLatest => "LATENCY LATEST",
+            Optional::LatencyHistogram => "LATENCY HISTOGRAM",
+            Optional::ClusterInfo => "CLUSTER INFO",
+            Optional::Sentinel => "SENTINEL MASTERS",
+            Optional::ClientList => "CLIENT LIST",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Optional::Slowlog => "slowlog metrics",
+            Optional::LatencyLatest => "latency spike metrics",
+            Optional::LatencyHistogram => "latency histograms",
+            Optional::ClusterInfo => "cluster metrics",
+            Optional::Sentinel => "sentinel master details",
+            Optional::ClientList => "client summaries",
+        }
+    }
+
+    /// Whether the command exists on this server at all.
+    fn applies(self, facts: &ServerFacts) -> bool {
+        match self {
+            // A Sentinel has none of these commands.
+            Optional::Slowlog | Optional::LatencyLatest => facts.sentinel_masters.is_none(),
+            // LATENCY HISTOGRAM exists from Redis 7.0 on.
+            Optional::LatencyHistogram => {
+                facts.major_version >= 7 && facts.sentinel_masters.is_none()
+            }
+            Optional::ClusterInfo => facts.cluster,
+            Optional::Sentinel => facts.sentinel_masters.is_some(),
+            // Asked for per target (see `wanted`).
+            Optional::ClientList => true,
+        }
+    }
+
+    fn queue(self, pipe: &mut redis::Pipeline, facts: &ServerFacts) {
+        match self {
+            Optional::Slowlog => {
+                pipe.cmd("SLOWLOG").arg("LEN");
+                pipe.cmd("SLOWLOG").arg("GET").arg(1);
+            }
+            Optional::LatencyLatest => {
+                pipe.cmd("LATENCY").arg("LATEST");
+            }
+            Optional::LatencyHistogram => {
+                pipe.cmd("LATENCY").arg("HISTOGRAM");
+            }
+            Optional::ClusterInfo => {
+                pipe.cmd("CLUSTER").arg("INFO");
+            }
+            Optional::Sentinel => {
+                pipe.cmd("SENTINEL").arg("MASTERS");
+                for name in facts.sentinel_masters.iter().flatten() {
+                    pipe.cmd("SENTINEL").arg("CKQUORUM").arg(name);
+                    pipe.cmd("SENTINEL").arg("SENTINELS").arg(name);
+                    pipe.cmd("SENTINEL").arg("SLAVES").arg(name);
+                }
+            }
+            Optional::ClientList => {
+                pipe.cmd("CLIENT").arg("LIST");
+            }
+        }
+    }
+
+    /// Takes this command's replies (in the order `queue` sent them).
+    fn store(
+        self,
+        replies: &mut impl Iterator<Item = Value>,
+        reading: &mut RawReading,
+        facts: &ServerFacts,
+    ) -> Result<(), String> {
+        match self {
+            Optional::Slowlog => {
+                let (len, last) = (replies.next(), replies.next());
+                reading.slowlog = Some(parse_slowlog(len.as_ref(), last.as_ref())?);
+            }
+            Optional::LatencyLatest => {
+                reading.latency = Some(parse_latency_latest(replies.next())?)
+            }
+            Optional::LatencyHistogram => {
+                reading.histograms = Some(parse_latency_histogram(replies.next())?)
+            }
+            Optional::ClusterInfo => reading.cluster_info = Some(text_reply(replies.next())?),
+            Optional::Sentinel => reading.sentinel = Some(parse_sentinel(replies, facts)?),
+            Optional::ClientList => reading.clients = Some(text_reply(replies.next())?),
+        }
+        Ok(())
+    }
+}
+
+/// What INFO says about the server that decides which commands to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub major_version: u32,
+    pub cluster: bool,
+    /// For a Sentinel: the names of the masters it watches.
+    pub sentinel_masters: Option<Vec<String>>,
+}
+
+impl ServerFacts {
+    pub fn from_info(info: &Info<'_>) -> Self {
+        let major_version = info
+            .get("redis_version")
+            .and_then(|v| v.split('.').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let sentinel_masters = (info.get("redis_mode") == Some("sentinel")).then(|| {
+            info.fields()
+                .iter()
+                .filter(|f| {
+                    f.key.starts_with("master") && f.key[6..].bytes().all(|b| b.is_ascii_digit())
+                })
+                .filter_map(|f| pair(f.value, "name").map(str::to_owned))
+                .collect()
+        });
+        ServerFacts {
+            major_version,
+            cluster: info.get("cluster_enabled") == Some("1"),
+            sentinel_masters,
+        }
+    }
+}
+
+/// `SENTINEL MASTERS`, then per known master the replies of CKQUORUM,
+/// SENTINELS and SLAVES. Only an error of SENTINEL MASTERS means the
+/// commands are refused; a failed CKQUORUM is a reading (no quorum).
+fn parse_sentinel(
+    replies: &mut impl Iterator<Item = Value>,
+    facts: &ServerFacts,
+) -> Result<Vec<SentinelMaster>, String> {
+    let masters = match replies.next() {
+        Some(Value::ServerError(e)) => return Err(e.to_string()),
+        Some(v @ (Value::Array(_) | Value::Map(_) | Value::Set(_))) => v,
+        other => return Err(format!("answered {}", describe(other.as_ref()))),
+    };
+    let fields = |entry: &Value| -> Vec<(String, String)> {
+        pairs_of(entry)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    bytes_text(k)?,
+                    bytes_text(v).or_else(|| int(Some(v)).map(|n| n.to_string()))?,
+                ))
+            })
+            .collect()
+    };
+    let entries: Vec<Vec<(String, String)>> = match &masters {
+        Value::Array(items) | Value::Set(items) => items.iter().map(fields).collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<SentinelMaster> = entries
+        .iter()
+        .map(|f| {
+            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+            SentinelMaster {
+                name: get("name").unwrap_or("").to_owned(),
+                address: format!("{}:{}", get("ip").unwrap_or(""), get("port").unwrap_or("")),
+                quorum: num("quorum"),
+                failover_timeout_ms: num("failover-timeout"),
+                parallel_syncs: num("parallel-syncs"),
+                down_after_ms: num("down-after-milliseconds"),
+                config_epoch: num("config-epoch"),
+                last_ok_ping_reply_ms: num("last-ok-ping-reply"),
+                ckquorum: None,
+                ok_sentinels: None,
+                ok_slaves: None,
+            }
+        })
+        .collect();
+    // A peer or replica is fine unless subjectively or objectively down.
+    let healthy = |list: Option<Value>| -> Option<f64> {
+        match list? {
+            Value::Array(items) | Value::Set(items) => Some(
+                items
+                    .iter()
+                    .filter(|item| {
+                        !fields(item).iter().any(|(k, v)| {
+                            k == "flags" && v.split(',').any(|f| f == "s_down" || f == "o_down")
+                        })
+                    })
+                    .count() as f64,
+            ),
+            _ => None,
+        }
+    };
+    for name in facts.sentinel_masters.iter().flatten() {
+        let ckquorum = match replies.next() {
+            Some(Value::ServerError(e)) => Some(Err(e.to_string())),
+            Some(v) => Some(Ok(bytes_text(&v).unwrap_or_else(|| "OK".to_owned()))),
+            None => None,
+        };
+        let sentinels = healthy(replies.next());
+        let slaves = healthy(replies.next());
+        if let Some(m) = out.iter_mut().find(|m| m.name == *name) {
+            m.ckquorum = ckquorum;
+            // This sentinel counts itself: SENTINELS lists only its peers.
+            m.ok_sentinels = sentinels.map(|n| n + 1.0);
+            m.ok_slaves = slaves;
+        }
+    }
+    Ok(out)
+}
+
+fn text_reply(value: Option<Value>) -> Result<String, String> {
+    match value {
+        Some(Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Some(Value::VerbatimString { text, .. }) => Ok(text),
+        Some(Value::ServerError(e)) => Err(e.to_string()),
+        other => Err(format!("answered {}", describe(other.as_ref()))),
+    }
+}
+
+pub fn bytes_text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `LATENCY LATEST`: `[event, unix time, latest ms, max ms]` per event.
+fn parse_latency_latest(value: Option<Value>) -> Result<Vec<LatencyEvent>, String> {
+    match value {
+        Some(Value::Array(entries)) => Ok(entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Value::Array(fields) => Some(LatencyEvent {
+                    event: bytes_text(fields.first()?)?,
+                    last_timestamp: int(fields.get(1))?,
+                    latest_ms: int(fields.get(2))?,
+                }),
+                _ => None,
+            })
+            .collect()),
+        Some(Value::ServerError(e)) => Err(e.to_string()),
+        other => Err(format!("answered {}", describe(other.as_ref()))),
+    }
+}
+
+/// Pairs of an array (RESP2) or a map (RESP3).
+pub fn pairs_of(value: &Value) -> Vec<(&Value, &Value)> {
+    match value {
+        Value::Array(items) => items.chunks_exact(2).map(|kv| (&kv[0], &kv[1])).collect(),
+        Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `LATENCY HISTOGRAM`: per command, `calls` and `histogram_usec` (bucket
+/// upper bound → cumulative count).
+fn parse_latency_histogram(value: Option<Value>) -> Result<Vec<CommandHistogram>, String> {
+    let value = match value {
+        Some(Value::ServerError(e)) => return Err(e.to_string()),
+        Some(v @ (Value::Array(_) | Value::Map(_))) => v,
+        other => return Err(format!("answered {}", describe(other.as_ref()))),
+    };
+    let mut out = Vec::new();
+    for (cmd, details) in pairs_of(&value) {
+        let Some(cmd) = bytes_text(cmd) else { continue };
+        let mut calls = 0.0;
+        let mut buckets = Vec::new();
+        for (key, v) in pairs_of(details) {
+            match bytes_text(key).as_deref() {
+                Some("calls") => calls = int(Some(v)).unwrap_or(0.0),
+                Some("histogram_usec") => {
+                    buckets = pairs_of(v)
+                        .into_iter()
+                        .filter_map(|(le, count)| Some((int(Some(le))?, int(Some(count))?)))
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        buckets.sort_by(|a: &(f64, f64), b| a.0.total_cmp(&b.0));
+        out.push(CommandHistogram {
+            cmd,
+            calls,
+            buckets,
+        });
+    }
+    Ok(out)
+}
+
+fn reconnect_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn classify(e: &redis::RedisError, timeout: Duration, connecting: bool) -> SampleError {
+    let text = e.to_string();
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || [
+            "WRONGPASS",
+            "NOAUTH",
+            "invalid password",
+            "invalid username-password",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
+    if auth {
+        SampleError::Auth(text)
+    } else if e.is_timeout() {
+        SampleError::Timeout(timeout)
+    } else if connecting || e.is_io_error() || e.is_connection_dropped() {
+        SampleError::Connect(text)
+    } else {
+        SampleError::Command(text)
+    }
+}
+
+fn describe(value: Option<&Value>) -> &'static str {
+    match value {
+        None => "nothing",
+        Some(Value::Nil) => "nil",
+        Some(Value::Int(_)) => "an integer",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::Map(_)) => "a map",
+        Some(Value::ServerError(_)) => "an error",
+        Some(_) => "an unexpected type",
+    }
+}
+
+pub fn int(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::Int(n) => Some(*n as f64),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `SLOWLOG LEN` is an integer; `SLOWLOG GET 1` an array of at most one
+/// entry `[id, timestamp, duration_us, args, ...]`.
+fn parse_slowlog(len: Option<&Value>, last: Option<&Value>) -> Result<Slowlog, String> {
+    if let Some(Value::ServerError(e)) = len {
+        return Err(e.to_string());
+    }
+    if let Some(Value::ServerError(e)) = last {
+        return Err(e.to_string());
+    }
+    let length = int(len).ok_or("SLOWLOG LEN did not answer an integer")?;
+    let mut slowlog = Slowlog {
+        length,
+        ..Slowlog::default()
+    };
+    if let Some(Value::Array(entries)) = last
+        && let Some(Value::Array(entry)) = entries.first()
+    {
+        slowlog.last_id = int(entry.first()).unwrap_or(0.0);
+        slowlog.last_duration_micros = int(entry.get(2)).unwrap_or(0.0);
+    }
+    Ok(slowlog)
+}
+
+/// A `CONFIG GET` reply: a flat name/value array (RESP2) or a map (RESP3).
+fn config_pairs(value: Value) -> Vec<(String, String)> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match value {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
+            .collect(),
+        Value::Map(items) => items
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Logs a target going down or coming back, once per change.
+pub fn log_transition(
+    instance: &str,
+    was_up: Option<bool>,
+    result: &Result<RawReading, SampleError>,
+) {
+    match (was_up, result) {
+        (Some(true) | None, Err(e)) => warn!(instance, reason = e.reason(), "target down: {e}"),
+        (Some(false), Ok(_)) => info!(instance, "target up again"),
+        (None, Ok(_)) => info!(instance, "target up"),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowlog_entry() {
+        let len = Value::Int(3);
+        let last = Value::Array(vec![Value::Array(vec![
+            Value::Int(41),
+            Value::Int(1700000000),
+            Value::Int(12500),
+            Value::Array(vec![]),
+        ])]);
+        let s = parse_slowlog(Some(&len), Some(&last)).expect("valid");
+        assert_eq!(
+            s,
+            Slowlog {
+                length: 3.0,
+                last_id: 41.0,
+                last_duration_micros: 12500.0
+            }
+        );
+    }
+
+    #[test]
+    fn empty_slowlog_is_zero() {
+        let s = parse_slowlog(Some(&Value::Int(0)), Some(&Value::Array(vec![]))).expect("valid");
+        assert_eq!(s, Slowlog::default());
+    }
+
+    #[test]
+    fn config_reply_shapes() {
+        let flat = Value::Array(vec![
+            Value::BulkString(b"maxmemory".to_vec()),
+            Value::BulkString(b"0".to_vec()),
+        ]);
+        assert_eq!(
+            config_pairs(flat),
+            vec![("maxmemory".to_owned(), "0".to_owned())]
+        );
+        let map = Value::Map(vec![(
+            Value::SimpleString("databases".into()),
+            Value::BulkString(b"16".to_vec()),
+        )]);
+        assert_eq!(
+            config_pairs(map),
+            vec![("databases".to_owned(), "16".to_owned())]
+        );
+    }
+}

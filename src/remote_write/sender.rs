@@ -1,0 +1,322 @@
+//! The HTTP side of remote write: post a batch, classify the answer, retry.
+//!
+//! One request is in flight at a time. That is what keeps each series'
+//! samples in increasing time order across requests (a receiver rejects an
+//! older sample), and a backlog still drains fast because a batch holds up
+//! to `max_samples_per_send` samples.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::config::RemoteWriteSettings;
+use crate::http_client;
+use crate::queue::Queue;
+use crate::remote_write::encode;
+use crate::self_metrics::SelfMetrics;
+
+pub use crate::http_client::USER_AGENT;
+
+/// The longest `Retry-After` honoured; a receiver asking for more is retried
+/// sooner rather than holding the backlog for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// What the receiver made of one request.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// Any 2xx (202 included: an HA tracker's answer to the non-leader replica).
+    Accepted,
+    /// A 4xx other than 429 (or another status that retrying will not fix):
+    /// the batch is dropped.
+    Rejected { status: u16, message: String },
+    /// 5xx, 429 or a network error: the same batch is sent again.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+/// How delivery of one batch ended.
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    Accepted,
+    Rejected,
+    /// Shutdown came before the receiver accepted the batch.
+    Abandoned,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("remote_write.headers: invalid header {0}")]
+    Header(String),
+    #[error("cannot read {path}: {error}")]
+    SecretFile { path: String, error: String },
+    #[error("{0}")]
+    Client(String),
+}
+
+pub struct Sender {
+    client: reqwest::Client,
+    settings: RemoteWriteSettings,
+    metrics: Arc<SelfMetrics>,
+    /// When a rejection was last logged: at most one line a minute, so a
+    /// receiver that refuses everything does not flood the log.
+    last_reject_log: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Sender {
+    pub fn new(
+        settings: RemoteWriteSettings,
+        metrics: Arc<SelfMetrics>,
+    ) -> Result<Self, SenderError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &settings.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SenderError::Header(name.clone()))?;
+            let mut value =
+                HeaderValue::from_str(value).map_err(|_| SenderError::Header(name.to_string()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let client = http_client::build(settings.timeout, settings.tls.as_ref(), headers)
+            .map_err(|e| SenderError::Client(e.to_string()))?;
+        Ok(Sender {
+            client,
+            settings,
+            metrics,
+            last_reject_log: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Posts one encoded batch once.
+    pub async fn post(&self, body: bytes::Bytes) -> Answer {
+        let mut request = self
+            .client
+            .post(&self.settings.url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body);
+        // Credentials are read per request so that a rotated file is picked up.
+        if let Some((user, file)) = &self.settings.basic_auth {
+            match read_secret(file) {
+                Ok(password) => request = request.basic_auth(user, Some(password)),
+                Err(e) => {
+                    return Answer::Retry {
+                        reason: e.to_string(),
+                        after: None,
+                    };
+                }
+            }
+        }
+        if let Some(file) = &self.settings.bearer_token_file {
+            match read_secret(file) {
+                Ok(token) => request = request.bearer_auth(token),
+                Err(e) => {
+                    return Answer::Retry {
+                        reason: e.to_string(),
+                        after: None,
+                    };
+                }
+            }
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = if e.is_timeout() { "timeout" } else { "network" };
+                debug!("remote write request failed: {}", without_url(&e));
+                return Answer::Retry {
+                    reason: reason.to_owned(),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Answer::Accepted;
+        }
+        let after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after)
+            .map(|d| d.min(MAX_RETRY_AFTER));
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Answer::Retry {
+                reason: status.as_u16().to_string(),
+                after,
+            };
+        }
+        Answer::Rejected {
+            status: status.as_u16(),
+            message: http_client::error_body(response).await,
+        }
+    }
+
+    /// Sends one batch until the receiver accepts or rejects it, backing off
+    /// between attempts. Gives up only when `shutdown` turns true.
+    pub async fn deliver(
+        &self,
+        body: Vec<u8>,
+        samples: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Delivery {
+        let body = bytes::Bytes::from(body);
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.min_backoff)
+            .with_max_delay(self.settings.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let started = Instant::now();
+            match self.post(body.clone()).await {
+                Answer::Accepted => {
+                    self.metrics
+                        .sent(samples as u64, started.elapsed().as_secs_f64(), now_ms());
+                    return Delivery::Accepted;
+                }
+                Answer::Rejected { status, message } => {
+                    self.metrics.send_error(&status.to_string());
+                    self.metrics.dropped("rejected", samples as u64);
+                    let mut last = self
+                        .last_reject_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        warn!(
+                            status,
+                            samples,
+                            "remote write rejected a batch; dropping it (more rejections within a minute are only counted): {message}"
+                        );
+                        *last = Some(Instant::now());
+                    }
+                    return Delivery::Rejected;
+                }
+                Answer::Retry { reason, after } => {
+                    self.metrics.send_error(&reason);
+                    if *shutdown.borrow() {
+                        return Delivery::Abandoned;
+                    }
+                    self.metrics.retried();
+                    let delay = backoff.next().unwrap_or(self.settings.max_backoff);
+                    let delay = after.map_or(delay, |after| after.max(delay));
+                    debug!(%reason, ?delay, "remote write will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains `queue` until `shutdown`: waits for a full batch or for the
+    /// oldest sample to reach `flush_deadline`, sends, acknowledges.
+    pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
+        let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
+        loop {
+            let stopping = *shutdown.borrow();
+            let batch = queue.peek(self.settings.max_samples_per_send);
+            let Some(first) = batch.first() else {
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = queue.pushed().notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
+            let samples: usize = batch.iter().map(|q| q.record.series.len()).sum();
+            let wait_ms = first.record.timestamp_ms + deadline_ms - now_ms();
+            let full = samples >= self.settings.max_samples_per_send
+                || batch.len() < queue.stats().records;
+            if !stopping && !full && wait_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                    _ = queue.pushed().notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let encoded = encode::encode(&batch);
+            if encoded.out_of_order > 0 {
+                self.metrics
+                    .dropped("out_of_order", encoded.out_of_order as u64);
+            }
+            let last_seq = batch.last().map_or(first.seq, |q| q.seq);
+            match self
+                .deliver(encoded.body, encoded.samples, &mut shutdown)
+                .await
+            {
+                Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
+                Delivery::Abandoned => {
+                    let left = queue.stats().samples;
+                    warn!(
+                        samples = left,
+                        "shutting down with samples the receiver has not accepted"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `Retry-After` is either seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, SenderError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| SenderError::SecretFile {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        })
+}
+
+/// A reqwest error's text without the URL, which may carry a token in its query.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url (") {
+        e.truncate(i);
+    }
+    e
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! The agent's own health, `redpush_*`: counters the stages bump, rendered
+//! into families for `/metrics` and for the push.
+//!
+//! Per-target figures (sample duration, interval) travel in the target's own
+//! reading instead, so they carry that target's `instance` label.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::{Families, Kind};
+use crate::queue::QueueStats;
+
+#[derive(Default)]
+pub struct SelfMetrics {
+    samples_sent: AtomicU64,
+    requests_sent: AtomicU64,
+    retries: AtomicU64,
+    queue_write_errors: AtomicU64,
+    pushgateway_pushes: AtomicU64,
+    pushgateway_errors: AtomicU64,
+    send_seconds_sum_micros: AtomicU64,
+    last_success_ms: AtomicU64,
+    /// reason → samples dropped.
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// HTTP status (or "network") → failed requests.
+    send_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl SelfMetrics {
+    pub fn sent(&self, samples: u64, seconds: f64, now_ms: i64) {
+        self.samples_sent.fetch_add(samples, Ordering::Relaxed);
+        self.requests_sent.fetch_add(1, Ordering::Relaxed);
+        self.send_seconds_sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.last_success_ms
+            .store(now_ms.max(0) as u64, Ordering::Relaxed);
+    }
+
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn pushgateway_push(&self, ok: bool) {
+        let counter = if ok {
+            &self.pushgateway_pushes
+        } else {
+            &self.pushgateway_errors
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn queue_write_error(&self) {
+        self.queue_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, reason: &'static str, samples: u64) {
+        let mut map = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(reason).or_default() += samples;
+    }
+
+    pub fn dropped_count(&self, reason: &str) -> u64 {
+        let map = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(reason).copied().unwrap_or(0)
+    }
+
+    pub fn send_error(&self, status: &str) {
+        let mut map = self.send_errors.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(status.to_owned(), 1);
+            }
+        }
+    }
+
+    pub fn samples_sent(&self) -> u64 {
+        self.samples_sent.load(Ordering::Relaxed)
+    }
+
+    /// Renders the agent-wide metrics. `queue` is read by the caller so
+    /// that this module needs no handle on the queue.
+    pub fn families(&self, queue: QueueStats, now_ms: i64) -> Families {
+        let mut out = Families::new();
+        out.push(
+            "redpush_build_info",
+            Kind::Gauge,
+            "",
+            vec![("version", env!("CARGO_PKG_VERSION").to_owned())],
+            1.0,
+        );
+        let age = queue
+            .oldest_timestamp_ms
+            .map_or(0.0, |ts| (now_ms - ts).max(0) as f64 / 1000.0);
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let figures = [
+            ("redpush_queue_samples", Kind::Gauge, queue.samples as f64),
+            ("redpush_queue_records", Kind::Gauge, queue.records as f64),
+            ("redpush_queue_bytes", Kind::Gauge, queue.bytes as f64),
+            (
+                "redpush_queue_write_errors_total",
+                Kind::Counter,
+                load(&self.queue_write_errors),
+            ),
+            ("redpush_queue_oldest_sample_age_seconds", Kind::Gauge, age),
+            (
+                "redpush_samples_sent_total",
+                Kind::Counter,
+                self.samples_sent() as f64,
+            ),
+            (
+                "redpush_requests_sent_total",
+                Kind::Counter,
+                load(&self.requests_sent),
+            ),
+            (
+                "redpush_send_retries_total",
+                Kind::Counter,
+                load(&self.retries),
+            ),
+            (
+                "redpush_send_duration_seconds_total",
+                Kind::Counter,
+                load(&self.send_seconds_sum_micros) / 1e6,
+            ),
+            (
+                "redpush_last_send_timestamp_seconds",
+                Kind::Gauge,
+                load(&self.last_success_ms) / 1000.0,
+            ),
+            (
+                "redpush_pushgateway_pushes_total",
+                Kind::Counter,
+                load(&self.pushgateway_pushes),
+            ),
+            (
+                "redpush_pushgateway_errors_total",
+                Kind::Counter,
+                load(&self.pushgateway_errors),
+            ),
+        ];
+        for (name, kind, value) in figures {
+            out.plain(name, kind, value);
+        }
+        // Every reason is always present, so a rate over it starts at 0
+        // instead of appearing with the first drop.
+        let dropped = self
+            .dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for reason in [
+            "queue_full",
+            "too_old",
+            "rejected",
+            "write_error",
+            "out_of_order",
+        ] {
+            let n = dropped.get(reason).copied().unwrap_or(0);
+            out.push(
+                "redpush_samples_dropped_total",
+                Kind::Counter,
+                "",
+                vec![("reason", reason.to_owned())],
+                n as f64,
+            );
+        }
+        let errors = self
+            .send_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (status, n) in errors {
+            out.push(
+                "redpush_send_errors_total",
+                Kind::Counter,
+                "",
+                vec![("status", status)],
+                n as f64,
+            );
+        }
+        out
+    }
+}

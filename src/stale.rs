@@ -1,0 +1,115 @@
+//! Stale markers: when a series that was pushed disappears (a command's
+//! stats reset, a replica gone, a target down or removed), the receiver is
+//! told once with Prometheus' stale marker, so the series ends in PromQL at
+//! once instead of after the five-minute lookback.
+//!
+//! Pure. Remembers the label sets of the last reading by hash; only series
+//! seen for the first time allocate.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use crate::queue::Series;
+
+/// The NaN Prometheus reserves for "this series ended here".
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+pub fn is_stale_marker(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
+#[derive(Debug, Default)]
+pub struct StaleTracker {
+    previous: HashMap<u64, Vec<(String, String)>>,
+}
+
+fn key(labels: &[(String, String)]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    labels.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl StaleTracker {
+    /// Takes the series of a new reading; returns markers for the series of
+    /// the previous reading that are missing from it.
+    pub fn markers(&mut self, current: &[Series]) -> Vec<Series> {
+        let mut next = HashMap::with_capacity(current.len());
+        for series in current {
+            if is_stale_marker(series.value) {
+                continue;
+            }
+            let k = key(&series.labels);
+            let labels = self
+                .previous
+                .remove(&k)
+                .unwrap_or_else(|| series.labels.clone());
+            next.insert(k, labels);
+        }
+        let gone = std::mem::replace(&mut self.previous, next);
+        gone.into_values()
+            .map(|labels| Series {
+                labels,
+                value: stale_nan(),
+            })
+            .collect()
+    }
+
+    /// Markers for every remembered series (the target was removed); forgets them.
+    pub fn all(&mut self) -> Vec<Series> {
+        self.previous
+            .drain()
+            .map(|(_, labels)| Series {
+                labels,
+                value: stale_nan(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str) -> Series {
+        Series {
+            labels: vec![("__name__".into(), name.into())],
+            value: 1.0,
+        }
+    }
+
+    fn names(markers: &[Series]) -> Vec<String> {
+        let mut names: Vec<String> = markers.iter().map(|s| s.labels[0].1.clone()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn vanished_series_get_one_marker() {
+        let mut t = StaleTracker::default();
+        assert!(
+            t.markers(&[series("a"), series("b"), series("c")])
+                .is_empty()
+        );
+        let markers = t.markers(&[series("a")]);
+        assert_eq!(names(&markers), ["b", "c"]);
+        assert!(markers.iter().all(|s| is_stale_marker(s.value)));
+        // Once only.
+        assert!(t.markers(&[series("a")]).is_empty());
+        // A series that comes back is tracked again.
+        assert!(t.markers(&[series("a"), series("b")]).is_empty());
+        assert_eq!(names(&t.all()), ["a", "b"]);
+        assert!(t.all().is_empty());
+    }
+
+    #[test]
+    fn the_marker_is_prometheus_stale_nan() {
+        assert!(stale_nan().is_nan());
+        assert_eq!(stale_nan().to_bits(), 0x7ff0000000000002);
+        assert!(!is_stale_marker(f64::NAN));
+    }
+}
