@@ -1,0 +1,113 @@
+//! The long-running agent against live Redis servers: reconnecting after the
+//! server goes away, staying quiet on servers without CONFIG and SLOWLOG,
+//! and unix sockets. Read through the agent's own /metrics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::exposition::Page;
+use common::servers::{Agent, MANAGED_REDIS, Redis, program};
+
+/// Polls the agent's page until `accept` holds.
+fn wait_page(agent: &Agent, what: &str, accept: impl Fn(&Page) -> bool) -> Page {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = Page::parse(&agent.metrics());
+        if accept(&page) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: page was\n{}\nagent log:\n{}",
+            agent.metrics(),
+            agent.process.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn target_config(url: &str) -> String {
+    format!(
+        "interval = \"1s\"\nadaptive = false\n[[targets]]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\ncommand_timeout = \"1s\"\n"
+    )
+}
+
+#[test]
+fn reports_down_while_redis_is_gone_and_reconnects() {
+    let redis = Redis::start(&[]);
+    let port = redis.port;
+    let agent = Agent::start(&target_config(&redis.url()), &[]);
+    wait_page(&agent, "up", |p| p.get("redis_up", &[]) == Some(1.0));
+    let connections_before: f64 = redis
+        .info_field("total_connections_received")
+        .and_then(|v| v.parse().ok())
+        .expect("field");
+
+    // Several samples on one connection: no reconnect per sample.
+    std::thread::sleep(Duration::from_secs(3));
+    let connections_after: f64 = redis
+        .info_field("total_connections_received")
+        .and_then(|v| v.parse().ok())
+        .expect("field");
+    // redis-cli's own connection for INFO counts once per call.
+    assert_eq!(
+        connections_after - connections_before,
+        1.0,
+        "redpush opened new connections"
+    );
+
+    drop(redis);
+    let page = wait_page(&agent, "down", |p| p.get("redis_up", &[]) == Some(0.0));
+    assert!(
+        page.get("redpush_target_errors_total", &[("reason", "connect")])
+            .is_some_and(|n| n >= 1.0)
+    );
+    assert!(agent.metrics().contains("redis_up 0"));
+
+    let _back = Redis::start_on(&program("redis-server"), port, &[]);
+    wait_page(&agent, "up again", |p| {
+        p.get("redis_up", &[]) == Some(1.0) && p.get("redis_db_keys", &[("db", "db0")]).is_some()
+    });
+    let log = agent.process.output();
+    assert_eq!(
+        log.matches("target down").count(),
+        1,
+        "one log line per change:\n{log}"
+    );
+    assert!(log.contains("target up again"), "{log}");
+}
+
+#[test]
+fn servers_without_config_and_slowlog_are_probed_once_per_connection() {
+    let redis = Redis::start(MANAGED_REDIS);
+    let agent = Agent::start(&target_config(&redis.url()), &[]);
+    wait_page(&agent, "up", |p| p.get("redis_up", &[]) == Some(1.0));
+    let errors_first: String = redis.info_field("total_error_replies").expect("field");
+    // Three more samples on the same connection.
+    std::thread::sleep(Duration::from_secs(3));
+    let errors_later: String = redis.info_field("total_error_replies").expect("field");
+    assert_eq!(
+        errors_first, errors_later,
+        "the server's error counter grew with every sample"
+    );
+    let log = agent.process.output();
+    assert_eq!(
+        log.matches("CONFIG GET is not available").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("SLOWLOG is not available").count(), 1, "{log}");
+}
+
+#[test]
+fn samples_over_a_unix_socket() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let socket = dir.path().join("redis.sock");
+    let socket_arg = socket.display().to_string();
+    let redis = Redis::start(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
+    redis.cli(&["SET", "x", "1"]);
+    let agent = Agent::start(&target_config(&format!("unix://{socket_arg}")), &[]);
+    let page = wait_page(&agent, "up", |p| p.get("redis_up", &[]) == Some(1.0));
+    assert_eq!(page.get("redis_db_keys", &[("db", "db0")]), Some(1.0));
+}

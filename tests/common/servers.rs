@@ -1,0 +1,659 @@
+//! Real servers for the integration tests, each on a free port in a
+//! directory of its own, killed when dropped: redis-server, Prometheus with
+//! its remote-write receiver, VictoriaMetrics, the Pushgateway, Debian's
+//! prometheus-redis-exporter, and redpush itself.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The path of a program the tests need, or a panic that says how to get it.
+pub fn program(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{name} is not installed: the integration tests need it (bash .ci/install-test-deps installs everything)")
+    })
+}
+
+/// A child process killed on drop, its output in `log`.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Process {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `ready` until it holds, or panics with the process's output.
+pub fn wait_for(process: &Process, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} did not become ready ({what}); its output:\n{}",
+        process.name,
+        process.output()
+    );
+}
+
+fn http_ok(url: &str) -> bool {
+    ureq::get(url).call().is_ok()
+}
+
+pub fn http_get(url: &str) -> String {
+    let mut response = ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response.body_mut().read_to_string().expect("body")
+}
+
+// ---------------------------------------------------------------------------
+
+pub struct Redis {
+    pub port: u16,
+    pub process: Process,
+    pub dir: TempDir,
+}
+
+/// Arguments that make a redis-server look like managed Redis: CONFIG and
+/// SLOWLOG disabled.
+pub const MANAGED_REDIS: &[&str] = &[
+    "--rename-command",
+    "CONFIG",
+    "",
+    "--rename-command",
+    "SLOWLOG",
+    "",
+];
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Redis {
+        Redis::start_binary(&program("redis-server"), extra)
+    }
+
+    pub fn start_binary(binary: &Path, extra: &[&str]) -> Redis {
+        Redis::start_on(binary, free_port(), extra)
+    }
+
+    /// Starts a server on `port` (to bring a stopped target back on its address).
+    pub fn start_on(binary: &Path, port: u16, extra: &[&str]) -> Redis {
+        let dir = TempDir::new().expect("temp dir");
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--dir".to_owned(), dir.path().display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let process = Process::spawn("redis-server", binary, &args, dir.path());
+        let redis = Redis { port, process, dir };
+        wait_for(&redis.process, "PING", || redis.answers_ping());
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn instance(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server answers PING (with PONG, or NOAUTH when it wants a password).
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 16];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read(&mut reply).is_ok_and(|n| {
+                reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH")
+            })
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Runs one redis-cli command and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    pub fn info_field(&self, field: &str) -> Option<String> {
+        let info = self.cli(&["INFO", "ALL"]);
+        info.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{field}:"))
+                .map(str::to_owned)
+        })
+    }
+
+    /// Waits until this replica's link to its primary is up.
+    pub fn wait_replica_link(&self) {
+        wait_for(&self.process, "master_link_status:up", || {
+            self.info_field("master_link_status").as_deref() == Some("up")
+        });
+    }
+
+    /// Waits until this primary lists `n` replicas in state `online`.
+    ///
+    /// The replica reports its link up while the primary may still show it
+    /// as `wait_bgsave`/`send_bulk`; a test comparing two reads of the
+    /// primary taken a moment apart needs the state to be settled.
+    pub fn wait_replicas_online(&self, n: usize) {
+        wait_for(&self.process, "replicas online", || {
+            let info = self.cli(&["INFO", "REPLICATION"]);
+            info.lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count()
+                >= n
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A remote-write receiver with a PromQL API: Prometheus (receiver enabled,
+/// nothing to scrape) or VictoriaMetrics single-node.
+pub struct Receiver {
+    pub port: u16,
+    pub process: Process,
+    pub dir: TempDir,
+    /// CA file and user:password when the receiver is behind TLS and basic auth.
+    https: Option<(String, String)>,
+}
+
+impl Receiver {
+    pub fn prometheus() -> Receiver {
+        let dir = TempDir::new().expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+        Receiver::start_prometheus(dir, free_port())
+    }
+
+    fn start_prometheus(dir: TempDir, port: u16) -> Receiver {
+        let args = vec![
+            format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-remote-write-receiver".to_owned(),
+        ];
+        Receiver::spawn("prometheus", &args, dir, port, "/-/ready")
+    }
+
+    /// VictoriaMetrics, answering queries without its default delay for fresh data.
+    pub fn victoria_metrics() -> Receiver {
+        let dir = TempDir::new().expect("temp dir");
+        let port = free_port();
+        let args = vec![
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-storageDataPath={}", dir.path().join("data").display()),
+            "-search.latencyOffset=0s".to_owned(),
+            "-search.disableCache".to_owned(),
+        ];
+        Receiver::spawn("victoria-metrics", &args, dir, port, "/health")
+    }
+
+    fn spawn(name: &str, args: &[String], dir: TempDir, port: u16, ready_path: &str) -> Receiver {
+        let process = Process::spawn(name, &program(name), args, dir.path());
+        let receiver = Receiver {
+            port,
+            process,
+            dir,
+            https: None,
+        };
+        let ready = format!("http://127.0.0.1:{port}{ready_path}");
+        wait_for(&receiver.process, ready_path, || http_ok(&ready));
+        receiver
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    pub fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let Some((ca, auth)) = &self.https else {
+            return query(
+                &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+                promql,
+            );
+        };
+        // The tests' HTTP client has no TLS; curl does.
+        let out = Command::new(program("curl"))
+            .args(["-s", "--cacert", ca, "-u", auth, "-G", "--data-urlencode"])
+            .arg(format!("query={promql}"))
+            .arg(format!("https://127.0.0.1:{}/api/v1/query", self.port))
+            .output()
+            .expect("curl");
+        parse_query_answer(promql, &String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// Prometheus serving (receiver and API) behind `web_config` (TLS and
+    /// basic auth); queries go over HTTPS with `ca_file` and `auth`.
+    pub fn prometheus_with_web_config(
+        web_config: &Path,
+        ca_file: &str,
+        auth: (&str, &str),
+    ) -> Receiver {
+        let dir = TempDir::new().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+        let args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.config.file={}", web_config.display()),
+            "--web.enable-remote-write-receiver".to_owned(),
+        ];
+        let process = Process::spawn("prometheus", &program("prometheus"), &args, dir.path());
+        let https = Some((ca_file.to_owned(), format!("{}:{}", auth.0, auth.1)));
+        let receiver = Receiver {
+            port,
+            process,
+            dir,
+            https,
+        };
+        wait_for(&receiver.process, "listening", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        receiver
+    }
+
+    /// Starts this Prometheus again (after `process.terminate()`), on the
+    /// same port and data directory.
+    pub fn restart(self) -> Receiver {
+        let Receiver {
+            port, process, dir, ..
+        } = self;
+        drop(process);
+        Receiver::start_prometheus(dir, port)
+    }
+}
+
+/// The Prometheus Pushgateway.
+pub struct PushgatewayServer {
+    pub port: u16,
+    pub process: Process,
+    pub dir: TempDir,
+}
+
+impl PushgatewayServer {
+    pub fn start() -> PushgatewayServer {
+        let dir = TempDir::new().expect("temp dir");
+        let port = free_port();
+        let args = vec![format!("--web.listen-address=127.0.0.1:{port}")];
+        let process = Process::spawn(
+            "prometheus-pushgateway",
+            &program("prometheus-pushgateway"),
+            &args,
+            dir.path(),
+        );
+        let server = PushgatewayServer { port, process, dir };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        wait_for(&server.process, "/-/ready", || http_ok(&ready));
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the Pushgateway exposes on its own /metrics.
+    pub fn scrape(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+    }
+}
+
+/// A TCP server that accepts connections and never answers: a Redis that
+/// hangs, which a real server cannot be made to do on command.
+pub struct SilentServer {
+    pub port: u16,
+}
+
+impl SilentServer {
+    pub fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        SilentServer { port }
+    }
+}
+
+/// What a misbehaving Redis does after it has read the first command.
+#[derive(Clone, Copy, Debug)]
+pub enum Misbehaviour {
+    /// Bytes that are not RESP.
+    Garbage,
+    /// A bulk string header announcing a gigabyte, then bytes without end.
+    Huge,
+    /// Half a reply, then the connection closed.
+    ResetMidReply,
+}
+
+/// A fake Redis for the faults a real server cannot be made to produce.
+pub struct FakeRedis {
+    pub port: u16,
+}
+
+impl FakeRedis {
+    pub fn start(how: Misbehaviour) -> FakeRedis {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    if stream.read(&mut buf).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    match how {
+                        Misbehaviour::Garbage => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 400 Bad Request\r\n\x00\xff\xfe garbage\r\n");
+                            std::thread::sleep(Duration::from_secs(30));
+                        }
+                        Misbehaviour::Huge => {
+                            let _ = stream.write_all(b"$1073741824\r\n");
+                            let chunk = vec![b'x'; 64 * 1024];
+                            while stream.write_all(&chunk).is_ok() {}
+                        }
+                        Misbehaviour::ResetMidReply => {
+                            let _ = stream.write_all(b"$1000\r\n# Server\r\nredis_ver");
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                        }
+                    }
+                });
+            }
+        });
+        FakeRedis { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// An instant PromQL query; the vector result as (labels, value) pairs.
+pub fn query(endpoint: &str, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let mut response = ureq::get(endpoint)
+        .query("query", promql)
+        .call()
+        .unwrap_or_else(|e| panic!("query {promql}: {e}"));
+    let body = response.body_mut().read_to_string().expect("body");
+    parse_query_answer(promql, &body)
+}
+
+fn parse_query_answer(promql: &str, body: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
+    assert_eq!(json["status"], "success", "query {promql}: {body}");
+    let result = json["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    result
+        .iter()
+        .map(|item| {
+            let labels = item["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value = item["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .expect("a value");
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Polls an instant query until `accept` holds for its result, or panics.
+pub fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut run: impl FnMut() -> Vec<(BTreeMap<String, String>, f64)>,
+    accept: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let result = run();
+        if accept(&result) {
+            return result;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: still {result:?} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Debian's prometheus-redis-exporter (1.45) pointed at one Redis.
+pub struct Exporter {
+    pub port: u16,
+    pub process: Process,
+    pub dir: TempDir,
+}
+
+impl Exporter {
+    pub fn start(redis: &Redis) -> Exporter {
+        let dir = TempDir::new().expect("temp dir");
+        let port = free_port();
+        let args = vec![
+            format!("-redis.addr={}", redis.url()),
+            format!("-web.listen-address=127.0.0.1:{port}"),
+        ];
+        let process = Process::spawn(
+            "redis-exporter",
+            &program("prometheus-redis-exporter"),
+            &args,
+            dir.path(),
+        );
+        let exporter = Exporter { port, process, dir };
+        wait_for(&exporter.process, "listening", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        exporter
+    }
+
+    pub fn scrape(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+pub fn redpush_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_redpush"))
+}
+
+/// Runs `redpush` to completion: (exit code, stdout, stderr).
+pub fn redpush_run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(redpush_binary())
+        .args(args)
+        .output()
+        .expect("run redpush");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running agent with its config file and state dir.
+pub struct Agent {
+    pub process: Process,
+    pub listen: u16,
+    pub dir: TempDir,
+}
+
+impl Agent {
+    /// Starts `redpush` with `config` (TOML, `listen` and `state_dir` are added).
+    pub fn start(config: &str, args: &[&str]) -> Agent {
+        Agent::start_in(TempDir::new().expect("temp dir"), config, args)
+    }
+
+    /// Starts `redpush` in `dir`, whose `state` directory may hold a queue
+    /// from an earlier run.
+    pub fn start_in(dir: TempDir, config: &str, args: &[&str]) -> Agent {
+        let listen = free_port();
+        let config_path = dir.path().join("redpush.toml");
+        let state = dir.path().join("state");
+        let full = format!(
+            "listen = \"127.0.0.1:{listen}\"\nstate_dir = \"{}\"\n{config}",
+            state.display()
+        );
+        std::fs::write(&config_path, full).expect("config");
+        let mut all = vec!["--config".to_owned(), config_path.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let process = Process::spawn("redpush", &redpush_binary(), &all, dir.path());
+        let agent = Agent {
+            process,
+            listen,
+            dir,
+        };
+        // A connection is accepted once the endpoint serves (HTTP or HTTPS).
+        wait_for(&agent.process, "listening", || {
+            TcpStream::connect(("127.0.0.1", listen)).is_ok()
+        });
+        agent
+    }
+
+    /// `kill -9`: no chance to flush anything. Returns the directory with the state.
+    pub fn kill(self) -> TempDir {
+        let Agent { process, dir, .. } = self;
+        drop(process);
+        dir
+    }
+
+    /// Rewrites the config file (same `listen` and `state_dir`) and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        let full = format!(
+            "listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n{config}",
+            self.listen,
+            self.state_dir().display()
+        );
+        std::fs::write(self.dir.path().join("redpush.toml"), full).expect("config");
+        let status = Command::new("kill")
+            .args(["-HUP", &self.process.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.listen))
+    }
+}

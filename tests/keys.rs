@@ -1,0 +1,204 @@
+//! Key and stream metrics on real data, compared with what the server
+//! itself reports (LLEN, MEMORY USAGE, PTTL, XINFO), and counted patterns.
+
+mod common;
+
+use common::exposition::Page;
+use common::servers::{Redis, redpush_run};
+
+fn once_with(redis: &Redis, keys: &str) -> Page {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let config = dir.path().join("redpush.toml");
+    std::fs::write(
+        &config,
+        format!("[[targets]]\nurl = \"{}\"\n{keys}", redis.url()),
+    )
+    .expect("config");
+    let (code, out, err) = redpush_run(&["once", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    Page::parse(&out)
+}
+
+fn num(text: String) -> f64 {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text}"))
+}
+
+#[test]
+fn keys_and_streams_match_what_the_server_reports() {
+    let redis = Redis::start(&[]);
+    for i in 0..5 {
+        redis.cli(&["RPUSH", "queue:a", &format!("job{i}")]);
+    }
+    redis.cli(&[
+        "HSET", "user:1", "name", "ada", "role", "admin", "age", "36",
+    ]);
+    redis.cli(&["SET", "counter", "12345", "EX", "600"]);
+    for i in 0..3 {
+        redis.cli(&["XADD", "events", "*", "n", &i.to_string()]);
+    }
+    redis.cli(&["XGROUP", "CREATE", "events", "workers", "0"]);
+    redis.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "w1",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "events",
+        ">",
+    ]);
+    for i in 0..250 {
+        redis.cli(&["SET", &format!("session:{i}"), "x"]);
+    }
+    let page = once_with(
+        &redis,
+        "check_keys = [\"queue:*\", \"user:*\", \"events\"]\ncheck_single_keys = [\"counter\", \"missing-key\"]\ncount_keys = [\"session:*\"]\nkey_scan_count = 50\n",
+    );
+    fn key(name: &str) -> [(&str, &str); 2] {
+        [("db", "db0"), ("key", name)]
+    }
+    assert_eq!(
+        page.get("redis_key_size", &key("queue:a")),
+        Some(num(redis.cli(&["LLEN", "queue:a"])))
+    );
+    assert_eq!(page.get("redis_key_size", &key("user:1")), Some(3.0));
+    assert_eq!(
+        page.get("redis_key_size", &key("counter")),
+        Some(5.0),
+        "STRLEN of 12345"
+    );
+    assert_eq!(
+        page.get("redis_key_memory_usage_bytes", &key("queue:a")),
+        Some(num(redis.cli(&["MEMORY", "USAGE", "queue:a"])))
+    );
+    let ttl = page
+        .get("redis_key_ttl_seconds", &key("counter"))
+        .expect("ttl");
+    assert!((590.0..=600.0).contains(&ttl), "{ttl}");
+    assert_eq!(
+        page.get("redis_key_ttl_seconds", &key("queue:a")),
+        None,
+        "no expiry, no series"
+    );
+    // A missing key is absent, not 0.
+    assert_eq!(page.get("redis_key_size", &key("missing-key")), None);
+
+    let stream = [("db", "db0"), ("stream", "events")];
+    assert_eq!(
+        page.get("redis_stream_length", &stream),
+        Some(num(redis.cli(&["XLEN", "events"])))
+    );
+    assert_eq!(page.get("redis_stream_groups", &stream), Some(1.0));
+    assert_eq!(
+        page.get("redis_stream_entries_added_total", &stream),
+        Some(3.0)
+    );
+    let last_id = redis.cli(&["XINFO", "STREAM", "events"]);
+    let last_generated = last_id
+        .lines()
+        .skip_while(|l| l.trim() != "last-generated-id")
+        .nth(1)
+        .and_then(|id| id.trim().split('-').next().map(str::to_owned))
+        .expect("last-generated-id");
+    assert_eq!(
+        page.get("redis_stream_last_generated_id", &stream),
+        Some(num(last_generated))
+    );
+    let group = [("db", "db0"), ("stream", "events"), ("group", "workers")];
+    assert_eq!(
+        page.get("redis_stream_group_messages_pending", &group),
+        Some(1.0)
+    );
+    assert_eq!(page.get("redis_stream_group_consumers", &group), Some(1.0));
+    assert_eq!(page.get("redis_stream_group_lag", &group), Some(2.0));
+    assert_eq!(
+        page.get("redis_stream_group_entries_read", &group),
+        Some(1.0)
+    );
+
+    assert_eq!(
+        page.get("redis_keys_count", &[("db", "db0"), ("key", "session:*")]),
+        Some(250.0)
+    );
+    // The agent's own time on the server, per kind of round trip.
+    for cmd in ["sample", "scan", "keys"] {
+        let seconds = page.get("redpush_redis_command_duration_seconds", &[("cmd", cmd)]);
+        assert!(
+            seconds.is_some_and(|s| s > 0.0 && s < 5.0),
+            "{cmd}: {seconds:?}"
+        );
+    }
+}
+
+#[test]
+fn a_scan_out_of_budget_leaves_the_count_out() {
+    let redis = Redis::start(&[]);
+    // Enough keys that SCAN with COUNT 1 cannot finish in a millisecond.
+    let mut args = vec!["MSET".to_owned()];
+    for i in 0..20000 {
+        args.push(format!("k{i}"));
+        args.push("v".to_owned());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    redis.cli(&refs);
+    let page = once_with(
+        &redis,
+        "count_keys = [\"k*\"]\nkey_scan_count = 1\nkey_time_budget = \"1ms\"\n",
+    );
+    assert_eq!(page.get("redis_up", &[]), Some(1.0));
+    assert_eq!(
+        page.get("redis_keys_count", &[("db", "db0"), ("key", "k*")]),
+        None
+    );
+}
+
+#[test]
+fn a_lua_script_returns_metrics() {
+    let redis = Redis::start(&[]);
+    redis.cli(&["SET", "orders", "17"]);
+    let dir = tempfile::TempDir::new().expect("dir");
+    let good = dir.path().join("orders.lua");
+    std::fs::write(&good, "return {'orders', redis.call('GET', 'orders'), 'keys', tostring(redis.call('DBSIZE')), 'label', 'not-a-number'}").expect("script");
+    let page = once_with(&redis, &format!("script_file = \"{}\"\n", good.display()));
+    assert_eq!(
+        page.get("redis_script_result", &[("filename", "orders.lua")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        page.get(
+            "redis_script_values",
+            &[("filename", "orders.lua"), ("key", "orders")]
+        ),
+        Some(17.0)
+    );
+    assert_eq!(
+        page.get(
+            "redis_script_values",
+            &[("filename", "orders.lua"), ("key", "keys")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        page.get(
+            "redis_script_values",
+            &[("filename", "orders.lua"), ("key", "label")]
+        ),
+        None
+    );
+
+    let bad = dir.path().join("bad.lua");
+    std::fs::write(&bad, "return redis.call('NO_SUCH_COMMAND')").expect("script");
+    let page = once_with(&redis, &format!("script_file = \"{}\"\n", bad.display()));
+    assert_eq!(
+        page.get("redis_script_result", &[("filename", "bad.lua")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        page.get("redis_up", &[]),
+        Some(1.0),
+        "a failing script does not take the target down"
+    );
+}

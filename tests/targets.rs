@@ -1,0 +1,187 @@
+//! Many targets in one agent: each on its own cadence, a stopped or hanging
+//! target never delays the others, and the target set changes on SIGHUP
+//! without losing queued data. Pushes go to a receiver that records every
+//! sample with its timestamp.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::exposition::Page;
+use common::fault_receiver::{Fault, FaultReceiver};
+use common::servers::{Agent, Redis, SilentServer, program};
+
+fn targets_config(urls: &[String], write_url: &str) -> String {
+    let mut config = format!(
+        "interval = \"1s\"\nadaptive = false\n[remote_write]\nurl = \"{write_url}\"\nflush_deadline = \"1s\"\n"
+    );
+    for url in urls {
+        config.push_str(&format!(
+            "[[targets]]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\ncommand_timeout = \"2s\"\n"
+        ));
+    }
+    config
+}
+
+/// The largest gap between consecutive `redis_up` samples of `instance`
+/// accepted after `from_ms`.
+fn max_gap(receiver: &FaultReceiver, instance: &str, from_ms: i64) -> i64 {
+    let up = receiver.accepted("redis_up", &[("instance", instance)]);
+    let times: Vec<i64> = up
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t >= from_ms)
+        .collect();
+    assert!(times.len() > 5, "{instance}: {times:?}");
+    times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn one_stopped_or_hanging_target_does_not_delay_the_others() {
+    let a = Redis::start(&[]);
+    let b = Redis::start(&[]);
+    let c = Redis::start(&[]);
+    let hanging = SilentServer::start();
+    let hanging_url = format!("redis://127.0.0.1:{}", hanging.port);
+    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let agent = Agent::start(
+        &targets_config(&[a.url(), b.url(), c.url(), hanging_url], &receiver.url),
+        &[],
+    );
+    let start = redpush::remote_write::sender::now_ms();
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Stop b for a while, then bring it back on its port.
+    let b_port = b.port;
+    let b_instance = b.instance();
+    drop(b);
+    std::thread::sleep(Duration::from_secs(5));
+    let page = Page::parse(&agent.metrics());
+    assert_eq!(
+        page.get("redis_up", &[("instance", &b_instance)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        page.get("redis_up", &[("instance", &a.instance())]),
+        Some(1.0)
+    );
+    let hanging_instance = format!("127.0.0.1:{}", hanging.port);
+    assert_eq!(
+        page.get("redis_up", &[("instance", &hanging_instance)]),
+        Some(0.0)
+    );
+    assert!(
+        page.get(
+            "redpush_target_errors_total",
+            &[("instance", &hanging_instance), ("reason", "timeout")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{}",
+        agent.metrics()
+    );
+    let _b = Redis::start_on(&program("redis-server"), b_port, &[]);
+    wait_until("b up again", Duration::from_secs(20), || {
+        Page::parse(&agent.metrics()).get("redis_up", &[("instance", &b_instance)]) == Some(1.0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    // a and c kept one sample a second throughout.
+    for r in [&a, &c] {
+        let gap = max_gap(&receiver, &r.instance(), start);
+        assert!(gap <= 1600, "{} had a gap of {gap} ms", r.instance());
+    }
+    // b was sampled throughout too: up, then down (0), then up again.
+    let b_up: Vec<f64> = receiver
+        .accepted("redis_up", &[("instance", &b_instance)])
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let first_down = b_up
+        .iter()
+        .position(|v| *v == 0.0)
+        .expect("b reported down");
+    assert!(b_up[..first_down].iter().all(|v| *v == 1.0));
+    assert_eq!(b_up.last(), Some(&1.0), "{b_up:?}");
+}
+
+#[test]
+fn sighup_adds_and_removes_targets_and_keeps_the_queue() {
+    let a = Redis::start(&[]);
+    let b = Redis::start(&[]);
+    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let agent = Agent::start(&targets_config(&[a.url(), b.url()], &receiver.url), &[]);
+    wait_until("both targets pushed", Duration::from_secs(15), || {
+        !receiver
+            .accepted("redis_up", &[("instance", &b.instance())])
+            .is_empty()
+            && !receiver
+                .accepted("redis_up", &[("instance", &a.instance())])
+                .is_empty()
+    });
+
+    // Receiver down, then remove b and add c: the queued samples survive the reload.
+    receiver.set_mode(Fault::Status(503));
+    std::thread::sleep(Duration::from_secs(3));
+    let c = Redis::start(&[]);
+    agent.reload(&targets_config(&[a.url(), c.url()], &receiver.url));
+    wait_until("c sampled", Duration::from_secs(15), || {
+        Page::parse(&agent.metrics()).get("redis_up", &[("instance", &c.instance())]) == Some(1.0)
+    });
+    let page = Page::parse(&agent.metrics());
+    assert_eq!(
+        page.get("redis_up", &[("instance", &b.instance())]),
+        None,
+        "b still shown"
+    );
+    let reload_ms = redpush::remote_write::sender::now_ms();
+    receiver.set_mode(Fault::Status(204));
+    wait_until("c pushed", Duration::from_secs(20), || {
+        !receiver
+            .accepted("redis_up", &[("instance", &c.instance())])
+            .is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    // b's last samples from the outage arrived, then a stale marker ended it.
+    let b_up = receiver.accepted("redis_up", &[("instance", &b.instance())]);
+    let (last_ts, last_value) = *b_up.last().expect("b samples");
+    assert!(
+        redpush::stale::is_stale_marker(last_value),
+        "b's last sample is not a stale marker: {b_up:?}"
+    );
+    assert!(last_ts <= reload_ms + 1000);
+    assert!(b_up.len() >= 4, "b's outage samples were lost: {b_up:?}");
+    // a kept going across the reload.
+    assert!(max_gap(&receiver, &a.instance(), 0) <= 1600);
+    assert!(
+        agent.process.output().contains("target removed"),
+        "{}",
+        agent.process.output()
+    );
+}
+
+#[test]
+fn a_quiet_target_slows_down_and_says_why() {
+    let redis = Redis::start(&[]);
+    let config = format!(
+        "[[targets]]\nurl = \"{}\"\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"3s\"\n",
+        redis.url()
+    );
+    let agent = Agent::start(&config, &[]);
+    wait_until("interval at max", Duration::from_secs(30), || {
+        Page::parse(&agent.metrics()).get("redpush_sample_interval_seconds", &[]) == Some(3.0)
+    });
+    let log = agent.process.output();
+    assert!(
+        log.contains("sampling interval changed") && log.contains("reason=quiet"),
+        "{log}"
+    );
+}

@@ -1,0 +1,398 @@
+//! The durable queue on a real file system: round trips, restarts, a crash
+//! at every byte of the tail, segment rollover, the bounds and their
+//! counters, corruption, and a model-based test that runs random operation
+//! sequences against the log and against a plain in-memory model.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use redpush::queue::{Queue, Record, Series};
+use redpush::self_metrics::SelfMetrics;
+use redpush::wal::{DiskQueue, Fsync, WalSettings};
+use tempfile::TempDir;
+
+fn now_ms() -> i64 {
+    redpush::remote_write::sender::now_ms()
+}
+
+/// A record whose series values identify it: `n` series, each valued `id`.
+fn record(id: u64, n: usize) -> Record {
+    Record {
+        timestamp_ms: now_ms() - 1000 + id as i64,
+        series: (0..n)
+            .map(|i| Series {
+                labels: vec![
+                    ("__name__".into(), format!("redis_metric_{i}")),
+                    ("instance".into(), "127.0.0.1:6379".into()),
+                    ("job".into(), "redis".into()),
+                ],
+                value: id as f64,
+            })
+            .collect(),
+    }
+}
+
+fn id_of(record: &Record) -> u64 {
+    record.series[0].value as u64
+}
+
+fn settings(dir: &Path) -> WalSettings {
+    let mut s = WalSettings::new(
+        dir.join("wal"),
+        64 * 1024 * 1024,
+        Duration::from_secs(7200),
+        Fsync::Always,
+    );
+    s.segment_bytes = 4096;
+    s
+}
+
+fn open(settings: &WalSettings) -> (DiskQueue, Arc<SelfMetrics>) {
+    let metrics = Arc::new(SelfMetrics::default());
+    let (queue, _) = DiskQueue::open(settings.clone(), metrics.clone()).expect("open");
+    (queue, metrics)
+}
+
+/// Ids of every pending record, oldest first (reads without acknowledging).
+fn pending(queue: &DiskQueue) -> Vec<u64> {
+    queue
+        .peek(usize::MAX)
+        .iter()
+        .map(|q| id_of(&q.record))
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .expect("wal dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn push_peek_ack_and_resume_after_restart() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        for id in 0..10 {
+            q.push(record(id, 5));
+        }
+        let batch = q.peek(20);
+        assert_eq!(
+            batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        q.ack(batch[3].seq);
+        let stats = q.stats();
+        assert_eq!((stats.records, stats.samples), (6, 30));
+        assert!(stats.bytes > 0);
+    }
+    let (q, _) = open(&s);
+    assert_eq!(pending(&q), vec![4, 5, 6, 7, 8, 9]);
+    let stats = q.stats();
+    assert_eq!((stats.records, stats.samples), (6, 30));
+    // The decoded record is the one that was written.
+    let first = &q.peek(1)[0].record;
+    assert_eq!(first.series, record(4, 5).series);
+}
+
+#[test]
+fn queue_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().expect("dir");
+    let (q, _) = open(&settings(dir.path()));
+    q.push(record(1, 1));
+    let mode = std::fs::metadata(dir.path().join("wal"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn a_crash_at_every_byte_of_the_tail_loses_only_the_torn_record() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        q.push(record(1, 3));
+        q.push(record(2, 3));
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let two = std::fs::read(&file).expect("read");
+    {
+        let (q, _) = open(&s);
+        q.push(record(3, 3));
+    }
+    // `open` of the second run started a new segment for record 3.
+    let last = segments(dir.path()).pop().expect("segment");
+    let full = std::fs::read(&last).expect("read");
+    assert!(!full.is_empty());
+    for cut in 0..full.len() {
+        std::fs::write(&last, &full[..cut]).expect("truncate");
+        std::fs::write(&file, &two).expect("restore");
+        let (q, _) = open(&s);
+        assert_eq!(
+            pending(&q),
+            vec![1, 2],
+            "cut at byte {cut} of {}",
+            full.len()
+        );
+        // The queue works on: a new record lands after the good ones.
+        q.push(record(4, 3));
+        drop(q);
+        let (q, _) = open(&s);
+        assert_eq!(pending(&q), vec![1, 2, 4], "after the cut at byte {cut}");
+        for extra in segments(dir.path())
+            .into_iter()
+            .filter(|p| *p != file && *p != last)
+        {
+            std::fs::remove_file(extra).expect("clean up");
+        }
+    }
+}
+
+#[test]
+fn segments_roll_over_and_acknowledged_ones_are_deleted() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.segment_bytes = 1024;
+    let (q, _) = open(&s);
+    for id in 0..100 {
+        q.push(record(id, 10));
+    }
+    let files = segments(dir.path()).len();
+    assert!(
+        files > 5,
+        "only {files} segments for 100 records of 1 KiB segments"
+    );
+    let batch = q.peek(500);
+    q.ack(batch.last().expect("batch").seq);
+    assert!(
+        segments(dir.path()).len() < files,
+        "acknowledged segments stay on disk"
+    );
+    assert_eq!(pending(&q), (50..100).collect::<Vec<_>>());
+    let batch = q.peek(usize::MAX);
+    q.ack(batch.last().expect("batch").seq);
+    assert_eq!(q.stats().records, 0);
+    assert_eq!(
+        segments(dir.path()).len(),
+        1,
+        "only the segment being written stays"
+    );
+}
+
+#[test]
+fn the_bound_drops_oldest_segments_and_counts_them() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.max_disk_bytes = 16 * 1024;
+    let (q, metrics) = open(&s);
+    for id in 0..200 {
+        q.push(record(id, 10));
+    }
+    let stats = q.stats();
+    assert!(
+        stats.bytes <= s.max_disk_bytes,
+        "{} bytes on disk",
+        stats.bytes
+    );
+    let ids = pending(&q);
+    // Oldest first, no holes: what is left is the newest run.
+    assert_eq!(ids.last(), Some(&199));
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    let lost = 200 - ids.len() as u64;
+    assert_eq!(metrics.dropped_count("queue_full"), lost * 10);
+    assert_eq!(stats.samples as u64, ids.len() as u64 * 10);
+}
+
+#[test]
+fn samples_older_than_max_age_are_dropped_as_too_old() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.max_age = Duration::from_secs(60);
+    let (q, metrics) = open(&s);
+    let mut old = record(1, 4);
+    old.timestamp_ms = now_ms() - 120_000;
+    q.push(old);
+    q.push(record(2, 4));
+    assert_eq!(pending(&q), vec![2]);
+    assert_eq!(metrics.dropped_count("too_old"), 4);
+    assert_eq!(q.stats().records, 1);
+}
+
+#[test]
+fn a_corrupt_older_segment_does_not_stop_the_queue() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        for id in 0..60 {
+            q.push(record(id, 10));
+        }
+    }
+    let files = segments(dir.path());
+    assert!(files.len() >= 3);
+    let mut bytes = std::fs::read(&files[0]).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&files[0], bytes).expect("write");
+    let metrics = Arc::new(SelfMetrics::default());
+    let (q, report) = DiskQueue::open(s.clone(), metrics).expect("open");
+    assert_eq!(report.corrupt_segments.len(), 1);
+    let ids = pending(&q);
+    assert!(ids.contains(&59) && ids.contains(&0), "{ids:?}");
+    assert!(ids.len() < 60, "the damaged records cannot come back");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "still in order: {ids:?}"
+    );
+}
+
+#[test]
+fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    let (q, metrics) = open(&s);
+    q.push(record(1, 2));
+    // Take the directory away under the queue and make it a file.
+    std::fs::remove_dir_all(dir.path().join("wal")).expect("remove");
+    std::fs::write(dir.path().join("wal"), b"not a directory").expect("file");
+    // Force a new segment: enough records to roll over.
+    for id in 2..100 {
+        q.push(record(id, 10));
+    }
+    assert!(metrics.dropped_count("write_error") > 0);
+    let text = {
+        let mut out = String::new();
+        redpush::metrics::exposition::write_families(
+            &mut out,
+            &metrics.families(q.stats(), now_ms()),
+            &[],
+        );
+        out
+    };
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("redpush_queue_write_errors_total ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    // Pushing goes on without panicking, and the disk coming back is used again.
+    std::fs::remove_file(dir.path().join("wal")).expect("remove");
+    std::fs::create_dir(dir.path().join("wal")).expect("dir");
+    for id in 100..200 {
+        q.push(record(id, 10));
+    }
+    assert!(pending(&q).contains(&199));
+}
+
+// ---------------------------------------------------------------------------
+// Model-based: random operations against the log and a VecDeque.
+
+#[derive(Clone, Debug)]
+enum Op {
+    Push(usize),
+    /// Peek up to n samples and acknowledge k of the returned records.
+    PeekAck(usize, usize),
+    Restart,
+    /// Crash while writing: the last `n` bytes of the newest segment are lost.
+    TornTail(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1usize..20).prop_map(Op::Push),
+        3 => (1usize..200, 0usize..5).prop_map(|(n, k)| Op::PeekAck(n, k)),
+        1 => Just(Op::Restart),
+        1 => (1usize..40).prop_map(Op::TornTail),
+    ]
+}
+
+proptest! {
+    // 64 cases in CI; PROPTEST_CASES=5000 for a longer search.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_log_behaves_like_a_fifo(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = TempDir::new().expect("dir");
+        let mut s = settings(dir.path());
+        s.segment_bytes = 2048;
+        s.cache_samples = 50;
+        // Restarts here are clean drops of the queue: fsync adds time, not coverage.
+        s.fsync = Fsync::Never;
+        let (mut q, _) = open(&s);
+        // The model: ids of pending records and their sample counts.
+        let mut model: VecDeque<(u64, usize)> = VecDeque::new();
+        let mut next_id = 0u64;
+        // Id of the newest record written since the last restart, if still the tail.
+        let mut tail: Option<u64> = None;
+        for op in ops {
+            match op {
+                Op::Push(n) => {
+                    q.push(record(next_id, n));
+                    model.push_back((next_id, n));
+                    tail = Some(next_id);
+                    next_id += 1;
+                }
+                Op::PeekAck(max, k) => {
+                    let batch = q.peek(max);
+                    let expected: Vec<u64> = {
+                        let mut ids = Vec::new();
+                        let mut samples = 0;
+                        for (id, n) in &model {
+                            if !ids.is_empty() && samples + n > max { break; }
+                            samples += n;
+                            ids.push(*id);
+                        }
+                        ids
+                    };
+                    prop_assert_eq!(batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(), expected);
+                    if k > 0 && !batch.is_empty() {
+                        let k = k.min(batch.len());
+                        q.ack(batch[k - 1].seq);
+                        for _ in 0..k { model.pop_front(); }
+                    }
+                }
+                Op::Restart => {
+                    drop(q);
+                    q = open(&s).0;
+                    tail = None;
+                }
+                Op::TornTail(cut) => {
+                    drop(q);
+                    let last = segments(dir.path()).pop();
+                    if let Some(path) = last {
+                        let bytes = std::fs::read(&path).expect("read");
+                        // Only a cut inside the newest record is a torn write;
+                        // limit the cut to it (its frame is at least 21 bytes).
+                        if let Some(id) = tail && !bytes.is_empty() {
+                            let cut = cut.min(20).min(bytes.len());
+                            std::fs::write(&path, &bytes[..bytes.len() - cut]).expect("truncate");
+                            if model.back().map(|(i, _)| *i) == Some(id) {
+                                model.pop_back();
+                            }
+                        }
+                    }
+                    q = open(&s).0;
+                    tail = None;
+                }
+            }
+            let stats = q.stats();
+            prop_assert_eq!(stats.records, model.len());
+            prop_assert_eq!(stats.samples, model.iter().map(|(_, n)| n).sum::<usize>());
+        }
+        prop_assert_eq!(pending(&q), model.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    }
+}
