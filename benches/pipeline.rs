@@ -1,0 +1,185 @@
+//! The hot path per reading, timed and with its heap allocations counted:
+//! INFO parse, mapping, remote-write encoding (flatten + protobuf + snappy)
+//! and the text exposition, for the real Redis 7.0 INFO of tests/fixtures
+//! and for a large one (200 commands in commandstats, 16 databases, 10
+//! replicas).
+//!
+//! Run: cargo bench --bench pipeline
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use redpush::metrics::exposition::write_families;
+use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
+use redpush::metrics::{Families, Kind};
+use redpush::queue::{Queued, Record};
+use redpush::redis::info::Info;
+use redpush::remote_write::encode::{encode, flatten};
+
+/// Counts allocations so the figures include allocations per reading.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` `n` times; prints ns and allocations per run.
+fn measure(name: &str, n: u32, mut f: impl FnMut()) {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    let ns = started.elapsed().as_nanos() as f64 / n as f64;
+    let per = (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / n as f64;
+    println!("  {name:<34} {:>10.0} ns   {:>8.0} allocations", ns, per);
+}
+
+fn large_info() -> String {
+    let mut text =
+        include_str!("../tests/fixtures/info-redis7.0-primary.txt").replace("\r\n", "\n");
+    let cut = text.find("# Commandstats").expect("section");
+    text.truncate(cut);
+    text.push_str("# Commandstats\n");
+    for i in 0..200 {
+        text.push_str(&format!("cmdstat_command{i}:calls={},usec={},usec_per_call=1.00,rejected_calls=0,failed_calls=0\n", i * 7, i * 11));
+    }
+    text.push_str("# Errorstats\nerrorstat_ERR:count=3\n# Latencystats\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "latency_percentiles_usec_command{i}:p50=1.003,p99=2.007,p99.9=4.015\n"
+        ));
+    }
+    text.push_str("# Replication\nrole:master\nconnected_slaves:10\n");
+    for i in 0..10 {
+        text.push_str(&format!(
+            "slave{i}:ip=10.0.0.{i},port=6379,state=online,offset=100,lag=0\n"
+        ));
+    }
+    text.push_str("# Keyspace\n");
+    for db in 0..16 {
+        text.push_str(&format!(
+            "db{db}:keys={},expires=1,avg_ttl=1000\n",
+            db * 100 + 1
+        ));
+    }
+    text
+}
+
+fn run(label: &str, text: &str) {
+    let config = ServerConfig::from_pairs([
+        ("maxmemory", "0"),
+        ("maxclients", "10000"),
+        ("databases", "16"),
+    ]);
+    let base = vec![
+        ("job".to_owned(), "redis".to_owned()),
+        ("instance".to_owned(), "10.1.2.3:6379".to_owned()),
+    ];
+    let map = |info: &Info<'_>| {
+        let mut families = Families::new();
+        families.plain("redis_up", Kind::Gauge, 1.0);
+        map_reading(
+            &Reading {
+                info,
+                config: Some(&config),
+                slowlog: Some(Slowlog::default()),
+                extras: Default::default(),
+                now_secs: 1.7e9,
+            },
+            MapOptions::default(),
+            &mut families,
+        );
+        families
+    };
+    let info = Info::parse(text);
+    let families = map(&info);
+    println!(
+        "{label}: {} bytes of INFO, {} fields, {} samples",
+        text.len(),
+        info.fields().len(),
+        families.sample_count()
+    );
+    measure("parse INFO", 20_000, || {
+        black_box(Info::parse(black_box(text)));
+    });
+    measure("map to families", 5_000, || {
+        black_box(map(black_box(&info)));
+    });
+    measure("flatten to labelled series", 5_000, || {
+        let mut series = Vec::with_capacity(families.sample_count());
+        flatten(black_box(&families), &base, &mut series);
+        black_box(series);
+    });
+    // One request of 5 readings of the same target, as a 1 s interval with
+    // the 5 s flush deadline sends it; figures per reading.
+    let batch: Vec<Queued> = (0..5)
+        .map(|i| {
+            let mut series = Vec::new();
+            flatten(&families, &base, &mut series);
+            Queued {
+                seq: i,
+                record: Arc::new(Record {
+                    timestamp_ms: 1_700_000_000_000 + i as i64 * 1000,
+                    series,
+                }),
+            }
+        })
+        .collect();
+    let encoded = encode(&batch);
+    println!(
+        "  remote-write body: {} bytes for {} samples = {:.2} bytes per sample",
+        encoded.body.len(),
+        encoded.samples,
+        encoded.body.len() as f64 / encoded.samples as f64
+    );
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let n = 500;
+    for _ in 0..n {
+        black_box(encode(black_box(&batch)));
+    }
+    println!(
+        "  {:<34} {:>10.0} ns   {:>8.0} allocations",
+        "encode (protobuf + snappy), /reading",
+        started.elapsed().as_nanos() as f64 / (n * 5) as f64,
+        (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / (n * 5) as f64
+    );
+    measure("text exposition", 5_000, || {
+        let mut out = String::with_capacity(64 * 1024);
+        write_families(&mut out, black_box(&families), &[]);
+        black_box(out);
+    });
+}
+
+fn main() {
+    run(
+        "Redis 7.0 reference INFO",
+        include_str!("../tests/fixtures/info-redis7.0-primary.txt"),
+    );
+    run(
+        "large INFO (200 commands, 16 dbs, 10 replicas)",
+        &large_info(),
+    );
+}
