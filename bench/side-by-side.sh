@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Side-by-side cost of the usual pair and of redpush, on one machine, one run.
+#
+#   (a) Debian's prometheus-redis-exporter, scraped every 1 s by Prometheus in
+#       agent mode, which remote-writes to a receiving Prometheus;
+#   (b) redpush sampling every 1 s (adaptive off), remote-writing to a
+#       receiving Prometheus of its own.
+#
+# Both sample the same redis-server under the same steady redis-benchmark
+# load. The phases run one after the other (not together: on a small machine
+# they would steal CPU from each other), each for DURATION seconds after a
+# WARMUP. Each side's remote write goes through bench/wire_meter.py, a
+# counting proxy, so the wire bytes are counted the same way for both.
+#
+# Printed per side: CPU seconds (utime+stime of all its processes) per 1000
+# delivered samples, peak resident memory (VmHWM, summed over its processes),
+# request bytes per delivered sample (headers + body, as sent), and the Redis
+# server's CPU spent on the monitoring commands (commandstats usec of every
+# command but the load's SET and GET). Then the ratios redpush / pair.
+#
+# usage: bench/side-by-side.sh            (DURATION=180 WARMUP=30 by default)
+set -euo pipefail
+
+DURATION=${DURATION:-180}
+WARMUP=${WARMUP:-30}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+need=()
+for tool in redis-server:redis-server redis-benchmark:redis-tools prometheus:prometheus \
+    prometheus-redis-exporter:prometheus-redis-exporter curl:curl python3:python3; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if ((${#need[@]})); then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+(cd "$root" && cargo build --release --locked -q)
+redpush="$root/target/release/redpush"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() { # url
+    for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "no answer from $1" >&2; return 1
+}
+cpu_ticks() { # pid... : utime+stime in clock ticks
+    local total=0 pid
+    for pid in "$@"; do
+        # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+        read -r -a f < <(sed 's/^.*) //' "/proc/$pid/stat")
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+peak_rss_kib() { # pid...
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+monitoring_usec() { # Redis CPU of every command but the load's
+    redis-cli -p "$redis_port" INFO commandstats |
+        awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_set" && $1 != "cmdstat_get" {u += $5} END {print u + 0}'
+}
+samples_appended() { # receiver port
+    curl -fs "http://127.0.0.1:$1/metrics" |
+        awk '/^prometheus_tsdb_head_samples_appended_total/ {s += $NF} END {printf "%d\n", s}'
+}
+wire_bytes() { # meter port
+    curl -fs "http://127.0.0.1:$1/__stats" |
+        python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["header_bytes"]+s["body_bytes"], s["requests"], s["non_2xx"])'
+}
+start_receiver() { # name -> sets recv_port, meter_port
+    recv_port=$(free_port)
+    meter_port=$(free_port)
+    mkdir -p "$work/$1-receiver"
+    printf 'global:\n  scrape_interval: 1m\n' >"$work/$1-receiver/prometheus.yml"
+    prometheus --config.file="$work/$1-receiver/prometheus.yml" \
+        --storage.tsdb.path="$work/$1-receiver/data" \
+        --web.listen-address="127.0.0.1:$recv_port" \
+        --web.enable-remote-write-receiver >"$work/$1-receiver/log" 2>&1 &
+    pids+=($!)
+    python3 "$root/bench/wire_meter.py" "$meter_port" "127.0.0.1:$recv_port" &
+    pids+=($!)
+    wait_http "http://127.0.0.1:$recv_port/-/ready"
+    wait_http "http://127.0.0.1:$meter_port/__stats"
+}
+
+# --- the monitored server and its load --------------------------------------
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+# Steady load: short redis-benchmark runs back to back with a pause, so the
+# load does not take a whole core of this machine away from the measured side.
+(
+    while true; do
+        redis-benchmark -p "$redis_port" -t set,get -n 20000 -c 2 -r 10000 -q >/dev/null 2>&1
+        sleep 0.5
+    done
+) &
+pids+=($!)
+
+# measure NAME PID... : runs the warm-up and the window, prints one result line.
+measure() {
+    local name=$1
+    shift
+    sleep "$WARMUP"
+    local cpu0 usec0 samples0 wire0
+    cpu0=$(cpu_ticks "$@")
+    usec0=$(monitoring_usec)
+    samples0=$(samples_appended "$recv_port")
+    read -r wire0 _ _ < <(wire_bytes "$meter_port")
+    sleep "$DURATION"
+    local cpu1 usec1 samples1 wire1 requests failed rss
+    cpu1=$(cpu_ticks "$@")
+    usec1=$(monitoring_usec)
+    samples1=$(samples_appended "$recv_port")
+    read -r wire1 requests failed < <(wire_bytes "$meter_port")
+    rss=$(peak_rss_kib "$@")
+    echo "$name $((cpu1 - cpu0)) $((samples1 - samples0)) $((wire1 - wire0)) $rss $((usec1 - usec0)) $requests $failed" >>"$work/results"
+}
+
+# --- (a) exporter + Prometheus agent ----------------------------------------
+start_receiver pair
+exporter_port=$(free_port)
+agent_port=$(free_port)
+prometheus-redis-exporter --redis.addr="redis://127.0.0.1:$redis_port" \
+    --web.listen-address="127.0.0.1:$exporter_port" >"$work/exporter.log" 2>&1 &
+exporter_pid=$!
+pids+=($exporter_pid)
+mkdir -p "$work/agent"
+cat >"$work/agent/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: redis
+    static_configs:
+      - targets: ["127.0.0.1:$exporter_port"]
+remote_write:
+  - url: http://127.0.0.1:$meter_port/api/v1/write
+EOF
+prometheus --enable-feature=agent --config.file="$work/agent/prometheus.yml" \
+    --storage.agent.path="$work/agent/data" \
+    --web.listen-address="127.0.0.1:$agent_port" >"$work/agent/log" 2>&1 &
+agent_pid=$!
+pids+=($agent_pid)
+echo "phase (a): exporter + Prometheus agent, ${WARMUP}s warm-up + ${DURATION}s" >&2
+measure pair "$exporter_pid" "$agent_pid"
+kill "$exporter_pid" "$agent_pid"
+
+# --- (b) redpush --------------------------------------------------------------
+start_receiver redpush
+mkdir -p "$work/redpush"
+cat >"$work/redpush/redpush.toml" <<EOF
+listen = "127.0.0.1:$(free_port)"
+state_dir = "$work/redpush/state"
+interval = "1s"
+adaptive = false
+[[targets]]
+url = "redis://127.0.0.1:$redis_port"
+[remote_write]
+url = "http://127.0.0.1:$meter_port/api/v1/write"
+EOF
+RUST_LOG=warn "$redpush" --config "$work/redpush/redpush.toml" >"$work/redpush/log" 2>&1 &
+redpush_pid=$!
+pids+=($redpush_pid)
+echo "phase (b): redpush, ${WARMUP}s warm-up + ${DURATION}s" >&2
+measure redpush "$redpush_pid"
+kill "$redpush_pid"
+
+# --- report ---------------------------------------------------------------------
+python3 - "$work/results" "$(getconf CLK_TCK)" "$DURATION" <<'EOF'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, ticks, samples, wire, rss, usec, requests, failed = line.split()
+    rows[name] = dict(cpu=int(ticks) / int(sys.argv[2]), samples=int(samples), wire=int(wire),
+                      rss=int(rss) / 1024, usec=int(usec), requests=int(requests), failed=int(failed))
+duration = float(sys.argv[3])
+def figures(r):
+    per_k = r["cpu"] / r["samples"] * 1000 if r["samples"] else float("nan")
+    return dict(cpu_per_1000=per_k, rss=r["rss"], bytes_per_sample=r["wire"] / max(r["samples"], 1),
+                redis_ms_per_s=r["usec"] / 1000 / duration, samples_per_s=r["samples"] / duration,
+                cpu_pct=r["cpu"] / duration * 100)
+a, b = figures(rows["pair"]), figures(rows["redpush"])
+print(f"{'':34} {'exporter+agent':>15} {'redpush':>12} {'ratio':>8}")
+for key, label in [("cpu_per_1000", "CPU s per 1000 delivered samples"),
+                   ("rss", "peak resident memory (MiB)"),
+                   ("bytes_per_sample", "wire bytes per delivered sample"),
+                   ("redis_ms_per_s", "Redis CPU on monitoring (ms/s)")]:
+    print(f"{label:34} {a[key]:15.4f} {b[key]:12.4f} {b[key] / a[key]:8.3f}")
+for key, label in [("samples_per_s", "delivered samples per second"),
+                   ("cpu_pct", "CPU (% of one core)")]:
+    print(f"{label:34} {a[key]:15.1f} {b[key]:12.1f}")
+for name in ("pair", "redpush"):
+    r = rows[name]
+    print(f"{name}: {r['requests']} requests, {r['failed']} not 2xx")
+EOF
