@@ -122,12 +122,14 @@ measure() {
     local cpu0 usec0 samples0 wire0
     cpu0=$(cpu_ticks "$@")
     usec0=$(monitoring_usec)
+    redis-cli -p "$redis_port" INFO commandstats >"$work/$name.stats0"
     samples0=$(samples_appended "$recv_port")
     read -r wire0 _ _ < <(wire_bytes "$meter_port")
     sleep "$DURATION"
     local cpu1 usec1 samples1 wire1 requests failed rss
     cpu1=$(cpu_ticks "$@")
     usec1=$(monitoring_usec)
+    redis-cli -p "$redis_port" INFO commandstats >"$work/$name.stats1"
     samples1=$(samples_appended "$recv_port")
     read -r wire1 requests failed < <(wire_bytes "$meter_port")
     rss=$(peak_rss_kib "$@")
@@ -184,8 +186,8 @@ measure redpush "$redpush_pid"
 kill "$redpush_pid"
 
 # --- report ---------------------------------------------------------------------
-python3 - "$work/results" "$(getconf CLK_TCK)" "$DURATION" <<'EOF'
-import sys
+python3 - "$work/results" "$(getconf CLK_TCK)" "$DURATION" "$work" <<'EOF'
+import re, sys
 rows = {}
 for line in open(sys.argv[1]):
     name, ticks, samples, wire, rss, usec, requests, failed = line.split()
@@ -207,7 +209,19 @@ for key, label in [("cpu_per_1000", "CPU s per 1000 delivered samples"),
 for key, label in [("samples_per_s", "delivered samples per second"),
                    ("cpu_pct", "CPU (% of one core)")]:
     print(f"{label:34} {a[key]:15.1f} {b[key]:12.1f}")
+def usec(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line)
+        if m:
+            out[m[1]] = (int(m[2]), int(m[3]))
+    return out
 for name in ("pair", "redpush"):
     r = rows[name]
-    print(f"{name}: {r['requests']} requests, {r['failed']} not 2xx")
+    print(f"{name}: {r['requests']} requests, {r['failed']} not 2xx; Redis time per command:")
+    before, after = usec(f"{sys.argv[4]}/{name}.stats0"), usec(f"{sys.argv[4]}/{name}.stats1")
+    for cmd, (calls, us) in sorted(after.items(), key=lambda kv: -kv[1][1]):
+        c0, u0 = before.get(cmd, (0, 0))
+        if cmd not in ("set", "get") and calls > c0:
+            print(f"    {cmd:20} {calls - c0:6} calls {us - u0:9} usec  {(us - u0) / (calls - c0):7.1f} usec/call")
 EOF

@@ -45,7 +45,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// families of every target (in configuration order) and the agent's own
 /// counters.
 pub struct AgentState {
-    latest: Mutex<Vec<(String, Arc<Families>)>>,
+    latest: Mutex<Vec<(String, Latest)>>,
     metrics: Arc<SelfMetrics>,
     queue: Option<Arc<dyn Queue>>,
 }
@@ -59,7 +59,7 @@ impl AgentState {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Arc<Families>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Latest)>> {
         self.latest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -69,14 +69,17 @@ impl AgentState {
         let mut latest = self.lock();
         if !latest.iter().any(|(i, _)| i == instance) {
             let at = position.min(latest.len());
-            latest.insert(at, (instance.to_owned(), Arc::new(Families::new())));
+            latest.insert(at, (instance.to_owned(), Latest::default()));
         }
     }
 
-    fn update(&self, instance: &str, families: Arc<Families>) {
+    fn update(&self, instance: &str, families: Arc<Families>, complete: bool) {
         let mut latest = self.lock();
-        if let Some(slot) = latest.iter_mut().find(|(i, _)| i == instance) {
-            slot.1 = families;
+        if let Some((_, slot)) = latest.iter_mut().find(|(i, _)| i == instance) {
+            if complete {
+                slot.complete = families.clone();
+            }
+            slot.current = families;
         }
     }
 
@@ -84,9 +87,22 @@ impl AgentState {
         self.lock().retain(|(i, _)| i != instance);
     }
 
-    /// The latest families of every target, cheap to take (shared pointers).
+    /// The latest families of every target: shared pointers, except after
+    /// an incomplete reading, which is overlaid on the last complete one
+    /// here (when a page is asked for, not on every sample).
     pub fn latest(&self) -> Vec<(String, Arc<Families>)> {
-        self.lock().clone()
+        let latest = self.lock().clone();
+        latest
+            .into_iter()
+            .map(|(instance, slot)| {
+                let families = if Arc::ptr_eq(&slot.current, &slot.complete) {
+                    slot.current
+                } else {
+                    Arc::new(slot.current.overlaid_on(&slot.complete))
+                };
+                (instance, families)
+            })
+            .collect()
     }
 
     fn queue_stats(&self) -> QueueStats {
@@ -115,6 +131,14 @@ impl AgentState {
         write_families(&mut out, &self.self_families(), &[]);
         out
     }
+}
+
+/// A target's latest reading and its latest complete one (the same one
+/// unless the latest is incomplete).
+#[derive(Clone, Default)]
+struct Latest {
+    current: Arc<Families>,
+    complete: Arc<Families>,
 }
 
 /// A running target task and what it was started with.
@@ -380,7 +404,7 @@ impl Discovery {
             .map(|seed| {
                 tokio::spawn(crate::discovery::run(
                     seed.clone(),
-                    settings.metrics.config_refresh,
+                    settings.metrics,
                     found.clone(),
                     stop_rx.clone(),
                 ))
@@ -466,8 +490,12 @@ async fn run_target(
         if let Some(queue) = &queue {
             let mut series = Vec::with_capacity(reading.families.sample_count());
             flatten(&reading.families, target.base_labels(), &mut series);
-            let markers = stale.markers(&series);
-            series.extend(markers);
+            if reading.complete {
+                let markers = stale.markers(&series);
+                series.extend(markers);
+            } else {
+                stale.remember(&series);
+            }
             push(
                 queue.as_ref(),
                 Record {
@@ -476,7 +504,7 @@ async fn run_target(
                 },
             );
         }
-        state.update(&instance, Arc::new(reading.families));
+        state.update(&instance, Arc::new(reading.families), reading.complete);
     }
 }
 

@@ -267,6 +267,7 @@ enum ByteSize {
 struct FileMetrics {
     unmapped_info_fields: Option<bool>,
     config_refresh: Option<Spanned<String>>,
+    detail_interval: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -427,6 +428,10 @@ pub struct PushgatewaySettings {
 pub struct MetricsSettings {
     pub unmapped_info_fields: bool,
     pub config_refresh: Duration,
+    /// Longest time between complete readings (`INFO ALL` and the costly
+    /// commands); samples in between read only the fast-moving sections.
+    /// Zero: every sample is complete.
+    pub detail_interval: Duration,
 }
 
 /// Resolves spans to lines for error messages.
@@ -495,6 +500,29 @@ fn file_duration(
         }
         None => Ok(default),
     }
+}
+
+/// `[metrics] detail_interval`: zero is allowed (every sample complete),
+/// above the staleness window it is not (the detail series would go stale
+/// between complete readings).
+fn detail_interval(
+    file: Option<&Spanned<String>>,
+    loc: &Locator<'_>,
+) -> Result<Duration, ConfigError> {
+    const KEY: &str = "metrics.detail_interval";
+    let Some(s) = file else {
+        return Ok(Duration::from_secs(10));
+    };
+    let origin = loc.origin(s);
+    let d = duration(s.get_ref(), &origin, KEY)?;
+    if d > MAX_INTERVAL_LIMIT {
+        return Err(invalid(
+            origin,
+            KEY,
+            "may not exceed 4m50s: Prometheus ends a series after 5 minutes without a sample",
+        ));
+    }
+    Ok(d)
 }
 
 impl Settings {
@@ -748,6 +776,7 @@ impl Settings {
                 "metrics.config_refresh",
                 Duration::from_secs(60),
             )?,
+            detail_interval: detail_interval(file.metrics.detail_interval.as_ref(), &loc)?,
         };
 
         let queue = queue_settings(&file.queue, &loc)?;
@@ -1437,7 +1466,12 @@ impl fmt::Display for Settings {
             "unmapped_info_fields = {}",
             self.metrics.unmapped_info_fields
         )?;
-        writeln!(f, "config_refresh = \"{}\"", d(self.metrics.config_refresh))
+        writeln!(f, "config_refresh = \"{}\"", d(self.metrics.config_refresh))?;
+        writeln!(
+            f,
+            "detail_interval = \"{}\"",
+            d(self.metrics.detail_interval)
+        )
     }
 }
 
@@ -1504,6 +1538,19 @@ mod tests {
             err.contains("redpush.toml:1: `min_interval` is 2m, above max_interval 1m"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn detail_interval_zero_allowed_beyond_staleness_refused() {
+        let settings = load("[metrics]\ndetail_interval = \"0s\"").expect("0s is allowed");
+        assert_eq!(settings.metrics.detail_interval, Duration::ZERO);
+        let default = load("").expect("defaults");
+        assert_eq!(default.metrics.detail_interval, Duration::from_secs(10));
+        let err = load("[metrics]\ndetail_interval = \"5m\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redpush.toml:2"), "{err}");
+        assert!(err.contains("metrics.detail_interval"), "{err}");
     }
 
     #[test]

@@ -6,12 +6,10 @@
 //! join or leave become or stop being targets (the agent's supervisor sends
 //! the stale markers of those that left).
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::{Address, TargetSettings};
+use crate::config::{Address, MetricsSettings, TargetSettings};
 use crate::redis::sampler::Sampler;
 
 /// The node addresses of a `CLUSTER NODES` reply, in reply order.
@@ -80,12 +78,12 @@ pub type Discovered = (String, Vec<TargetSettings>);
 /// reports the node set whenever it changes.
 pub async fn run(
     seed: TargetSettings,
-    config_refresh: Duration,
+    metrics: MetricsSettings,
     updates: mpsc::Sender<Discovered>,
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = seed.discovery_interval;
-    let mut sampler = Sampler::new(seed.clone(), config_refresh);
+    let mut sampler = Sampler::new(seed.clone(), metrics);
     let mut last: Option<Vec<(String, u16)>> = None;
     let mut failing = false;
     let kind = if seed.cluster { "cluster" } else { "sentinel" };

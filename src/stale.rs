@@ -59,6 +59,20 @@ impl StaleTracker {
             .collect()
     }
 
+    /// Takes the series of an incomplete reading (one that did not read
+    /// every section): new series are remembered, none is ended, since a
+    /// series missing from it was not read rather than gone.
+    pub fn remember(&mut self, current: &[Series]) {
+        for series in current {
+            if is_stale_marker(series.value) {
+                continue;
+            }
+            self.previous
+                .entry(key(&series.labels))
+                .or_insert_with(|| series.labels.clone());
+        }
+    }
+
     /// Markers for every remembered series (the target was removed); forgets them.
     pub fn all(&mut self) -> Vec<Series> {
         self.previous
@@ -104,6 +118,18 @@ mod tests {
         assert!(t.markers(&[series("a"), series("b")]).is_empty());
         assert_eq!(names(&t.all()), ["a", "b"]);
         assert!(t.all().is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_reading_ends_nothing_and_adds_what_is_new() {
+        let mut t = StaleTracker::default();
+        assert!(t.markers(&[series("fast"), series("detail")]).is_empty());
+        // Between complete readings only the fast series are read.
+        t.remember(&[series("fast"), series("new")]);
+        t.remember(&[series("fast")]);
+        // The next complete reading judges everything seen since the last.
+        let markers = t.markers(&[series("fast"), series("detail")]);
+        assert_eq!(names(&markers), ["new"]);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct TargetReading {
     pub families: Families,
     pub timestamp_ms: i64,
     pub up: bool,
+    /// False for a reading between complete ones (see `Sampler`): series it
+    /// lacks have not ended, they were not read this time.
+    pub complete: bool,
     /// Why the target is down, for `once`.
     pub error: Option<String>,
     /// What the interval controller needs from this sample.
@@ -52,7 +55,7 @@ impl Target {
         base_labels.extend(target.labels.iter().cloned());
         base_labels.extend(settings.external_labels.iter().cloned());
         Target {
-            sampler: Sampler::new(target, settings.metrics.config_refresh),
+            sampler: Sampler::new(target, settings.metrics),
             options: MapOptions {
                 unmapped_fields: settings.metrics.unmapped_info_fields,
                 client_detail,
@@ -90,6 +93,7 @@ impl Target {
         let mut error = None;
         let mut observation = Observation::failed(started.elapsed());
         let mut learned = None;
+        let mut complete = true;
         let up = match &result {
             Ok(raw) => {
                 let info = Info::parse(&raw.info);
@@ -116,7 +120,12 @@ impl Target {
                     };
                     map_reading(&reading, self.options, &mut families);
                     observation = Observation::from_info(&info, started.elapsed());
-                    learned = Some(ServerFacts::from_info(&info));
+                    complete = raw.complete;
+                    // Version and mode are in the `server` section, which
+                    // only a complete reading has.
+                    if complete {
+                        learned = Some(ServerFacts::from_info(&info));
+                    }
                     true
                 }
             }
@@ -171,6 +180,7 @@ impl Target {
             families,
             timestamp_ms,
             up,
+            complete,
             error,
             observation,
         }

@@ -353,7 +353,10 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
         }
     }
 
-    instance_info(info, out);
+    // A reading between complete ones has no `server` section.
+    if info.get("redis_version").is_some() {
+        instance_info(info, out);
+    }
     if role == "slave" {
         replica_metrics(&replica_side, out);
     }

@@ -126,6 +126,23 @@ impl Families {
         }
     }
 
+    /// These families, then those of `older` whose names these lack: what a
+    /// target looks like after an incomplete reading (see `Sampler`), which
+    /// leaves the detail families of the last complete one standing.
+    pub fn overlaid_on(&self, older: &Families) -> Families {
+        let names: std::collections::HashSet<&str> =
+            self.list.iter().map(|f| f.name.as_ref()).collect();
+        let mut out = self.clone();
+        out.list.extend(
+            older
+                .list
+                .iter()
+                .filter(|f| !names.contains(f.name.as_ref()))
+                .cloned(),
+        );
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

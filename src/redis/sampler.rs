@@ -1,10 +1,19 @@
 //! One persistent connection per target and the commands of one sample.
 //!
-//! A sample is one pipelined round trip: `INFO ALL`, `SLOWLOG LEN`,
-//! `SLOWLOG GET 1`, and (at most once per `config_refresh`) one `CONFIG GET`
-//! per setting the metrics need. The connection is opened once and reused;
-//! after a failure it is dropped and reopened with exponential backoff, and
-//! until then every sample reports the target down without touching it.
+//! A sample is one pipelined round trip: `INFO`, the cheap optional
+//! commands (`SLOWLOG LEN`, `SLOWLOG GET 1`, `LATENCY LATEST`, ...), and (at
+//! most once per `config_refresh`) one `CONFIG GET` per setting the metrics
+//! need. The connection is opened once and reused; after a failure it is
+//! dropped and reopened with exponential backoff, and until then every
+//! sample reports the target down without touching it.
+//!
+//! Not every sample is complete. On a busy server `INFO ALL` costs it about
+//! 100 µs, `LATENCY HISTOGRAM` about as much again, most of it in the
+//! command and latency statistics. So a complete reading (`INFO ALL` and
+//! every optional command) is taken at most every `detail_interval`; the
+//! samples in between, taken only when the interval is shorter than that,
+//! read just the sections that move fast and that the adaptive interval
+//! watches (`FAST_SECTIONS`).
 //!
 //! Servers that refuse CONFIG or SLOWLOG (managed Redis renames or disables
 //! them) are probed once per connection: after the first error the command
@@ -18,7 +27,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 use tracing::{info, warn};
 
-use crate::config::TargetSettings;
+use crate::config::{MetricsSettings, TargetSettings};
 use crate::metrics::mapper::{
     CONFIG_PARAMS, CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog,
 };
@@ -26,10 +35,28 @@ use crate::redis::info::Info;
 use crate::redis::info::pair;
 use crate::redis::transport::{self, Budget, TransportError};
 
+/// INFO sections of a sample between complete readings: what the adaptive
+/// interval watches (memory, ops, evictions, rejected connections, the
+/// replication link) and the cheap sections whose absence would change a
+/// series rather than just leave it out (`keyspace` reports every database,
+/// `cluster` decides how many). Several sections in one INFO need Redis 7.
+const FAST_SECTIONS: [&str; 6] = [
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "cluster",
+    "keyspace",
+];
+
 /// The replies of one successful sample.
 #[derive(Clone, Debug, Default)]
 pub struct RawReading {
+    /// `INFO ALL`, or `FAST_SECTIONS` only when `complete` is false.
     pub info: String,
+    /// Whether this is a complete reading; an incomplete one leaves out the
+    /// detail sections and commands, whose series it does not end.
+    pub complete: bool,
     pub latency: Option<Vec<LatencyEvent>>,
     pub histograms: Option<Vec<CommandHistogram>>,
     pub cluster_info: Option<String>,
@@ -97,13 +124,19 @@ pub struct Sampler {
     budget: Budget,
     /// The last round trip's duration per kind of command.
     timings: Vec<(&'static str, f64)>,
+    /// Longest time between complete readings (zero: every one is).
+    detail_interval: Duration,
+    /// When the last complete reading started; None after a reconnect.
+    last_complete: Option<Instant>,
 }
 
 impl Sampler {
-    pub fn new(target: TargetSettings, config_refresh: Duration) -> Self {
+    pub fn new(target: TargetSettings, metrics: MetricsSettings) -> Self {
         Sampler {
             target,
-            config_refresh,
+            config_refresh: metrics.config_refresh,
+            detail_interval: metrics.detail_interval,
+            last_complete: None,
             conn: None,
             config: None,
             config_refused: false,
@@ -138,6 +171,8 @@ impl Sampler {
                 self.retry_at = None;
                 self.config_refused = false;
                 self.refused = [false; Optional::ALL.len()];
+                // A server back from an outage gets a complete reading at once.
+                self.last_complete = None;
                 Ok(conn)
             }
             Err(e) => {
@@ -282,11 +317,25 @@ impl Sampler {
                 .config
                 .as_ref()
                 .is_none_or(|(at, _)| at.elapsed() >= self.config_refresh);
-        let optional = self.wanted(&Optional::ALL);
+        let started = Instant::now();
+        let complete = self.complete_due(started);
+        let optional = if complete {
+            self.wanted(&Optional::ALL)
+        } else {
+            self.wanted(&Optional::CHEAP)
+        };
 
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        pipe.cmd("INFO").arg("ALL");
+        if complete {
+            pipe.cmd("INFO").arg("ALL");
+        } else if self.facts.major_version >= 7 {
+            pipe.cmd("INFO").arg(&FAST_SECTIONS[..]);
+        } else {
+            // One section per INFO before 7.0; `default` still leaves out
+            // the command statistics, the costliest part.
+            pipe.cmd("INFO").arg("default");
+        }
         for o in &optional {
             o.queue(&mut pipe, &self.facts);
         }
@@ -311,8 +360,12 @@ impl Sampler {
         };
         let mut reading = RawReading {
             info,
+            complete,
             ..RawReading::default()
         };
+        if complete {
+            self.last_complete = Some(started);
+        }
         self.store(&optional, &mut replies, &mut reading);
 
         if want_config {
@@ -339,6 +392,21 @@ impl Sampler {
         }
         reading.config = self.config.as_ref().map(|(_, c)| c.clone());
         Ok(reading)
+    }
+
+    /// Whether the sample starting at `now` must be complete: the first one
+    /// (the server's version and mode are not known yet), one on a Sentinel
+    /// (small replies, nothing to save), and one once `detail_interval` has
+    /// passed. A twentieth of it is forgiven, so that a sample a few
+    /// milliseconds early does not push the complete reading a whole
+    /// interval later.
+    fn complete_due(&self, now: Instant) -> bool {
+        self.facts.major_version == 0
+            || self.facts.sentinel_masters.is_some()
+            || self.last_complete.is_none_or(|at| {
+                now.saturating_duration_since(at) + self.detail_interval / 20
+                    >= self.detail_interval
+            })
     }
 
     /// The optional commands of `candidates` this server should get now.
@@ -457,6 +525,14 @@ impl Optional {
         Optional::ClusterInfo,
         Optional::Sentinel,
         Optional::ClientList,
+    ];
+    /// Those sent between complete readings too: a few microseconds each
+    /// on the server, and `cluster_state` is a signal to have quickly.
+    /// LATENCY HISTOGRAM and CLIENT LIST cost as much as INFO ALL or more.
+    const CHEAP: [Optional; 3] = [
+        Optional::Slowlog,
+        Optional::LatencyLatest,
+        Optional::ClusterInfo,
     ];
 
     fn command(self) -> &'static str {
