@@ -19,7 +19,7 @@ use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_r
 use redpush::metrics::{Families, Kind};
 use redpush::queue::{Queue, Record};
 use redpush::redis::info::Info;
-use redpush::remote_write::encode::flatten;
+use redpush::remote_write::encode::{LabelCache, flatten};
 use redpush::remote_write::sender::{Sender, now_ms};
 use redpush::self_metrics::SelfMetrics;
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
@@ -55,7 +55,7 @@ fn reading(timestamp_ms: i64) -> Record {
         ("region".to_owned(), "eu-west-1".to_owned()),
     ];
     let mut series = Vec::new();
-    flatten(&families, &base, &mut series);
+    flatten(&families, &base, &mut LabelCache::new(), &mut series);
     Record {
         timestamp_ms,
         series,

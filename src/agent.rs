@@ -30,7 +30,7 @@ use crate::metrics::Families;
 use crate::metrics::exposition::{write_families, write_targets};
 use crate::pushgateway::Pushgateway;
 use crate::queue::{Queue, QueueStats, Record};
-use crate::remote_write::encode::flatten;
+use crate::remote_write::encode::{LabelCache, flatten};
 use crate::remote_write::sender::{Sender, now_ms};
 use crate::schedule::{Bounds, Controller};
 use crate::self_metrics::SelfMetrics;
@@ -454,6 +454,7 @@ async fn run_target(
     let mut controller = Controller::new(bounds, t.adaptive);
     let instance = target.instance().to_owned();
     let mut stale = StaleTracker::default();
+    let mut labels = LabelCache::new();
     let clock = Instant::now();
     let mut next = Instant::now();
     loop {
@@ -489,7 +490,12 @@ async fn run_target(
         next = tick + controller.interval();
         if let Some(queue) = &queue {
             let mut series = Vec::with_capacity(reading.families.sample_count());
-            flatten(&reading.families, target.base_labels(), &mut series);
+            flatten(
+                &reading.families,
+                target.base_labels(),
+                &mut labels,
+                &mut series,
+            );
             if reading.complete {
                 let markers = stale.markers(&series);
                 series.extend(markers);
@@ -520,6 +526,7 @@ async fn run_self_metrics(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_ms = 0;
+    let mut labels = LabelCache::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -529,7 +536,7 @@ async fn run_self_metrics(
         last_ms = timestamp_ms;
         let families = metrics.families(queue.stats(), timestamp_ms);
         let mut series = Vec::new();
-        flatten(&families, &base, &mut series);
+        flatten(&families, &base, &mut labels, &mut series);
         push(
             queue.as_ref(),
             Record {

@@ -13,7 +13,7 @@ use crate::metrics::Families;
 use crate::metrics::exposition::{write_families, write_targets};
 use crate::pushgateway::Pushgateway;
 use crate::queue::{Queued, Record};
-use crate::remote_write::encode::{encode, flatten};
+use crate::remote_write::encode::{LabelCache, encode, flatten};
 use crate::remote_write::sender::{Delivery, Sender};
 use crate::self_metrics::SelfMetrics;
 use crate::target::{Target, TargetReading};
@@ -46,7 +46,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         let mut batch = Vec::new();
         for (seq, sampled) in readings.iter().enumerate() {
             let mut series = Vec::new();
-            flatten(&sampled.reading.families, &sampled.base_labels, &mut series);
+            flatten(
+                &sampled.reading.families,
+                &sampled.base_labels,
+                &mut LabelCache::new(),
+                &mut series,
+            );
             batch.push(Queued {
                 seq: seq as u64,
                 record: Arc::new(Record {

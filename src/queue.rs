@@ -9,11 +9,16 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-/// One resolved series and its value: labels complete (`__name__`, `job`,
-/// `instance`, external labels) and sorted by name, as remote write wants them.
+/// The complete labels of one series (`__name__`, `job`, `instance`,
+/// external labels), sorted by name, as remote write wants them. Shared:
+/// a series' set is built once and reused by every reading that has it
+/// (see `remote_write::encode::LabelCache`).
+pub type LabelSet = Arc<[(String, String)]>;
+
+/// One resolved series and its value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
-    pub labels: Vec<(String, String)>,
+    pub labels: LabelSet,
     pub value: f64,
 }
 

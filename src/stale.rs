@@ -3,14 +3,15 @@
 //! told once with Prometheus' stale marker, so the series ends in PromQL at
 //! once instead of after the five-minute lookback.
 //!
-//! Pure. Remembers the label sets of the last reading by hash; only series
-//! seen for the first time allocate.
+//! Pure. Remembers the (shared) label sets of the last reading by hash and
+//! the reading that last had each; a reading allocates nothing unless a
+//! series is new or gone.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use crate::queue::Series;
+use crate::queue::{LabelSet, Series};
 
 /// The NaN Prometheus reserves for "this series ended here".
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -25,7 +26,12 @@ pub fn is_stale_marker(value: f64) -> bool {
 
 #[derive(Debug, Default)]
 pub struct StaleTracker {
-    previous: HashMap<u64, Vec<(String, String)>>,
+    /// Every series of the readings since the last complete one, by the
+    /// hash of its labels, with the number of the last complete reading
+    /// (or the one in progress) that had it.
+    seen: HashMap<u64, (LabelSet, u64)>,
+    /// Complete readings so far.
+    readings: u64,
 }
 
 fn key(labels: &[(String, String)]) -> u64 {
@@ -35,49 +41,52 @@ fn key(labels: &[(String, String)]) -> u64 {
 }
 
 impl StaleTracker {
-    /// Takes the series of a new reading; returns markers for the series of
-    /// the previous reading that are missing from it.
+    /// Takes the series of a new complete reading; returns markers for the
+    /// series seen before that are missing from it.
     pub fn markers(&mut self, current: &[Series]) -> Vec<Series> {
-        let mut next = HashMap::with_capacity(current.len());
-        for series in current {
-            if is_stale_marker(series.value) {
-                continue;
+        self.readings += 1;
+        let now = self.readings;
+        self.note(current, now);
+        let mut gone = Vec::new();
+        self.seen.retain(|_, (labels, reading)| {
+            let keep = *reading == now;
+            if !keep {
+                gone.push(Series {
+                    labels: labels.clone(),
+                    value: stale_nan(),
+                });
             }
-            let k = key(&series.labels);
-            let labels = self
-                .previous
-                .remove(&k)
-                .unwrap_or_else(|| series.labels.clone());
-            next.insert(k, labels);
-        }
-        let gone = std::mem::replace(&mut self.previous, next);
-        gone.into_values()
-            .map(|labels| Series {
-                labels,
-                value: stale_nan(),
-            })
-            .collect()
+            keep
+        });
+        gone
     }
 
     /// Takes the series of an incomplete reading (one that did not read
     /// every section): new series are remembered, none is ended, since a
     /// series missing from it was not read rather than gone.
     pub fn remember(&mut self, current: &[Series]) {
+        // Under the number of the last complete reading: the next complete
+        // one ends whatever it does not have itself.
+        self.note(current, self.readings);
+    }
+
+    fn note(&mut self, current: &[Series], reading: u64) {
         for series in current {
             if is_stale_marker(series.value) {
                 continue;
             }
-            self.previous
+            self.seen
                 .entry(key(&series.labels))
-                .or_insert_with(|| series.labels.clone());
+                .and_modify(|(_, r)| *r = (*r).max(reading))
+                .or_insert_with(|| (series.labels.clone(), reading));
         }
     }
 
     /// Markers for every remembered series (the target was removed); forgets them.
     pub fn all(&mut self) -> Vec<Series> {
-        self.previous
+        self.seen
             .drain()
-            .map(|(_, labels)| Series {
+            .map(|(_, (labels, _))| Series {
                 labels,
                 value: stale_nan(),
             })
@@ -91,7 +100,7 @@ mod tests {
 
     fn series(name: &str) -> Series {
         Series {
-            labels: vec![("__name__".into(), name.into())],
+            labels: vec![("__name__".into(), name.into())].into(),
             value: 1.0,
         }
     }

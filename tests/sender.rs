@@ -44,11 +44,11 @@ fn record(ts: i64, value: f64) -> Record {
         timestamp_ms: ts,
         series: vec![
             Series {
-                labels: labels("redis_up"),
+                labels: labels("redis_up").into(),
                 value: 1.0,
             },
             Series {
-                labels: labels("redis_connected_clients"),
+                labels: labels("redis_connected_clients").into(),
                 value,
             },
         ],

@@ -28,7 +28,8 @@ fn record(id: u64, n: usize) -> Record {
                     ("__name__".into(), format!("redis_metric_{i}")),
                     ("instance".into(), "127.0.0.1:6379".into()),
                     ("job".into(), "redis".into()),
-                ],
+                ]
+                .into(),
                 value: id as f64,
             })
             .collect(),

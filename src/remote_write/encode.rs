@@ -4,46 +4,183 @@
 //! name with no duplicates and no empty values, and per series strictly
 //! increasing timestamps within a request (across requests the sender keeps
 //! them increasing by sending the queue in order, one request at a time).
+//!
+//! This is the hot path of every reading, so it avoids the obvious
+//! allocations: a series' label set is built once and then shared through
+//! the target's [`LabelCache`], and a batch is written straight into one
+//! protobuf buffer instead of being copied into the generated message types
+//! first.
 
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 
-use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::proto::{Label, Sample, TimeSeries, WriteRequest};
-use crate::metrics::Families;
-use crate::queue::{Queued, Series};
+use crate::metrics::{Families, Point};
+use crate::queue::{LabelSet, Queued, Series};
+
+/// The label sets of one target's series, kept from one reading to the
+/// next: the labels of a series that was there before cost a hash and a
+/// comparison, not a dozen `String`s. Sets not used for a while (a command
+/// never seen again, a replica gone) are forgotten.
+#[derive(Debug, Default)]
+pub struct LabelCache {
+    sets: HashMap<u64, Cached>,
+    /// Readings flattened so far.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    labels: LabelSet,
+    used: u64,
+}
+
+/// A set unused for this many readings is dropped. Large enough that the
+/// detail series, read once per `detail_interval`, stay cached in between.
+const KEEP_GENERATIONS: u64 = 64;
+
+impl LabelCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// The label set of `point` of family `name`, from the cache or built.
+    fn get(&mut self, name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
+        let mut hasher = DefaultHasher::new();
+        name.hash(&mut hasher);
+        point.suffix.hash(&mut hasher);
+        point.labels.hash(&mut hasher);
+        let key = hasher.finish();
+        let generation = self.generation;
+        if let Some(cached) = self.sets.get_mut(&key)
+            && matches(&cached.labels, name, point, base)
+        {
+            cached.used = generation;
+            return cached.labels.clone();
+        }
+        let labels = build(name, point, base);
+        // On a hash collision (a different set under the same key) the
+        // newer set takes the slot; both stay correct, one is rebuilt.
+        self.sets.insert(
+            key,
+            Cached {
+                labels: labels.clone(),
+                used: generation,
+            },
+        );
+        labels
+    }
+
+    /// Ends a reading: every `KEEP_GENERATIONS` readings, drops what was
+    /// not used during the last ones.
+    fn end_reading(&mut self) {
+        self.generation += 1;
+        if self.generation.is_multiple_of(KEEP_GENERATIONS) {
+            let oldest = self.generation - KEEP_GENERATIONS;
+            self.sets.retain(|_, cached| cached.used >= oldest);
+        }
+    }
+}
+
+/// The complete, sorted label set of one point.
+fn build(name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(1 + point.labels.len() + base.len());
+    let mut metric = String::with_capacity(name.len() + point.suffix.len());
+    metric.push_str(name);
+    metric.push_str(point.suffix);
+    labels.push(("__name__".to_owned(), metric));
+    for (label, value) in &point.labels {
+        labels.push(((*label).to_owned(), value.clone()));
+    }
+    for (label, value) in base {
+        if !labels.iter().any(|(n, _)| n == label) {
+            labels.push((label.clone(), value.clone()));
+        }
+    }
+    labels.retain(|(_, value)| !value.is_empty());
+    // Byte-wise, as Prometheus sorts: upper case before `__name__`.
+    labels.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    labels.dedup_by(|a, b| a.0 == b.0);
+    labels.into()
+}
+
+/// Whether `set` is what `build` would make of these inputs, checked
+/// without building it: same `__name__`, each own label, each base label
+/// the point does not override, and nothing else.
+fn matches(set: &[(String, String)], name: &str, point: &Point, base: &[(String, String)]) -> bool {
+    let value_of = |label: &str| {
+        set.iter()
+            .find(|(n, _)| n == label)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(metric) = value_of("__name__") else {
+        return false;
+    };
+    if metric.len() != name.len() + point.suffix.len()
+        || !metric.starts_with(name)
+        || !metric.ends_with(point.suffix)
+    {
+        return false;
+    }
+    let mut expected = 1;
+    for (i, (label, value)) in point.labels.iter().enumerate() {
+        // The first occurrence of a label wins, as in `build`.
+        if point.labels[..i].iter().any(|(l, _)| l == label) {
+            continue;
+        }
+        if value.is_empty() {
+            if value_of(label).is_some() {
+                return false;
+            }
+            continue;
+        }
+        if value_of(label) != Some(value.as_str()) {
+            return false;
+        }
+        expected += 1;
+    }
+    for (label, value) in base {
+        if point.labels.iter().any(|(l, _)| l == label) || value.is_empty() {
+            continue;
+        }
+        if value_of(label) != Some(value.as_str()) {
+            return false;
+        }
+        expected += 1;
+    }
+    set.len() == expected
+}
 
 /// Flattens families into series with complete label sets. `base` holds the
 /// labels every series of this target carries (`job`, `instance`, external
 /// labels); a label the series already has wins over a base label, as
-/// Prometheus lets a series' own labels win over external labels.
-pub fn flatten(families: &Families, base: &[(String, String)], out: &mut Vec<Series>) {
+/// Prometheus lets a series' own labels win over external labels. `cache`
+/// belongs to the target (its `base` never changes).
+pub fn flatten(
+    families: &Families,
+    base: &[(String, String)],
+    cache: &mut LabelCache,
+    out: &mut Vec<Series>,
+) {
     for family in families {
         for point in &family.points {
-            let mut labels: Vec<(String, String)> =
-                Vec::with_capacity(1 + point.labels.len() + base.len());
-            labels.push((
-                "__name__".to_owned(),
-                format!("{}{}", family.name, point.suffix),
-            ));
-            for (name, value) in &point.labels {
-                labels.push(((*name).to_owned(), value.clone()));
-            }
-            for (name, value) in base {
-                if !labels.iter().any(|(n, _)| n == name) {
-                    labels.push((name.clone(), value.clone()));
-                }
-            }
-            labels.retain(|(_, value)| !value.is_empty());
-            // Byte-wise, as Prometheus sorts: upper case before `__name__`.
-            labels.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            labels.dedup_by(|a, b| a.0 == b.0);
             out.push(Series {
-                labels,
+                labels: cache.get(&family.name, point, base),
                 value: point.value,
             });
         }
     }
+    cache.end_reading();
 }
 
 /// A batch ready to post.
@@ -57,58 +194,122 @@ pub struct Encoded {
     pub out_of_order: usize,
 }
 
-/// Groups the records' samples by series (several samples per series when
-/// the batch spans several readings) and encodes the request.
-pub fn build_request(batch: &[Queued]) -> (WriteRequest, usize, usize) {
+/// One series of a request and its samples, in time order.
+struct Grouped<'a> {
+    labels: &'a [(String, String)],
+    samples: Vec<(f64, i64)>,
+}
+
+/// Groups the records' samples by series: several samples per series when
+/// the batch spans several readings, so its labels go out once.
+fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     let mut index: HashMap<&[(String, String)], usize> = HashMap::new();
-    let mut timeseries: Vec<TimeSeries> = Vec::new();
+    let mut groups: Vec<Grouped<'_>> = Vec::new();
     let (mut samples, mut out_of_order) = (0, 0);
     for queued in batch {
         let timestamp = queued.record.timestamp_ms;
         for series in &queued.record.series {
-            let i = *index.entry(series.labels.as_slice()).or_insert_with(|| {
-                timeseries.push(TimeSeries {
-                    labels: series
-                        .labels
-                        .iter()
-                        .map(|(name, value)| Label {
-                            name: name.clone(),
-                            value: value.clone(),
-                        })
-                        .collect(),
-                    samples: Vec::new(),
+            let i = *index.entry(&series.labels).or_insert_with(|| {
+                groups.push(Grouped {
+                    labels: &series.labels,
+                    samples: Vec::with_capacity(batch.len()),
                 });
-                timeseries.len() - 1
+                groups.len() - 1
             });
-            let ts = &mut timeseries[i];
-            if ts
+            let group = &mut groups[i];
+            if group
                 .samples
                 .last()
-                .is_some_and(|last| last.timestamp >= timestamp)
+                .is_some_and(|&(_, last)| last >= timestamp)
             {
                 out_of_order += 1;
                 continue;
             }
-            ts.samples.push(Sample {
-                value: series.value,
-                timestamp,
-            });
+            group.samples.push((series.value, timestamp));
             samples += 1;
         }
     }
-    (
-        WriteRequest {
-            timeseries,
-            metadata: Vec::new(),
-        },
-        samples,
-        out_of_order,
-    )
+    (groups, samples, out_of_order)
 }
 
+// Field numbers of proto/remote_write.proto.
+const WRITE_REQUEST_TIMESERIES: u32 = 1;
+const TIMESERIES_LABELS: u32 = 1;
+const TIMESERIES_SAMPLES: u32 = 2;
+const LABEL_NAME: u32 = 1;
+const LABEL_VALUE: u32 = 2;
+const SAMPLE_VALUE: u32 = 1;
+const SAMPLE_TIMESTAMP: u32 = 2;
+
+fn string_field_len(s: &str) -> usize {
+    1 + encoded_len_varint(s.len() as u64) + s.len()
+}
+
+fn label_len(name: &str, value: &str) -> usize {
+    string_field_len(name) + string_field_len(value)
+}
+
+fn sample_len(timestamp: i64) -> usize {
+    // The double (tag + 8 bytes), then the timestamp (tag + varint).
+    9 + 1 + encoded_len_varint(timestamp as u64)
+}
+
+fn message_field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+fn timeseries_len(group: &Grouped<'_>) -> usize {
+    let labels: usize = group
+        .labels
+        .iter()
+        .map(|(n, v)| message_field_len(label_len(n, v)))
+        .sum();
+    let samples: usize = group
+        .samples
+        .iter()
+        .map(|&(_, t)| message_field_len(sample_len(t)))
+        .sum();
+    labels + samples
+}
+
+fn put_string(field: u32, s: &str, out: &mut Vec<u8>) {
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Writes the `WriteRequest` of `groups` (no metadata), the same bytes
+/// prost's generated `encode` would write.
+fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
+    for group in groups {
+        encode_key(WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, out);
+        encode_varint(timeseries_len(group) as u64, out);
+        for (name, value) in group.labels {
+            encode_key(TIMESERIES_LABELS, WireType::LengthDelimited, out);
+            encode_varint(label_len(name, value) as u64, out);
+            put_string(LABEL_NAME, name, out);
+            put_string(LABEL_VALUE, value, out);
+        }
+        for &(value, timestamp) in &group.samples {
+            encode_key(TIMESERIES_SAMPLES, WireType::LengthDelimited, out);
+            encode_varint(sample_len(timestamp) as u64, out);
+            encode_key(SAMPLE_VALUE, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&value.to_le_bytes());
+            encode_key(SAMPLE_TIMESTAMP, WireType::Varint, out);
+            encode_varint(timestamp as u64, out);
+        }
+    }
+}
+
+/// Encodes a batch as one snappy-compressed `WriteRequest`.
 pub fn encode(batch: &[Queued]) -> Encoded {
-    let (request, samples, out_of_order) = build_request(batch);
-    let raw = request.encode_to_vec();
+    let (groups, samples, out_of_order) = group(batch);
+    let len: usize = groups
+        .iter()
+        .map(|g| message_field_len(timeseries_len(g)))
+        .sum();
+    let mut raw = Vec::with_capacity(len);
+    write_request(&groups, &mut raw);
     // `compress_vec` only fails for inputs over ~4 GiB, far beyond any batch.
     let body = snap::raw::Encoder::new()
         .compress_vec(&raw)
@@ -125,7 +326,19 @@ mod tests {
     use super::*;
     use crate::metrics::Kind;
     use crate::queue::Record;
+    use crate::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
     use std::sync::Arc;
+
+    /// The request as a receiver decodes it, and the counts.
+    fn build_request(batch: &[Queued]) -> (WriteRequest, usize, usize) {
+        let encoded = encode(batch);
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&encoded.body)
+            .expect("snappy block");
+        let request = WriteRequest::decode(raw.as_slice()).expect("protobuf");
+        (request, encoded.samples, encoded.out_of_order)
+    }
 
     fn base() -> Vec<(String, String)> {
         vec![
@@ -147,7 +360,7 @@ mod tests {
             3.0,
         );
         let mut series = Vec::new();
-        flatten(&families, &base(), &mut series);
+        flatten(&families, &base(), &mut LabelCache::new(), &mut series);
         let names: Vec<&str> = series[0].labels.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["Zone", "__name__", "cmd", "instance", "job"]);
         assert_eq!(series[0].labels[1].1, "redis_commands_total");
@@ -158,7 +371,7 @@ mod tests {
         let mut families = Families::new();
         families.push("x", Kind::Gauge, "_sum", vec![("job", "mine".into())], 1.0);
         let mut series = Vec::new();
-        flatten(&families, &base(), &mut series);
+        flatten(&families, &base(), &mut LabelCache::new(), &mut series);
         let job: Vec<&str> = series[0]
             .labels
             .iter()
@@ -184,7 +397,7 @@ mod tests {
                 series: values
                     .iter()
                     .map(|(name, v)| Series {
-                        labels: vec![("__name__".into(), (*name).into())],
+                        labels: vec![("__name__".into(), (*name).into())].into(),
                         value: *v,
                     })
                     .collect(),
@@ -232,5 +445,134 @@ mod tests {
         let decoded = WriteRequest::decode(raw.as_slice()).expect("protobuf");
         assert_eq!(decoded.timeseries[0].samples[0].value, 1.5);
         assert_eq!(decoded.timeseries[0].labels[0].value, "a");
+    }
+
+    #[test]
+    fn bytes_equal_what_prost_writes_for_the_same_request() {
+        let labels: LabelSet = vec![
+            ("__name__".to_owned(), "redis_commands_total".to_owned()),
+            ("cmd".to_owned(), "get".to_owned()),
+            ("instance".to_owned(), "h:6379".to_owned()),
+        ]
+        .into();
+        let record = |ts: i64, value: f64| Queued {
+            seq: 0,
+            record: Arc::new(Record {
+                timestamp_ms: ts,
+                series: vec![
+                    Series {
+                        labels: labels.clone(),
+                        value,
+                    },
+                    Series {
+                        labels: vec![("__name__".to_owned(), "x".to_owned())].into(),
+                        value: -0.5,
+                    },
+                ],
+            }),
+        };
+        // A large timestamp and a negative one exercise the varint widths.
+        let batch = [record(-5, 1.0), record(1_700_000_000_123, f64::NAN)];
+        let (groups, _, _) = group(&batch);
+        let mut ours = Vec::new();
+        write_request(&groups, &mut ours);
+        let theirs = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: labels
+                        .iter()
+                        .map(|(n, v)| Label {
+                            name: n.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    samples: vec![
+                        Sample {
+                            value: 1.0,
+                            timestamp: -5,
+                        },
+                        Sample {
+                            value: f64::NAN,
+                            timestamp: 1_700_000_000_123,
+                        },
+                    ],
+                },
+                TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: "x".into(),
+                    }],
+                    samples: vec![
+                        Sample {
+                            value: -0.5,
+                            timestamp: -5,
+                        },
+                        Sample {
+                            value: -0.5,
+                            timestamp: 1_700_000_000_123,
+                        },
+                    ],
+                },
+            ],
+            metadata: Vec::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_series_seen_before_reuses_its_label_set() {
+        let reading = |value: &str| {
+            let mut families = Families::new();
+            families.push(
+                "redis_commands_total",
+                Kind::Counter,
+                "",
+                vec![("cmd", value.into())],
+                1.0,
+            );
+            families.plain("redis_up", Kind::Gauge, 1.0);
+            families
+        };
+        let mut cache = LabelCache::new();
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        flatten(&reading("get"), &base(), &mut cache, &mut first);
+        flatten(&reading("set"), &base(), &mut cache, &mut second);
+        // redis_up is the same set, shared; the changed label made a new one.
+        assert!(Arc::ptr_eq(&first[1].labels, &second[1].labels));
+        assert!(!Arc::ptr_eq(&first[0].labels, &second[0].labels));
+        assert_eq!(second[0].labels[2], ("cmd".to_owned(), "set".to_owned()));
+        assert_eq!(cache.len(), 3);
+        // Sets unused for KEEP_GENERATIONS readings are forgotten.
+        for _ in 0..KEEP_GENERATIONS * 2 {
+            flatten(&reading("set"), &base(), &mut cache, &mut Vec::new());
+        }
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_cached_set_is_checked_against_the_point() {
+        let point = |labels: Vec<(&'static str, String)>| Point {
+            suffix: "_sum",
+            labels,
+            value: 0.0,
+        };
+        let p = point(vec![("cmd", "get".into()), ("empty", String::new())]);
+        let base = base();
+        let set = build("lat", &p, &base);
+        assert!(matches(&set, "lat", &p, &base));
+        assert!(!matches(&set, "la", &p, &base));
+        assert!(!matches(
+            &set,
+            "lat",
+            &point(vec![("cmd", "set".into())]),
+            &base
+        ));
+        assert!(!matches(&set, "lat", &point(vec![]), &base));
+        let other_base = vec![("job".to_owned(), "other".to_owned())];
+        assert!(!matches(&set, "lat", &p, &other_base));
+        // An own label overriding a base one.
+        let own = point(vec![("job", "mine".into())]);
+        assert!(matches(&build("lat", &own, &base), "lat", &own, &base));
     }
 }

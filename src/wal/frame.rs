@@ -42,7 +42,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), FrameError> {
     encode_varint(record.series.len() as u64, &mut raw);
     for series in &record.series {
         encode_varint(series.labels.len() as u64, &mut raw);
-        for (name, value) in &series.labels {
+        for (name, value) in series.labels.iter() {
             encode_varint(name.len() as u64, &mut raw);
             raw.extend_from_slice(name.as_bytes());
             encode_varint(value.len() as u64, &mut raw);
@@ -166,7 +166,10 @@ fn decode_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
                 .try_into()
                 .map_err(|_| FrameError::Decode("value"))?,
         );
-        series.push(Series { labels, value });
+        series.push(Series {
+            labels: labels.into(),
+            value,
+        });
     }
     Ok(series)
 }
@@ -203,11 +206,12 @@ mod tests {
                     labels: vec![
                         ("__name__".into(), "redis_up".into()),
                         ("instance".into(), "h:6379".into()),
-                    ],
+                    ]
+                    .into(),
                     value: 1.0,
                 },
                 Series {
-                    labels: vec![("__name__".into(), "x".into())],
+                    labels: vec![("__name__".into(), "x".into())].into(),
                     value: f64::NAN,
                 },
             ],
