@@ -72,12 +72,14 @@ fn check_receiver(redis: &Redis, agent: &Agent, query: QueryFn<'_>) {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-benchmark");
+    // Command stats come with the complete readings, every `detail_interval`
+    // (10 s by default), so the rate window must hold two of them.
     let rate = eventually(
         "rate(redis_commands_total) under load",
-        timeout,
+        Duration::from_secs(60),
         || {
             query(&format!(
-                "sum(rate(redis_commands_total{{{selector},cmd=\"set\"}}[10s]))"
+                "sum(rate(redis_commands_total{{{selector},cmd=\"set\"}}[25s]))"
             ))
         },
         |r| r.len() == 1 && r[0].1 > 100.0,
