@@ -59,6 +59,11 @@ fn main() -> ExitCode {
         // Sampling and sending are I/O-bound; two workers are plenty and keep
         // the footprint small.
         .worker_threads(2)
+        // Queue appends run in `block_in_place` (write + fsync), and each one
+        // hands its worker to a fresh thread: with hundreds of targets the
+        // default cap of 512 let the process grow to over a hundred threads,
+        // each with its own malloc arena. A small cap queues them instead.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {

@@ -7,9 +7,10 @@
 //! the reading that last had each; a reading allocates nothing unless a
 //! series is new or gone.
 
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+
+// foldhash, not SipHash: see remote_write/encode.rs.
+use foldhash::HashMap;
 
 use crate::queue::{LabelSet, Series};
 
@@ -30,14 +31,10 @@ pub struct StaleTracker {
     /// hash of its labels, with the number of the last complete reading
     /// (or the one in progress) that had it.
     seen: HashMap<u64, (LabelSet, u64)>,
+    /// Hashes label sets into the keys of `seen`.
+    hasher: foldhash::fast::RandomState,
     /// Complete readings so far.
     readings: u64,
-}
-
-fn key(labels: &[(String, String)]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    labels.hash(&mut hasher);
-    hasher.finish()
 }
 
 impl StaleTracker {
@@ -76,7 +73,7 @@ impl StaleTracker {
                 continue;
             }
             self.seen
-                .entry(key(&series.labels))
+                .entry(self.hasher.hash_one(&series.labels[..]))
                 .and_modify(|(_, r)| *r = (*r).max(reading))
                 .or_insert_with(|| (series.labels.clone(), reading));
         }

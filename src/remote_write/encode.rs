@@ -11,9 +11,12 @@
 //! protobuf buffer instead of being copied into the generated message types
 //! first.
 
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+
+// foldhash instead of std's SipHash: these maps are keyed by our own label
+// sets, not by input an attacker chooses freely, and SipHash was the largest
+// single cost of a reading in profiles with many targets.
+use foldhash::HashMap;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
@@ -27,6 +30,7 @@ use crate::queue::{LabelSet, Queued, Series};
 #[derive(Debug, Default)]
 pub struct LabelCache {
     sets: HashMap<u64, Cached>,
+    hasher: foldhash::fast::RandomState,
     /// Readings flattened so far.
     generation: u64,
 }
@@ -56,11 +60,7 @@ impl LabelCache {
 
     /// The label set of `point` of family `name`, from the cache or built.
     fn get(&mut self, name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
-        let mut hasher = DefaultHasher::new();
-        name.hash(&mut hasher);
-        point.suffix.hash(&mut hasher);
-        point.labels.hash(&mut hasher);
-        let key = hasher.finish();
+        let key = self.hasher.hash_one((name, &point.suffix, &point.labels));
         let generation = self.generation;
         if let Some(cached) = self.sets.get_mut(&key)
             && matches(&cached.labels, name, point, base)
@@ -203,7 +203,7 @@ struct Grouped<'a> {
 /// Groups the records' samples by series: several samples per series when
 /// the batch spans several readings, so its labels go out once.
 fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
-    let mut index: HashMap<&[(String, String)], usize> = HashMap::new();
+    let mut index: HashMap<&[(String, String)], usize> = HashMap::default();
     let mut groups: Vec<Grouped<'_>> = Vec::new();
     let (mut samples, mut out_of_order) = (0, 0);
     for queued in batch {
