@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# One redpush with many targets: CPU, memory, and whether every target keeps
+# its interval.
+#
+# The targets are one real redis-server (Debian's 7.0) seen through
+# bench/fanout.py, a TCP fan-out that gives it N ports: every target is a
+# real Redis answering real INFO, over its own connection. redpush samples
+# all N at a fixed 10 s interval (adaptive off) and remote-writes to a
+# VictoriaMetrics. After WARMUP seconds the script measures DURATION seconds
+# of redpush's CPU (utime+stime), then its peak resident memory (VmHWM), then
+# reads every raw redis_up sample of the window back from VictoriaMetrics and
+# reports the largest gap between two samples of one target.
+#
+# usage: bench/scale.sh                 (TARGETS="100 1000" DURATION=120 WARMUP=30)
+set -euo pipefail
+
+TARGETS=${TARGETS:-"100 1000"}
+DURATION=${DURATION:-120}
+WARMUP=${WARMUP:-30}
+INTERVAL=10
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+need=()
+for tool in redis-server:redis-server redis-cli:redis-tools victoria-metrics:victoria-metrics \
+    curl:curl python3:python3; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if ((${#need[@]})); then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+(cd "$root" && cargo build --release --locked -q)
+redpush="$root/target/release/redpush"
+# 1000 targets need 1000 sockets in redpush and 3000 in the fan-out.
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() { # url
+    for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "no answer from $1" >&2; return 1
+}
+cpu_ticks() { # pid -> "utime stime" in clock ticks
+    local f
+    read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat")
+    echo "${f[11]} ${f[12]}"
+}
+
+# --- one real Redis with some data and command history -----------------------
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" --maxclients 10000 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
+for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
+
+printf '%8s %10s %10s %7s %7s %9s %8s %12s %10s %10s %8s\n' targets samples/s "CPU %core" user sys \
+    "peak MiB" threads "redis_up pts" "max gap s" "late tgts" missing
+for n in $TARGETS; do
+    run="$work/$n"
+    mkdir -p "$run"
+    coproc FANOUT { exec python3 "$root/bench/fanout.py" "$n" "127.0.0.1:$redis_port"; }
+    pids+=("$FANOUT_PID")
+    read -r first <&"${FANOUT[0]}"
+
+    vm_port=$(free_port)
+    victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$run/vm" \
+        -search.latencyOffset=0s -search.disableCache -loggerLevel=ERROR >"$run/vm.log" 2>&1 &
+    vm_pid=$!
+    pids+=($vm_pid)
+    wait_http "http://127.0.0.1:$vm_port/health"
+
+    listen_port=$(free_port)
+    {
+        echo "listen = \"127.0.0.1:$listen_port\""
+        echo "state_dir = \"$run/state\""
+        echo "interval = \"${INTERVAL}s\""
+        echo "adaptive = false"
+        echo "[remote_write]"
+        echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
+        for ((i = 0; i < n; i++)); do
+            printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
+        done
+        # More settings for experiments, e.g. EXTRA_CONFIG=$'[queue]\nfsync = "never"'.
+        echo "${EXTRA_CONFIG:-}"
+    } >"$run/redpush.toml"
+    RUST_LOG=warn "$redpush" --config "$run/redpush.toml" >"$run/redpush.log" 2>&1 &
+    redpush_pid=$!
+    pids+=($redpush_pid)
+    wait_http "http://127.0.0.1:$listen_port/healthz"
+
+    sleep "$WARMUP"
+    start=$(date +%s)
+    read -r user0 sys0 < <(cpu_ticks "$redpush_pid")
+    sent0=$(curl -fs "http://127.0.0.1:$listen_port/metrics" | awk '/^redpush_samples_sent_total/ {print $NF}')
+    sleep "$DURATION"
+    read -r user1 sys1 < <(cpu_ticks "$redpush_pid")
+    threads=$(awk '/^Threads:/ {print $2}' "/proc/$redpush_pid/status")
+    sent1=$(curl -fs "http://127.0.0.1:$listen_port/metrics" | awk '/^redpush_samples_sent_total/ {print $NF}')
+    end=$(date +%s)
+    hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$redpush_pid/status")
+    kill "$redpush_pid" "$FANOUT_PID"
+    # Let the last batches land before reading back.
+    sleep 2
+    curl -fs "http://127.0.0.1:$vm_port/api/v1/export" -d 'match[]=redis_up' \
+        -d "start=$start" -d "end=$end" >"$run/redis_up.jsonl"
+    kill "$vm_pid"
+
+    python3 - "$run/redis_up.jsonl" "$n" "$INTERVAL" "$start" "$end" \
+        "$((user1 - user0))" "$((sys1 - sys0))" "$(getconf CLK_TCK)" "$hwm" "$sent0" "$sent1" "$threads" <<'EOF'
+import json, sys
+path, n, interval, start, end, user, system, hz, hwm, sent0, sent1, threads = sys.argv[1:]
+n, interval, start, end = int(n), float(interval), int(start), int(end)
+duration = end - start
+points, worst, late, seen = 0, 0.0, 0, 0
+for line in open(path):
+    series = json.loads(line)
+    ts = sorted(t / 1000 for t in series["timestamps"])
+    if not ts:
+        continue
+    seen += 1
+    points += len(ts)
+    # Gaps include the window's edges, so a target that stopped early counts.
+    gaps = [b - a for a, b in zip([start] + ts, ts + [end])]
+    worst = max(worst, max(gaps))
+    if max(gaps) > 1.5 * interval:
+        late += 1
+user = int(user) / int(hz) / duration * 100
+system = int(system) / int(hz) / duration * 100
+rate = (float(sent1) - float(sent0)) / duration
+print(f"{n:8d} {rate:10.0f} {user + system:10.2f} {user:7.2f} {system:7.2f} {int(hwm) / 1024:9.1f} {threads:>8}"
+      f" {points:12d} {worst:10.1f} {late:10d} {n - seen:8d}")
+EOF
+done
