@@ -1744,6 +1744,13 @@ mod tests {
     fn example_config_is_valid() {
         let text = include_str!("../config/redpush.example.toml");
         let s = load(text).expect("the example config must load");
+        // It is also the packaged default: it pushes nowhere until a url is set.
+        assert!(s.remote_write.is_none());
+        let with_url = text.replace(
+            "# url = \"http://127.0.0.1:9090",
+            "url = \"http://127.0.0.1:9090",
+        );
+        let s = load(&with_url).expect("the example config with a remote-write url");
         assert!(s.remote_write.is_some());
     }
 }

@@ -279,17 +279,59 @@ impl Receiver {
 
     /// VictoriaMetrics, answering queries without its default delay for fresh data.
     pub fn victoria_metrics() -> Receiver {
+        Receiver::victoria_metrics_with(&[])
+    }
+
+    /// VictoriaMetrics with extra flags (e.g. `-dedup.minScrapeInterval=1s`).
+    pub fn victoria_metrics_with(extra: &[&str]) -> Receiver {
         let dir = TempDir::new().expect("temp dir");
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             format!("-httpListenAddr=127.0.0.1:{port}"),
             format!("-storageDataPath={}", dir.path().join("data").display()),
             "-search.latencyOffset=0s".to_owned(),
             "-search.disableCache".to_owned(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         Receiver::spawn("victoria-metrics", &args, dir, port, "/health")
     }
 
+    /// An instant query of a range selector (`metric[5m]`) at `time`: each
+    /// series' raw samples as (labels, [(unix seconds, value)]).
+    pub fn raw_samples(&self, selector: &str, time: f64) -> Vec<SeriesSamples> {
+        let mut response = ureq::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query("query", selector)
+            .query("time", time.to_string())
+            .call()
+            .unwrap_or_else(|e| panic!("query {selector}: {e}"));
+        let body = response.body_mut().read_to_string().expect("body");
+        parse_matrix(selector, &body)
+    }
+
+    /// A range query (`/api/v1/query_range`): each series' (labels, [(unix seconds, value)]).
+    pub fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: &str,
+    ) -> Vec<SeriesSamples> {
+        let mut response = ureq::get(&format!(
+            "http://127.0.0.1:{}/api/v1/query_range",
+            self.port
+        ))
+        .query("query", promql)
+        .query("start", start.to_string())
+        .query("end", end.to_string())
+        .query("step", step)
+        .call()
+        .unwrap_or_else(|e| panic!("query_range {promql}: {e}"));
+        let body = response.body_mut().read_to_string().expect("body");
+        parse_matrix(promql, &body)
+    }
+}
+
+impl Receiver {
     fn spawn(name: &str, args: &[String], dir: TempDir, port: u16, ready_path: &str) -> Receiver {
         let process = Process::spawn(name, &program(name), args, dir.path());
         let receiver = Receiver {
@@ -510,6 +552,47 @@ fn parse_query_answer(promql: &str, body: &str) -> Vec<(BTreeMap<String, String>
                 .and_then(|v| v.parse().ok())
                 .expect("a value");
             (labels, value)
+        })
+        .collect()
+}
+
+/// One series of a matrix answer: its labels and its (unix seconds, value) samples.
+pub type SeriesSamples = (BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// A matrix answer of the query API: each series' (labels, [(unix seconds, value)]).
+fn parse_matrix(promql: &str, body: &str) -> Vec<SeriesSamples> {
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
+    assert_eq!(json["status"], "success", "query {promql}: {body}");
+    json["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            let labels = item["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let values = item["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|pair| {
+                    let t = pair[0].as_f64().expect("a timestamp");
+                    let v = pair[1]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .expect("a value");
+                    (t, v)
+                })
+                .collect();
+            (labels, values)
         })
         .collect()
 }
