@@ -1,18 +1,36 @@
-# redpush container image. No Docker engine runs on the project's build
-# machines, so this file is not built in CI; the build step is the same
-# `cargo build --release --locked` that CI runs.
+# redpush container image.
+#
+# No Docker engine runs on the project's build machines, so this file is not
+# built in CI. Its build step is the same `cargo build --release --locked`
+# that CI and `cargo deb` run (tests/packaging.rs builds and installs the
+# .deb from that build), and the runtime image holds the same files the
+# Debian package installs.
+#
+#   docker build -t redpush:0.1.0 .
+#   docker run -v redpush-queue:/var/lib/redpush -v ./redpush.toml:/etc/redpush/redpush.toml:ro \
+#       redpush:0.1.0 --config /etc/redpush/redpush.toml
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/redpush redpush \
-    && mkdir -p /var/lib/redpush && chown redpush /var/lib/redpush && chmod 0700 /var/lib/redpush
+# CA roots for HTTPS receivers (redpush also reads the system store).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/redpush --shell /usr/sbin/nologin redpush \
+    && install -d -m 0700 -o redpush -g redpush /var/lib/redpush
 COPY --from=build /src/target/release/redpush /usr/bin/redpush
-COPY config/redpush.example.toml /etc/redpush/redpush.example.toml
-USER redpush
+COPY config/redpush.example.toml /etc/redpush/redpush.toml
+USER redpush:redpush
+# The on-disk queue: keep it on a volume so a backlog survives the container.
 VOLUME ["/var/lib/redpush"]
 EXPOSE 9121
+# /healthz over bash's /dev/tcp: the slim image has no HTTP client, and none
+# is needed for one GET.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9121 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 # Listen on all interfaces inside the container so the port can be published.
 ENTRYPOINT ["/usr/bin/redpush", "--listen", "0.0.0.0:9121"]
+CMD ["--config", "/etc/redpush/redpush.toml"]

@@ -534,3 +534,41 @@ fn two_agents_into_deduplicating_victoria_metrics_leave_no_gap() {
         killed_at - start
     );
 }
+
+// --- container ---------------------------------------------------------------------------
+
+/// No Docker engine here: the Dockerfile's promises are checked as text, and
+/// its HEALTHCHECK command is run against a real agent.
+#[test]
+fn dockerfile_runs_unprivileged_and_its_healthcheck_probes_the_agent() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    assert!(dockerfile.contains("USER redpush"));
+    assert!(dockerfile.contains("VOLUME [\"/var/lib/redpush\"]"));
+    let healthcheck: String = {
+        let start = dockerfile.find("HEALTHCHECK").expect("a HEALTHCHECK");
+        let cmd = dockerfile[start..].find("CMD [").expect("CMD") + start + 4;
+        let end = dockerfile[cmd..].find("]\n").expect("end of CMD") + cmd + 1;
+        dockerfile[cmd..end].to_owned()
+    };
+    let argv: Vec<String> = serde_json::from_str(&healthcheck).expect("CMD is a JSON array");
+    assert_eq!(argv[0], "bash");
+
+    let probe = |port: u16| {
+        let script = argv[2].replace("9121", &port.to_string());
+        Command::new(&argv[0])
+            .args([&argv[1], &script])
+            .status()
+            .expect("bash")
+            .success()
+    };
+    let redis = Redis::start(&[]);
+    let agent = Agent::start(&format!("[[targets]]\nurl = \"{}\"\n", redis.url()), &[]);
+    assert!(
+        probe(agent.listen),
+        "healthcheck failed against a running agent"
+    );
+    let port = agent.listen;
+    drop(agent.kill());
+    assert!(!probe(port), "healthcheck passed with no agent");
+}
