@@ -20,37 +20,12 @@ WARMUP=${WARMUP:-30}
 INTERVAL=10
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-need=()
-for tool in redis-server:redis-server redis-cli:redis-tools victoria-metrics:victoria-metrics \
-    curl:curl python3:python3; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-done
-if ((${#need[@]})); then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
-(cd "$root" && cargo build --release --locked -q)
-redpush="$root/target/release/redpush"
+tools=(redis-server:redis-server redis-cli:redis-tools victoria-metrics:victoria-metrics
+    curl:curl python3:python3)
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 # 1000 targets need 1000 sockets in redpush and 3000 in the fan-out.
 ulimit -n "$(ulimit -Hn)"
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_http() { # url
-    for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-    echo "no answer from $1" >&2; return 1
-}
 cpu_ticks() { # pid -> "utime stime" in clock ticks
     local f
     read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat")

@@ -417,22 +417,7 @@ fn every_dashboard_query_returns_data_from_redpush() {
         primary.cli(&["GET", &format!("missing{i}")]);
     }
     primary.cli(&["LPUSH", "k0", "x"]);
-    let mut load = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &primary.port.to_string(),
-            "-n",
-            "100000000",
-            "-c",
-            "2",
-            "-t",
-            "set,get",
-            "-q",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-benchmark");
+    let load = primary.load(2);
 
     // Rates need two complete readings in their window (one every 10 s).
     let mut empty = Vec::new();
@@ -451,8 +436,7 @@ fn every_dashboard_query_returns_data_from_redpush() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    let _ = load.kill();
-    let _ = load.wait();
+    drop(load);
     assert!(
         empty.is_empty(),
         "queries without data:\n{}",

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::exposition::Page;
@@ -56,22 +55,7 @@ fn check_receiver(redis: &Redis, agent: &Agent, query: QueryFn<'_>) {
     );
 
     // Under load, the command counters grow between samples.
-    let mut load = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "-n",
-            "2000000",
-            "-c",
-            "4",
-            "-t",
-            "set,get",
-            "-q",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-benchmark");
+    let load = redis.load(4);
     // Command stats come with the complete readings, every `detail_interval`
     // (10 s by default), so the rate window must hold two of them.
     let rate = eventually(
@@ -84,8 +68,7 @@ fn check_receiver(redis: &Redis, agent: &Agent, query: QueryFn<'_>) {
         },
         |r| r.len() == 1 && r[0].1 > 100.0,
     );
-    let _ = load.kill();
-    let _ = load.wait();
+    drop(load);
     assert!(rate[0].1 > 100.0);
 
     // Counters and the agent's own metrics arrive too.

@@ -222,6 +222,20 @@ impl Redis {
     }
 
     /// Waits until this replica's link to its primary is up.
+    /// Steady SET/GET load from `redis-benchmark` with `clients`
+    /// connections until the returned child is killed.
+    pub fn load(&self, clients: u32) -> Load {
+        let child = Command::new(program("redis-benchmark"))
+            .args(["-p", &self.port.to_string(), "-n", "100000000", "-c"])
+            .arg(clients.to_string())
+            .args(["-t", "set,get", "-q"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-benchmark");
+        Load(child)
+    }
+
     pub fn wait_replica_link(&self) {
         wait_for(&self.process, "master_link_status:up", || {
             self.info_field("master_link_status").as_deref() == Some("up")
@@ -528,31 +542,42 @@ pub fn query(endpoint: &str, promql: &str) -> Vec<(BTreeMap<String, String>, f64
     parse_query_answer(promql, &body)
 }
 
-fn parse_query_answer(promql: &str, body: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+/// The `result` items of a query answer, after checking its status.
+fn result_items(promql: &str, body: &str) -> Vec<serde_json::Value> {
     let json: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
     assert_eq!(json["status"], "success", "query {promql}: {body}");
-    let result = json["data"]["result"]
+    json["data"]["result"]
         .as_array()
         .cloned()
-        .unwrap_or_default();
-    result
-        .iter()
-        .map(|item| {
-            let labels = item["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let value = item["value"][1]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .expect("a value");
-            (labels, value)
+        .unwrap_or_default()
+}
+
+fn labels_of(item: &serde_json::Value) -> BTreeMap<String, String> {
+    item["metric"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
         })
+        .unwrap_or_default()
+}
+
+/// A `[time, "value"]` pair of the query API.
+fn sample_of(pair: &serde_json::Value) -> (f64, f64) {
+    let t = pair[0].as_f64().expect("a timestamp");
+    let v = pair[1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a value");
+    (t, v)
+}
+
+fn parse_query_answer(promql: &str, body: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    result_items(promql, body)
+        .iter()
+        .map(|item| (labels_of(item), sample_of(&item["value"]).1))
         .collect()
 }
 
@@ -561,38 +586,14 @@ pub type SeriesSamples = (BTreeMap<String, String>, Vec<(f64, f64)>);
 
 /// A matrix answer of the query API: each series' (labels, [(unix seconds, value)]).
 fn parse_matrix(promql: &str, body: &str) -> Vec<SeriesSamples> {
-    let json: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("query {promql}: {e}: {body}"));
-    assert_eq!(json["status"], "success", "query {promql}: {body}");
-    json["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    result_items(promql, body)
         .iter()
         .map(|item| {
-            let labels = item["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
             let values = item["values"]
                 .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|pair| {
-                    let t = pair[0].as_f64().expect("a timestamp");
-                    let v = pair[1]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .expect("a value");
-                    (t, v)
-                })
-                .collect();
-            (labels, values)
+                .map(|pairs| pairs.iter().map(sample_of).collect())
+                .unwrap_or_default();
+            (labels_of(item), values)
         })
         .collect()
 }
@@ -738,5 +739,15 @@ impl Agent {
 
     pub fn metrics(&self) -> String {
         http_get(&format!("http://127.0.0.1:{}/metrics", self.listen))
+    }
+}
+
+/// A running `redis-benchmark`, stopped when dropped.
+pub struct Load(std::process::Child);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -1,0 +1,33 @@
+# Shared by the bench/ scripts: sourced, not run. Expects `root` (the
+# repository) to be set and a list of "command:debian-package" pairs in
+# `tools`; installs what is missing, builds redpush, and sets up a work
+# directory whose processes (`pids`) are stopped on exit.
+
+need=()
+for tool in "${tools[@]}"; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if ((${#need[@]})); then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+(cd "$root" && cargo build --release --locked -q)
+redpush="$root/target/release/redpush"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() { # url
+    for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "no answer from $1" >&2; return 1
+}
