@@ -497,10 +497,10 @@ async fn run_target(
                 &mut series,
             );
             if reading.complete {
-                let markers = stale.markers(&series);
+                let markers = stale.markers(&series, labels.keys());
                 series.extend(markers);
             } else {
-                stale.remember(&series);
+                stale.remember(&series, labels.keys());
             }
             push(
                 queue.as_ref(),

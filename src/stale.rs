@@ -3,11 +3,9 @@
 //! told once with Prometheus' stale marker, so the series ends in PromQL at
 //! once instead of after the five-minute lookback.
 //!
-//! Pure. Remembers the (shared) label sets of the last reading by hash and
-//! the reading that last had each; a reading allocates nothing unless a
-//! series is new or gone.
-
-use std::hash::BuildHasher;
+//! Pure. Remembers the (shared) label sets of the last reading by the keys
+//! the target's label cache gave them and the reading that last had each; a
+//! reading allocates nothing unless a series is new or gone.
 
 // foldhash, not SipHash: see remote_write/encode.rs.
 use foldhash::HashMap;
@@ -27,23 +25,22 @@ pub fn is_stale_marker(value: f64) -> bool {
 
 #[derive(Debug, Default)]
 pub struct StaleTracker {
-    /// Every series of the readings since the last complete one, by the
-    /// hash of its labels, with the number of the last complete reading
+    /// Every series of the readings since the last complete one, by its key
+    /// (`LabelCache::keys`), with the number of the last complete reading
     /// (or the one in progress) that had it.
     seen: HashMap<u64, (LabelSet, u64)>,
-    /// Hashes label sets into the keys of `seen`.
-    hasher: foldhash::fast::RandomState,
     /// Complete readings so far.
     readings: u64,
 }
 
 impl StaleTracker {
-    /// Takes the series of a new complete reading; returns markers for the
-    /// series seen before that are missing from it.
-    pub fn markers(&mut self, current: &[Series]) -> Vec<Series> {
+    /// Takes the series of a new complete reading and their keys (one per
+    /// series, equal keys for equal label sets: `LabelCache::keys`);
+    /// returns markers for the series seen before that are missing from it.
+    pub fn markers(&mut self, current: &[Series], keys: &[u64]) -> Vec<Series> {
         self.readings += 1;
         let now = self.readings;
-        self.note(current, now);
+        self.note(current, keys, now);
         let mut gone = Vec::new();
         self.seen.retain(|_, (labels, reading)| {
             let keep = *reading == now;
@@ -61,19 +58,20 @@ impl StaleTracker {
     /// Takes the series of an incomplete reading (one that did not read
     /// every section): new series are remembered, none is ended, since a
     /// series missing from it was not read rather than gone.
-    pub fn remember(&mut self, current: &[Series]) {
+    pub fn remember(&mut self, current: &[Series], keys: &[u64]) {
         // Under the number of the last complete reading: the next complete
         // one ends whatever it does not have itself.
-        self.note(current, self.readings);
+        self.note(current, keys, self.readings);
     }
 
-    fn note(&mut self, current: &[Series], reading: u64) {
-        for series in current {
+    fn note(&mut self, current: &[Series], keys: &[u64], reading: u64) {
+        debug_assert_eq!(current.len(), keys.len(), "one key per series");
+        for (series, &key) in current.iter().zip(keys) {
             if is_stale_marker(series.value) {
                 continue;
             }
             self.seen
-                .entry(self.hasher.hash_one(&series.labels[..]))
+                .entry(key)
                 .and_modify(|(_, r)| *r = (*r).max(reading))
                 .or_insert_with(|| (series.labels.clone(), reading));
         }
@@ -95,11 +93,31 @@ impl StaleTracker {
 mod tests {
     use super::*;
 
-    fn series(name: &str) -> Series {
-        Series {
-            labels: vec![("__name__".into(), name.into())].into(),
-            value: 1.0,
-        }
+    /// A reading of series named `names`, with a key per series as the
+    /// label cache gives them (here: derived from the name).
+    fn reading(names: &[&str]) -> (Vec<Series>, Vec<u64>) {
+        let series = names
+            .iter()
+            .map(|name| Series {
+                labels: vec![("__name__".into(), (*name).into())].into(),
+                value: 1.0,
+            })
+            .collect();
+        let keys = names
+            .iter()
+            .map(|name| name.bytes().fold(7u64, |h, b| h * 31 + u64::from(b)))
+            .collect();
+        (series, keys)
+    }
+
+    fn markers(t: &mut StaleTracker, names: &[&str]) -> Vec<Series> {
+        let (series, keys) = reading(names);
+        t.markers(&series, &keys)
+    }
+
+    fn remember(t: &mut StaleTracker, names: &[&str]) {
+        let (series, keys) = reading(names);
+        t.remember(&series, &keys);
     }
 
     fn names(markers: &[Series]) -> Vec<String> {
@@ -111,17 +129,14 @@ mod tests {
     #[test]
     fn vanished_series_get_one_marker() {
         let mut t = StaleTracker::default();
-        assert!(
-            t.markers(&[series("a"), series("b"), series("c")])
-                .is_empty()
-        );
-        let markers = t.markers(&[series("a")]);
-        assert_eq!(names(&markers), ["b", "c"]);
-        assert!(markers.iter().all(|s| is_stale_marker(s.value)));
+        assert!(markers(&mut t, &["a", "b", "c"]).is_empty());
+        let ended = markers(&mut t, &["a"]);
+        assert_eq!(names(&ended), ["b", "c"]);
+        assert!(ended.iter().all(|s| is_stale_marker(s.value)));
         // Once only.
-        assert!(t.markers(&[series("a")]).is_empty());
+        assert!(markers(&mut t, &["a"]).is_empty());
         // A series that comes back is tracked again.
-        assert!(t.markers(&[series("a"), series("b")]).is_empty());
+        assert!(markers(&mut t, &["a", "b"]).is_empty());
         assert_eq!(names(&t.all()), ["a", "b"]);
         assert!(t.all().is_empty());
     }
@@ -129,13 +144,13 @@ mod tests {
     #[test]
     fn an_incomplete_reading_ends_nothing_and_adds_what_is_new() {
         let mut t = StaleTracker::default();
-        assert!(t.markers(&[series("fast"), series("detail")]).is_empty());
+        assert!(markers(&mut t, &["fast", "detail"]).is_empty());
         // Between complete readings only the fast series are read.
-        t.remember(&[series("fast"), series("new")]);
-        t.remember(&[series("fast")]);
+        remember(&mut t, &["fast", "new"]);
+        remember(&mut t, &["fast"]);
         // The next complete reading judges everything seen since the last.
-        let markers = t.markers(&[series("fast"), series("detail")]);
-        assert_eq!(names(&markers), ["new"]);
+        let ended = markers(&mut t, &["fast", "detail"]);
+        assert_eq!(names(&ended), ["new"]);
     }
 
     #[test]

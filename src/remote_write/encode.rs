@@ -33,6 +33,9 @@ pub struct LabelCache {
     hasher: foldhash::fast::RandomState,
     /// Readings flattened so far.
     generation: u64,
+    /// The key of each series of the last reading, in order: the stale
+    /// tracker identifies series by it instead of hashing every set again.
+    keys: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -58,9 +61,17 @@ impl LabelCache {
         self.sets.is_empty()
     }
 
+    /// One key per series of the last [`flatten`], in its order. Within one
+    /// cache (one target, one `base`) equal keys mean equal label sets, up
+    /// to a 64-bit hash collision.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
     /// The label set of `point` of family `name`, from the cache or built.
     fn get(&mut self, name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
         let key = self.hasher.hash_one((name, &point.suffix, &point.labels));
+        self.keys.push(key);
         let generation = self.generation;
         if let Some(cached) = self.sets.get_mut(&key)
             && matches(&cached.labels, name, point, base)
@@ -172,6 +183,7 @@ pub fn flatten(
     cache: &mut LabelCache,
     out: &mut Vec<Series>,
 ) {
+    cache.keys.clear();
     for family in families {
         for point in &family.points {
             out.push(Series {
@@ -537,7 +549,12 @@ mod tests {
         let mut cache = LabelCache::new();
         let (mut first, mut second) = (Vec::new(), Vec::new());
         flatten(&reading("get"), &base(), &mut cache, &mut first);
+        let first_keys = cache.keys().to_vec();
         flatten(&reading("set"), &base(), &mut cache, &mut second);
+        // One key per series; equal for the equal set, not for the changed one.
+        assert_eq!(cache.keys().len(), second.len());
+        assert_eq!(first_keys[1], cache.keys()[1]);
+        assert_ne!(first_keys[0], cache.keys()[0]);
         // redis_up is the same set, shared; the changed label made a new one.
         assert!(Arc::ptr_eq(&first[1].labels, &second[1].labels));
         assert!(!Arc::ptr_eq(&first[0].labels, &second[0].labels));
