@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::servers::{Agent, Receiver, Redis, eventually, program, redpush_binary, redpush_run};
+use common::servers::{
+    Agent, Receiver, Redis, eventually, program, push_config, redpush_binary, redpush_run,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -402,12 +404,7 @@ fn every_dashboard_query_returns_data_from_redpush() {
     let replica = Redis::start(&["--replicaof", &replica_of]);
     primary.wait_replicas_online(1);
     let prometheus = Receiver::prometheus();
-    let config = format!(
-        "interval = \"1s\"\nadaptive = false\n\n[[targets]]\nurl = \"{}\"\n\n[[targets]]\nurl = \"{}\"\n\n[remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
-        primary.url(),
-        replica.url(),
-        prometheus.write_url()
-    );
+    let config = push_config(&[primary.url(), replica.url()], &prometheus.write_url(), "");
     let _agent = Agent::start(&config, &[]);
 
     // Traffic, keys with and without a TTL, and an error reply.
@@ -460,12 +457,12 @@ fn two_agents_into_deduplicating_victoria_metrics_leave_no_gap() {
     let redis = Redis::start(&[]);
     let vm = Receiver::victoria_metrics_with(&["-dedup.minScrapeInterval=1s"]);
     // Identical labels on both agents: VictoriaMetrics keeps one sample per
-    // series per second. (Mimir/Cortex would want a __replica__ label per
+    // series per second. (Mimir/Cortex would want a distinct replica label per
     // agent instead; see README.)
-    let config = format!(
-        "interval = \"1s\"\nadaptive = false\n\n[external_labels]\ncluster = \"ha-test\"\n\n[[targets]]\nurl = \"{}\"\n\n[remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
-        redis.url(),
-        vm.write_url()
+    let config = push_config(
+        &[redis.url()],
+        &vm.write_url(),
+        "[external_labels]\ncluster = \"ha-test\"",
     );
     let a = Agent::start(&config, &[]);
     let _b = Agent::start(&config, &[]);

@@ -7,14 +7,15 @@ mod common;
 use std::time::Duration;
 
 use common::exposition::Page;
-use common::servers::{Agent, Receiver, Redis, eventually};
+use common::servers::{Agent, Receiver, Redis, eventually, push_config};
 
 type QueryFn<'a> = Box<dyn Fn(&str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> + 'a>;
 
 fn agent_config(redis: &Redis, write_url: &str) -> String {
-    format!(
-        "interval = \"1s\"\nadaptive = false\n\n[external_labels]\nsite = \"edge-1\"\n\n[[targets]]\nurl = \"{}\"\n\n[remote_write]\nurl = \"{write_url}\"\nflush_deadline = \"1s\"\n",
-        redis.url()
+    push_config(
+        &[redis.url()],
+        write_url,
+        "[external_labels]\nsite = \"edge-1\"",
     )
 }
 

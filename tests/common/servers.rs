@@ -672,6 +672,20 @@ pub fn redpush_run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// An agent config that samples `targets` every second (adaptive off) and
+/// remote-writes to `write_url` with a 1 s flush deadline; `extra` goes
+/// before the targets (top-level keys, `[external_labels]`...).
+pub fn push_config(targets: &[String], write_url: &str, extra: &str) -> String {
+    let mut config = format!("interval = \"1s\"\nadaptive = false\n{extra}\n");
+    for url in targets {
+        config.push_str(&format!("\n[[targets]]\nurl = \"{url}\"\n"));
+    }
+    config.push_str(&format!(
+        "\n[remote_write]\nurl = \"{write_url}\"\nflush_deadline = \"1s\"\n"
+    ));
+    config
+}
+
 /// A running agent with its config file and state dir.
 pub struct Agent {
     pub process: Process,
