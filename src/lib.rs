@@ -8,6 +8,7 @@ pub mod config;
 pub mod discovery;
 pub mod http;
 pub mod http_client;
+pub mod intern;
 pub mod metrics;
 pub mod once;
 pub mod pushgateway;

@@ -12,8 +12,12 @@ use tokio::sync::Notify;
 /// The complete labels of one series (`__name__`, `job`, `instance`,
 /// external labels), sorted by name, as remote write wants them. Shared:
 /// a series' set is built once and reused by every reading that has it
-/// (see `remote_write::encode::LabelCache`).
-pub type LabelSet = Arc<[(String, String)]>;
+/// (see `remote_write::encode::LabelCache`), and its strings are the
+/// process' single copies (`intern`).
+pub type LabelSet = Arc<[Label]>;
+
+/// One label: name and value.
+pub type Label = (Arc<str>, Arc<str>);
 
 /// One resolved series and its value.
 #[derive(Clone, Debug, PartialEq)]

@@ -121,7 +121,7 @@ mod tests {
     }
 
     fn names(markers: &[Series]) -> Vec<String> {
-        let mut names: Vec<String> = markers.iter().map(|s| s.labels[0].1.clone()).collect();
+        let mut names: Vec<String> = markers.iter().map(|s| s.labels[0].1.to_string()).collect();
         names.sort();
         names
     }

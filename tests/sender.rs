@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
 use redpush::config::RemoteWriteSettings;
-use redpush::queue::{Queue, Record, Series};
+use redpush::queue::{Label, Queue, Record, Series};
 use redpush::remote_write::sender::Sender;
 use redpush::self_metrics::SelfMetrics;
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
@@ -33,11 +33,11 @@ fn settings(url: &str) -> RemoteWriteSettings {
 }
 
 fn record(ts: i64, value: f64) -> Record {
-    let labels = |name: &str| -> Vec<(String, String)> {
+    let labels = |name: &str| -> Vec<Label> {
         vec![
-            ("__name__".to_owned(), name.to_owned()),
-            ("instance".to_owned(), "h:6379".to_owned()),
-            ("job".to_owned(), "redis".to_owned()),
+            ("__name__".into(), name.into()),
+            ("instance".into(), "h:6379".into()),
+            ("job".into(), "redis".into()),
         ]
     };
     Record {

@@ -25,7 +25,7 @@ fn record(id: u64, n: usize) -> Record {
         series: (0..n)
             .map(|i| Series {
                 labels: vec![
-                    ("__name__".into(), format!("redis_metric_{i}")),
+                    ("__name__".into(), format!("redis_metric_{i}").into()),
                     ("instance".into(), "127.0.0.1:6379".into()),
                     ("job".into(), "redis".into()),
                 ]
@@ -103,6 +103,39 @@ fn push_peek_ack_and_resume_after_restart() {
     // The decoded record is the one that was written.
     let first = &q.peek(1)[0].record;
     assert_eq!(first.series, record(4, 5).series);
+}
+
+#[test]
+fn records_read_back_share_their_label_sets() {
+    // The sender groups a batch by shared label set: a backlog read from
+    // disk must share them as the samplers' records do, or each reading of
+    // a series would go out with its own copy of the labels.
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        for id in 0..4 {
+            q.push(record(id, 2000));
+        }
+    }
+    // Across segments too: they are read one run at a time.
+    assert!(segments(dir.path()).len() > 1);
+    let (q, _) = open(&s);
+    let batch = q.peek(usize::MAX);
+    assert_eq!(batch.len(), 4);
+    for queued in &batch[1..] {
+        for (a, b) in batch[0].record.series.iter().zip(&queued.record.series) {
+            assert_eq!(a.labels, b.labels);
+            assert!(
+                Arc::ptr_eq(&a.labels, &b.labels),
+                "{:?} not shared",
+                a.labels
+            );
+        }
+    }
+    // Different series keep different sets.
+    let series = &batch[0].record.series;
+    assert!(!Arc::ptr_eq(&series[0].labels, &series[1].labels));
 }
 
 #[test]

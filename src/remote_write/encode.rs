@@ -12,6 +12,7 @@
 //! first.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 // foldhash instead of std's SipHash: these maps are keyed by our own label
 // sets, not by input an attacker chooses freely, and SipHash was the largest
@@ -20,8 +21,9 @@ use foldhash::HashMap;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+use crate::intern::intern;
 use crate::metrics::{Families, Point};
-use crate::queue::{LabelSet, Queued, Series};
+use crate::queue::{Label, LabelSet, Queued, Series};
 
 /// The label sets of one target's series, kept from one reading to the
 /// next: the labels of a series that was there before cost a hash and a
@@ -105,22 +107,32 @@ impl LabelCache {
 
 /// The complete, sorted label set of one point.
 fn build(name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
-    let mut labels: Vec<(String, String)> = Vec::with_capacity(1 + point.labels.len() + base.len());
+    let mut labels: Vec<Label> = Vec::with_capacity(1 + point.labels.len() + base.len());
     let mut metric = String::with_capacity(name.len() + point.suffix.len());
     metric.push_str(name);
     metric.push_str(point.suffix);
-    labels.push(("__name__".to_owned(), metric));
+    labels.push((intern("__name__"), intern(&metric)));
+    // Empty values are left out before interning (a label with an empty
+    // value is no label), but still hide a base label of the same name.
+    let mut hidden: Vec<&str> = Vec::new();
     for (label, value) in &point.labels {
-        labels.push(((*label).to_owned(), value.clone()));
-    }
-    for (label, value) in base {
-        if !labels.iter().any(|(n, _)| n == label) {
-            labels.push((label.clone(), value.clone()));
+        if value.is_empty() {
+            hidden.push(label);
+        } else {
+            labels.push((intern(label), intern(value)));
         }
     }
-    labels.retain(|(_, value)| !value.is_empty());
-    // Byte-wise, as Prometheus sorts: upper case before `__name__`.
-    labels.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (label, value) in base {
+        if !value.is_empty()
+            && !hidden.contains(&label.as_str())
+            && !labels.iter().any(|(n, _)| **n == **label)
+        {
+            labels.push((intern(label), intern(value)));
+        }
+    }
+    // Byte-wise, as Prometheus sorts: upper case before `__name__`. Stable,
+    // so that of a label given twice the first is the one kept.
+    labels.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     labels.dedup_by(|a, b| a.0 == b.0);
     labels.into()
 }
@@ -128,12 +140,8 @@ fn build(name: &str, point: &Point, base: &[(String, String)]) -> LabelSet {
 /// Whether `set` is what `build` would make of these inputs, checked
 /// without building it: same `__name__`, each own label, each base label
 /// the point does not override, and nothing else.
-fn matches(set: &[(String, String)], name: &str, point: &Point, base: &[(String, String)]) -> bool {
-    let value_of = |label: &str| {
-        set.iter()
-            .find(|(n, _)| n == label)
-            .map(|(_, v)| v.as_str())
-    };
+fn matches(set: &[Label], name: &str, point: &Point, base: &[(String, String)]) -> bool {
+    let value_of = |label: &str| set.iter().find(|(n, _)| &**n == label).map(|(_, v)| &**v);
     let Some(metric) = value_of("__name__") else {
         return false;
     };
@@ -208,37 +216,60 @@ pub struct Encoded {
 
 /// One series of a request and its samples, in time order.
 struct Grouped<'a> {
-    labels: &'a [(String, String)],
-    samples: Vec<(f64, i64)>,
+    labels: &'a [Label],
+    /// The first sample, and the others: with many targets most series
+    /// have one sample per request, and then no allocation.
+    first: (f64, i64),
+    rest: Vec<(f64, i64)>,
+}
+
+impl Grouped<'_> {
+    fn samples(&self) -> impl Iterator<Item = &(f64, i64)> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    fn last_timestamp(&self) -> i64 {
+        self.rest.last().unwrap_or(&self.first).1
+    }
 }
 
 /// Groups the records' samples by series: several samples per series when
 /// the batch spans several readings, so its labels go out once.
+///
+/// A series is recognised by its shared label set (the `Arc`), not by the
+/// set's contents: hashing every label string of every sample was the
+/// largest cost of a request in profiles with many targets. Sets are shared
+/// by the target's `LabelCache` while live and by the queue's decoder when
+/// read back from disk; two equal sets that happen not to be shared go out
+/// as two `TimeSeries` of one request, in time order, which a receiver
+/// takes the same way.
 fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
-    let mut index: HashMap<&[(String, String)], usize> = HashMap::default();
+    // The address of the set identifies it while the batch holds it.
+    let mut index: HashMap<*const Label, usize> = HashMap::default();
+    index.reserve(batch.first().map_or(0, |q| q.record.series.len()));
     let mut groups: Vec<Grouped<'_>> = Vec::new();
     let (mut samples, mut out_of_order) = (0, 0);
     for queued in batch {
         let timestamp = queued.record.timestamp_ms;
         for series in &queued.record.series {
-            let i = *index.entry(&series.labels).or_insert_with(|| {
+            let key = Arc::as_ptr(&series.labels) as *const Label;
+            samples += 1;
+            let Some(&i) = index.get(&key) else {
+                index.insert(key, groups.len());
                 groups.push(Grouped {
                     labels: &series.labels,
-                    samples: Vec::with_capacity(batch.len()),
+                    first: (series.value, timestamp),
+                    rest: Vec::new(),
                 });
-                groups.len() - 1
-            });
+                continue;
+            };
             let group = &mut groups[i];
-            if group
-                .samples
-                .last()
-                .is_some_and(|&(_, last)| last >= timestamp)
-            {
+            if group.last_timestamp() >= timestamp {
+                samples -= 1;
                 out_of_order += 1;
                 continue;
             }
-            group.samples.push((series.value, timestamp));
-            samples += 1;
+            group.rest.push((series.value, timestamp));
         }
     }
     (groups, samples, out_of_order)
@@ -277,8 +308,7 @@ fn timeseries_len(group: &Grouped<'_>) -> usize {
         .map(|(n, v)| message_field_len(label_len(n, v)))
         .sum();
     let samples: usize = group
-        .samples
-        .iter()
+        .samples()
         .map(|&(_, t)| message_field_len(sample_len(t)))
         .sum();
     labels + samples
@@ -293,16 +323,19 @@ fn put_string(field: u32, s: &str, out: &mut Vec<u8>) {
 /// Writes the `WriteRequest` of `groups` (no metadata), the same bytes
 /// prost's generated `encode` would write.
 fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
-    for group in groups {
+    // Each length once: it both sizes the buffer and prefixes the message.
+    let lens: Vec<usize> = groups.iter().map(timeseries_len).collect();
+    out.reserve(lens.iter().map(|&len| message_field_len(len)).sum());
+    for (group, &len) in groups.iter().zip(&lens) {
         encode_key(WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, out);
-        encode_varint(timeseries_len(group) as u64, out);
+        encode_varint(len as u64, out);
         for (name, value) in group.labels {
             encode_key(TIMESERIES_LABELS, WireType::LengthDelimited, out);
             encode_varint(label_len(name, value) as u64, out);
             put_string(LABEL_NAME, name, out);
             put_string(LABEL_VALUE, value, out);
         }
-        for &(value, timestamp) in &group.samples {
+        for &(value, timestamp) in group.samples() {
             encode_key(TIMESERIES_SAMPLES, WireType::LengthDelimited, out);
             encode_varint(sample_len(timestamp) as u64, out);
             encode_key(SAMPLE_VALUE, WireType::SixtyFourBit, out);
@@ -316,11 +349,7 @@ fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
 /// Encodes a batch as one snappy-compressed `WriteRequest`.
 pub fn encode(batch: &[Queued]) -> Encoded {
     let (groups, samples, out_of_order) = group(batch);
-    let len: usize = groups
-        .iter()
-        .map(|g| message_field_len(timeseries_len(g)))
-        .sum();
-    let mut raw = Vec::with_capacity(len);
+    let mut raw = Vec::new();
     write_request(&groups, &mut raw);
     // `compress_vec` only fails for inputs over ~4 GiB, far beyond any batch.
     let body = snap::raw::Encoder::new()
@@ -373,9 +402,55 @@ mod tests {
         );
         let mut series = Vec::new();
         flatten(&families, &base(), &mut LabelCache::new(), &mut series);
-        let names: Vec<&str> = series[0].labels.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = series[0].labels.iter().map(|(n, _)| &**n).collect();
         assert_eq!(names, ["Zone", "__name__", "cmd", "instance", "job"]);
-        assert_eq!(series[0].labels[1].1, "redis_commands_total");
+        assert_eq!(&*series[0].labels[1].1, "redis_commands_total");
+    }
+
+    #[test]
+    fn an_empty_own_label_removes_the_base_label_of_its_name() {
+        let mut families = Families::new();
+        families.push("x", Kind::Gauge, "", vec![("Zone", String::new())], 1.0);
+        let mut series = Vec::new();
+        let mut cache = LabelCache::new();
+        flatten(&families, &base(), &mut cache, &mut series);
+        flatten(&families, &base(), &mut cache, &mut series);
+        for s in &series {
+            let names: Vec<&str> = s.labels.iter().map(|(n, _)| &**n).collect();
+            assert_eq!(names, ["__name__", "instance", "job"]);
+        }
+        // The second reading found the set in the cache.
+        assert!(Arc::ptr_eq(&series[0].labels, &series[1].labels));
+    }
+
+    #[test]
+    fn targets_share_one_copy_of_each_label_string() {
+        let mut families = Families::new();
+        families.push(
+            "redis_commands_total",
+            Kind::Counter,
+            "",
+            vec![("cmd", "get".into())],
+            1.0,
+        );
+        let other = vec![
+            ("job".to_owned(), "redis".to_owned()),
+            ("instance".to_owned(), "h:6380".to_owned()),
+        ];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        flatten(&families, &base(), &mut LabelCache::new(), &mut a);
+        flatten(&families, &other, &mut LabelCache::new(), &mut b);
+        let value = |s: &[Series], name: &str| {
+            s[0].labels
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, v)| v.clone())
+                .expect(name)
+        };
+        for name in ["__name__", "cmd", "job"] {
+            assert!(Arc::ptr_eq(&value(&a, name), &value(&b, name)), "{name}");
+        }
+        assert_eq!(&*value(&b, "instance"), "h:6380");
     }
 
     #[test]
@@ -387,18 +462,31 @@ mod tests {
         let job: Vec<&str> = series[0]
             .labels
             .iter()
-            .filter(|(n, _)| n == "job")
-            .map(|(_, v)| v.as_str())
+            .filter(|(n, _)| &**n == "job")
+            .map(|(_, v)| &**v)
             .collect();
         assert_eq!(job, ["mine"]);
         assert_eq!(
             series[0]
                 .labels
                 .iter()
-                .find(|(n, _)| n == "__name__")
-                .map(|(_, v)| v.as_str()),
+                .find(|(n, _)| &**n == "__name__")
+                .map(|(_, v)| &**v),
             Some("x_sum")
         );
+    }
+
+    /// The shared label set of series `name`, as a target's label cache
+    /// hands it out: the same `Arc` every time.
+    fn shared(name: &str) -> LabelSet {
+        thread_local! {
+            static SETS: std::cell::RefCell<HashMap<String, LabelSet>> = Default::default();
+        }
+        SETS.with_borrow_mut(|sets| {
+            sets.entry(name.to_owned())
+                .or_insert_with(|| vec![("__name__".into(), name.into())].into())
+                .clone()
+        })
     }
 
     fn queued(seq: u64, ts: i64, values: &[(&str, f64)]) -> Queued {
@@ -409,12 +497,39 @@ mod tests {
                 series: values
                     .iter()
                     .map(|(name, v)| Series {
-                        labels: vec![("__name__".into(), (*name).into())].into(),
+                        labels: shared(name),
                         value: *v,
                     })
                     .collect(),
             }),
         }
+    }
+
+    #[test]
+    fn equal_sets_not_shared_go_out_as_two_series_in_time_order() {
+        let unshared = |ts: i64, value: f64| Queued {
+            seq: 0,
+            record: Arc::new(Record {
+                timestamp_ms: ts,
+                series: vec![Series {
+                    labels: vec![("__name__".into(), "a".into())].into(),
+                    value,
+                }],
+            }),
+        };
+        let (request, samples, skipped) =
+            build_request(&[unshared(1000, 1.0), unshared(2000, 2.0)]);
+        assert_eq!((samples, skipped), (2, 0));
+        let points: Vec<(&str, i64, f64)> = request
+            .timeseries
+            .iter()
+            .flat_map(|ts| {
+                ts.samples
+                    .iter()
+                    .map(|s| (ts.labels[0].value.as_str(), s.timestamp, s.value))
+            })
+            .collect();
+        assert_eq!(points, [("a", 1000, 1.0), ("a", 2000, 2.0)]);
     }
 
     #[test]
@@ -462,9 +577,9 @@ mod tests {
     #[test]
     fn bytes_equal_what_prost_writes_for_the_same_request() {
         let labels: LabelSet = vec![
-            ("__name__".to_owned(), "redis_commands_total".to_owned()),
-            ("cmd".to_owned(), "get".to_owned()),
-            ("instance".to_owned(), "h:6379".to_owned()),
+            ("__name__".into(), "redis_commands_total".into()),
+            ("cmd".into(), "get".into()),
+            ("instance".into(), "h:6379".into()),
         ]
         .into();
         let record = |ts: i64, value: f64| Queued {
@@ -477,7 +592,7 @@ mod tests {
                         value,
                     },
                     Series {
-                        labels: vec![("__name__".to_owned(), "x".to_owned())].into(),
+                        labels: shared("x"),
                         value: -0.5,
                     },
                 ],
@@ -494,8 +609,8 @@ mod tests {
                     labels: labels
                         .iter()
                         .map(|(n, v)| Label {
-                            name: n.clone(),
-                            value: v.clone(),
+                            name: n.to_string(),
+                            value: v.to_string(),
                         })
                         .collect(),
                     samples: vec![
@@ -558,7 +673,7 @@ mod tests {
         // redis_up is the same set, shared; the changed label made a new one.
         assert!(Arc::ptr_eq(&first[1].labels, &second[1].labels));
         assert!(!Arc::ptr_eq(&first[0].labels, &second[0].labels));
-        assert_eq!(second[0].labels[2], ("cmd".to_owned(), "set".to_owned()));
+        assert_eq!(second[0].labels[2], ("cmd".into(), "set".into()));
         assert_eq!(cache.len(), 3);
         // Sets unused for KEEP_GENERATIONS readings are forgotten.
         for _ in 0..KEEP_GENERATIONS * 2 {

@@ -12,6 +12,10 @@
 //! series count (varint), then per series: label count (varint), each label
 //! as name and value (varint length + bytes), value (f64 LE).
 
+use std::sync::Arc;
+
+// foldhash, not SipHash: see remote_write/encode.rs.
+use foldhash::HashMap;
 use prost::encoding::{decode_varint, encode_varint};
 
 use crate::queue::{Record, Series};
@@ -150,6 +154,9 @@ fn decode_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
         return Err(FrameError::Decode("series count"));
     }
     let mut series = Vec::with_capacity(count);
+    // Within a record most strings repeat (`__name__`, `instance`, `job`
+    // and their values on every series): one shared copy of each.
+    let mut strings: Strings<'_> = HashMap::default();
     for _ in 0..count {
         let labels_len = varint(&mut buf)?;
         if labels_len > buf.len() / 2 + 1 {
@@ -157,8 +164,8 @@ fn decode_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
         }
         let mut labels = Vec::with_capacity(labels_len);
         for _ in 0..labels_len {
-            let name = string(&mut buf)?;
-            let value = string(&mut buf)?;
+            let name = string(&mut buf, &mut strings)?;
+            let value = string(&mut buf, &mut strings)?;
             labels.push((name, value));
         }
         let value = f64::from_le_bytes(
@@ -188,10 +195,19 @@ fn varint(buf: &mut &[u8]) -> Result<usize, FrameError> {
     usize::try_from(v).map_err(|_| FrameError::Decode("varint"))
 }
 
-fn string(buf: &mut &[u8]) -> Result<String, FrameError> {
+type Strings<'a> = HashMap<&'a [u8], Arc<str>>;
+
+fn string<'a>(buf: &mut &'a [u8], strings: &mut Strings<'a>) -> Result<Arc<str>, FrameError> {
     let len = varint(buf)?;
     let bytes = take(buf, len)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Decode("utf-8"))
+    if let Some(shared) = strings.get(bytes) {
+        return Ok(shared.clone());
+    }
+    let shared: Arc<str> = std::str::from_utf8(bytes)
+        .map_err(|_| FrameError::Decode("utf-8"))?
+        .into();
+    strings.insert(bytes, shared.clone());
+    Ok(shared)
 }
 
 #[cfg(test)]
