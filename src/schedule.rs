@@ -211,9 +211,58 @@ impl Controller {
     }
 }
 
+/// The wait between a target's first and second sample: between half and
+/// one and a half intervals, at a point fixed by the target's name.
+///
+/// Every target takes its first sample at once when the agent starts; with
+/// a fixed interval they would then all sample in the same instant forever
+/// after. At 1000 targets that is a burst of a whole interval's readings
+/// (encoding, queue writes, requests) every interval and an idle agent in
+/// between; spreading the phases, as Prometheus spreads its scrapes, turns
+/// it into a steady trickle. Stable per name, so a restart keeps the phase.
+pub fn first_gap(name: &str, interval: Duration) -> Duration {
+    // FNV-1a (stable across runs and builds, unlike the std hasher), then
+    // a 64-bit finaliser: FNV alone leaves names that differ only in their
+    // last characters (ports) close together in the high bits.
+    let mut hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    let fraction = (hash >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(0.5 + fraction)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_gaps_spread_over_one_interval_and_stay_put() {
+        let interval = Duration::from_secs(10);
+        let gaps: Vec<Duration> = (0..1000)
+            .map(|port| first_gap(&format!("10.0.0.1:{port}"), interval))
+            .collect();
+        assert!(
+            gaps.iter()
+                .all(|g| *g >= interval / 2 && *g < interval * 3 / 2)
+        );
+        // Each tenth of the range holds about a tenth of the targets.
+        let mut buckets = [0u32; 10];
+        for g in &gaps {
+            let i = ((g.as_secs_f64() - 5.0) / 1.0) as usize;
+            buckets[i.min(9)] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| (50..=150).contains(&n)),
+            "{buckets:?}"
+        );
+        assert_eq!(first_gap("a:1", interval), first_gap("a:1", interval));
+        assert_ne!(first_gap("a:1", interval), first_gap("a:2", interval));
+    }
 
     const S: Duration = Duration::from_secs(1);
 
