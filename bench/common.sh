@@ -1,7 +1,8 @@
 # Shared by the bench/ scripts: sourced, not run. Expects `root` (the
 # repository) to be set and a list of "command:debian-package" pairs in
-# `tools`; installs what is missing, builds redpush, and sets up a work
-# directory whose processes (`pids`) are stopped on exit.
+# `tools`; installs what is missing, builds redpush (unless REDPUSH names a
+# binary), and sets up a work directory whose processes (`pids`) are stopped
+# on exit.
 
 need=()
 for tool in "${tools[@]}"; do
@@ -12,8 +13,13 @@ if ((${#need[@]})); then
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
-(cd "$root" && cargo build --release --locked -q)
-redpush="$root/target/release/redpush"
+# REDPUSH=path runs another build (to compare two commits) instead.
+if [ -n "${REDPUSH:-}" ]; then
+    redpush=$REDPUSH
+else
+    (cd "$root" && cargo build --release --locked -q)
+    redpush="$root/target/release/redpush"
+fi
 
 work=$(mktemp -d)
 pids=()

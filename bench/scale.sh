@@ -9,7 +9,9 @@
 # VictoriaMetrics. After WARMUP seconds the script measures DURATION seconds
 # of redpush's CPU (utime+stime), then its peak resident memory (VmHWM), then
 # reads every raw redis_up sample of the window back from VictoriaMetrics and
-# reports the largest gap between two samples of one target.
+# reports the largest gap between two samples of one target, and the samples
+# queued at the start and the end of the window (a backlog that grows means
+# the sender does not keep up).
 #
 # usage: bench/scale.sh                 (TARGETS="100 1000" DURATION=120 WARMUP=30)
 set -euo pipefail
@@ -41,8 +43,8 @@ for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break;
 redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
 for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
 
-printf '%8s %10s %10s %7s %7s %9s %8s %12s %10s %10s %8s\n' targets samples/s "CPU %core" user sys \
-    "peak MiB" threads "redis_up pts" "max gap s" "late tgts" missing
+printf '%8s %10s %10s %7s %7s %9s %8s %12s %10s %10s %8s %9s %10s\n' targets samples/s "CPU %core" user sys \
+    "peak MiB" threads "redis_up pts" "max gap s" "late tgts" missing "queued@0" "queued@end"
 for n in $TARGETS; do
     run="$work/$n"
     mkdir -p "$run"
@@ -65,6 +67,8 @@ for n in $TARGETS; do
         echo "adaptive = false"
         echo "[remote_write]"
         echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
+        # More [remote_write] settings, e.g. REMOTE_WRITE_EXTRA='max_samples_per_send = 20000'.
+        echo "${REMOTE_WRITE_EXTRA:-}"
         for ((i = 0; i < n; i++)); do
             printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
         done
@@ -79,11 +83,17 @@ for n in $TARGETS; do
     sleep "$WARMUP"
     start=$(date +%s)
     read -r user0 sys0 < <(cpu_ticks "$redpush_pid")
-    sent0=$(curl -fs "http://127.0.0.1:$listen_port/metrics" | awk '/^redpush_samples_sent_total/ {print $NF}')
+    page=$(curl -fs "http://127.0.0.1:$listen_port/metrics")
+    sent0=$(awk '/^redpush_samples_sent_total/ {print $NF}' <<<"$page")
+    backlog0=$(awk '/^redpush_queue_samples / {print $NF}' <<<"$page")
     sleep "$DURATION"
     read -r user1 sys1 < <(cpu_ticks "$redpush_pid")
     threads=$(awk '/^Threads:/ {print $2}' "/proc/$redpush_pid/status")
-    sent1=$(curl -fs "http://127.0.0.1:$listen_port/metrics" | awk '/^redpush_samples_sent_total/ {print $NF}')
+    page=$(curl -fs "http://127.0.0.1:$listen_port/metrics")
+    sent1=$(awk '/^redpush_samples_sent_total/ {print $NF}' <<<"$page")
+    # Samples still queued: a backlog that grows run after run means the
+    # sender does not keep up.
+    backlog=$(awk '/^redpush_queue_samples / {print $NF}' <<<"$page")
     end=$(date +%s)
     hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$redpush_pid/status")
     kill "$redpush_pid" "$FANOUT_PID"
@@ -94,9 +104,9 @@ for n in $TARGETS; do
     kill "$vm_pid"
 
     python3 - "$run/redis_up.jsonl" "$n" "$INTERVAL" "$start" "$end" \
-        "$((user1 - user0))" "$((sys1 - sys0))" "$(getconf CLK_TCK)" "$hwm" "$sent0" "$sent1" "$threads" <<'EOF'
+        "$((user1 - user0))" "$((sys1 - sys0))" "$(getconf CLK_TCK)" "$hwm" "$sent0" "$sent1" "$threads" "$backlog0" "$backlog" <<'EOF'
 import json, sys
-path, n, interval, start, end, user, system, hz, hwm, sent0, sent1, threads = sys.argv[1:]
+path, n, interval, start, end, user, system, hz, hwm, sent0, sent1, threads, backlog0, backlog = sys.argv[1:]
 n, interval, start, end = int(n), float(interval), int(start), int(end)
 duration = end - start
 points, worst, late, seen = 0, 0.0, 0, 0
@@ -116,6 +126,6 @@ user = int(user) / int(hz) / duration * 100
 system = int(system) / int(hz) / duration * 100
 rate = (float(sent1) - float(sent0)) / duration
 print(f"{n:8d} {rate:10.0f} {user + system:10.2f} {user:7.2f} {system:7.2f} {int(hwm) / 1024:9.1f} {threads:>8}"
-      f" {points:12d} {worst:10.1f} {late:10d} {n - seen:8d}")
+      f" {points:12d} {worst:10.1f} {late:10d} {n - seen:8d} {int(float(backlog0)):>9d} {int(float(backlog)):>10d}")
 EOF
 done
