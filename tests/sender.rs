@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
 use redpush::config::RemoteWriteSettings;
-use redpush::queue::{Label, Queue, Record, Series};
+use redpush::queue::{Label, LabelSet, Queue, Record, Series};
 use redpush::remote_write::sender::Sender;
 use redpush::self_metrics::SelfMetrics;
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
@@ -32,23 +32,30 @@ fn settings(url: &str) -> RemoteWriteSettings {
     }
 }
 
-fn record(ts: i64, value: f64) -> Record {
-    let labels = |name: &str| -> Vec<Label> {
-        vec![
+/// The label sets of the two series, shared by every record as a target's
+/// label cache shares them (the sender groups a batch by shared set).
+static LABELS: LazyLock<[LabelSet; 2]> = LazyLock::new(|| {
+    let labels = |name: &str| -> LabelSet {
+        let set: Vec<Label> = vec![
             ("__name__".into(), name.into()),
             ("instance".into(), "h:6379".into()),
             ("job".into(), "redis".into()),
-        ]
+        ];
+        set.into()
     };
+    [labels("redis_up"), labels("redis_connected_clients")]
+});
+
+fn record(ts: i64, value: f64) -> Record {
     Record {
         timestamp_ms: ts,
         series: vec![
             Series {
-                labels: labels("redis_up").into(),
+                labels: LABELS[0].clone(),
                 value: 1.0,
             },
             Series {
-                labels: labels("redis_connected_clients").into(),
+                labels: LABELS[1].clone(),
                 value,
             },
         ],
