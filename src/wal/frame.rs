@@ -18,7 +18,7 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use prost::encoding::{decode_varint, encode_varint};
 
-use crate::queue::{Record, Series};
+use crate::queue::{LabelSet, Record, Series};
 
 pub const HEADER_LEN: usize = 20;
 const VERSION: u8 = 1;
@@ -87,14 +87,28 @@ pub struct Meta {
     pub samples: u32,
 }
 
+/// Label sets already decoded, by their encoded bytes: records read back
+/// together share one `Arc` per distinct set, as records fresh from the
+/// samplers do (their target's label cache shares them). The sender groups
+/// a batch by that `Arc`, so a backlog of several readings per target still
+/// sends each series' labels once per request, and a set seen before is
+/// not decoded again.
+pub type LabelSets = HashMap<Box<[u8]>, LabelSet>;
+
 /// Reads the frame at the start of `bytes`: the record and the frame's
 /// total length.
 pub fn decode(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
+    decode_sharing(bytes, &mut LabelSets::default())
+}
+
+/// [`decode`], sharing label sets with the records decoded before it
+/// through `sets`.
+pub fn decode_sharing(bytes: &[u8], sets: &mut LabelSets) -> Result<(Record, usize), FrameError> {
     let (meta, payload) = check(bytes)?;
     let raw = snap::raw::Decoder::new()
         .decompress_vec(payload)
         .map_err(|_| FrameError::Decode("snappy"))?;
-    let series = decode_series(&raw)?;
+    let series = decode_series(&raw, sets)?;
     if series.len() != meta.samples as usize {
         return Err(FrameError::Decode("sample count"));
     }
@@ -143,7 +157,18 @@ pub fn check(bytes: &[u8]) -> Result<(Meta, &[u8]), FrameError> {
     Ok((meta, payload))
 }
 
-fn decode_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
+/// The encoded labels of one series at the start of `buf`: `count` pairs of
+/// length-prefixed strings.
+fn label_block(buf: &[u8], count: usize) -> Result<&[u8], FrameError> {
+    let mut rest = buf;
+    for _ in 0..2 * count {
+        let len = varint(&mut rest)?;
+        take(&mut rest, len)?;
+    }
+    Ok(&buf[..buf.len() - rest.len()])
+}
+
+fn decode_series(mut buf: &[u8], sets: &mut LabelSets) -> Result<Vec<Series>, FrameError> {
     let version = take(&mut buf, 1)?[0];
     if version != VERSION {
         return Err(FrameError::Decode("unknown version"));
@@ -162,21 +187,31 @@ fn decode_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
         if labels_len > buf.len() / 2 + 1 {
             return Err(FrameError::Decode("label count"));
         }
-        let mut labels = Vec::with_capacity(labels_len);
-        for _ in 0..labels_len {
-            let name = string(&mut buf, &mut strings)?;
-            let value = string(&mut buf, &mut strings)?;
-            labels.push((name, value));
-        }
+        // The encoded labels identify the set: one seen before in this
+        // read is shared without decoding its strings again.
+        let block = label_block(buf, labels_len)?;
+        buf = &buf[block.len()..];
+        let labels = match sets.get(block) {
+            Some(set) => set.clone(),
+            None => {
+                let mut rest = block;
+                let mut labels = Vec::with_capacity(labels_len);
+                for _ in 0..labels_len {
+                    let name = string(&mut rest, &mut strings)?;
+                    let value = string(&mut rest, &mut strings)?;
+                    labels.push((name, value));
+                }
+                let set: LabelSet = labels.into();
+                sets.insert(block.into(), set.clone());
+                set
+            }
+        };
         let value = f64::from_le_bytes(
             take(&mut buf, 8)?
                 .try_into()
                 .map_err(|_| FrameError::Decode("value"))?,
         );
-        series.push(Series {
-            labels: labels.into(),
-            value,
-        });
+        series.push(Series { labels, value });
     }
     Ok(series)
 }

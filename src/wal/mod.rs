@@ -26,7 +26,7 @@
 
 pub mod frame;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{error, warn};
 
-use crate::queue::{LabelSet, Queue, QueueStats, Queued, Record};
+use crate::queue::{Queue, QueueStats, Queued, Record};
 use crate::self_metrics::SelfMetrics;
 
 /// When appended records reach the disk.
@@ -446,7 +446,7 @@ impl DiskQueue {
     /// Decodes records from disk into the cache until it holds `want` samples
     /// or reaches the tail.
     fn fill_cache(&self, state: &mut State, want: usize) {
-        let mut shared = SharedSets::default();
+        let mut sets = frame::LabelSets::default();
         while state.cache_samples < want {
             let Some((start, _)) = state.meta_at_or_after(state.cache_end) else {
                 break;
@@ -486,9 +486,12 @@ impl DiskQueue {
             let mut seq = base + first as u64;
             let mut decoded = Vec::new();
             while at < bytes.len() {
-                match frame::decode(&bytes[at..]) {
+                match frame::decode_sharing(&bytes[at..], &mut sets) {
                     Ok((record, len)) => {
-                        decoded.push((seq, record));
+                        decoded.push(Queued {
+                            seq,
+                            record: Arc::new(record),
+                        });
                         at += len;
                         seq += 1;
                     }
@@ -503,13 +506,9 @@ impl DiskQueue {
                 }
             }
             let end = base + last as u64;
-            share_label_sets(&mut shared, decoded.iter_mut().map(|(_, record)| record));
-            for (seq, record) in decoded {
-                state.cache_samples += record.series.len();
-                state.cache.push_back(Queued {
-                    seq,
-                    record: Arc::new(record),
-                });
+            for queued in decoded {
+                state.cache_samples += queued.record.series.len();
+                state.cache.push_back(queued);
             }
             state.cache_end = end;
         }
@@ -523,26 +522,6 @@ impl DiskQueue {
         {
             error!("{message}");
             state.last_error_log = Some(Instant::now());
-        }
-    }
-}
-
-type SharedSets = HashSet<LabelSet, foldhash::fast::RandomState>;
-
-/// Makes the records read back together share one `Arc` per distinct
-/// label set, as records fresh from the samplers do (their target's label
-/// cache shares them): the sender groups a batch's samples by that `Arc`,
-/// so a backlog of several readings per target still sends each series'
-/// labels once per request, and the decoded records take less memory.
-fn share_label_sets<'a>(seen: &mut SharedSets, records: impl Iterator<Item = &'a mut Record>) {
-    for record in records {
-        for series in &mut record.series {
-            match seen.get(&series.labels) {
-                Some(shared) => series.labels = shared.clone(),
-                None => {
-                    seen.insert(series.labels.clone());
-                }
-            }
         }
     }
 }
