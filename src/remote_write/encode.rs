@@ -390,8 +390,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn labels_sorted_bytewise_without_empty_values() {
+    /// One labelled series: `redis_commands_total{cmd="get"} 3`.
+    fn get_calls() -> Families {
         let mut families = Families::new();
         families.push(
             "redis_commands_total",
@@ -400,6 +400,12 @@ mod tests {
             vec![("cmd", "get".into())],
             3.0,
         );
+        families
+    }
+
+    #[test]
+    fn labels_sorted_bytewise_without_empty_values() {
+        let families = get_calls();
         let mut series = Vec::new();
         flatten(&families, &base(), &mut LabelCache::new(), &mut series);
         let names: Vec<&str> = series[0].labels.iter().map(|(n, _)| &**n).collect();
@@ -425,14 +431,7 @@ mod tests {
 
     #[test]
     fn targets_share_one_copy_of_each_label_string() {
-        let mut families = Families::new();
-        families.push(
-            "redis_commands_total",
-            Kind::Counter,
-            "",
-            vec![("cmd", "get".into())],
-            1.0,
-        );
+        let families = get_calls();
         let other = vec![
             ("job".to_owned(), "redis".to_owned()),
             ("instance".to_owned(), "h:6380".to_owned()),
