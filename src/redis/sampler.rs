@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
+use redis::Value;
 use tracing::{info, warn};
 
 use crate::config::{MetricsSettings, TargetSettings};
 use crate::metrics::mapper::{
     CONFIG_PARAMS, CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog,
 };
+use crate::redis::connection::Connection;
 use crate::redis::info::Info;
 use crate::redis::info::pair;
 use crate::redis::transport::{self, Budget, TransportError};
@@ -109,7 +109,10 @@ impl SampleError {
 pub struct Sampler {
     target: TargetSettings,
     config_refresh: Duration,
-    conn: Option<MultiplexedConnection>,
+    /// The open connection, between samples. Taken out for a round trip
+    /// and put back only if it succeeded: after a failure its stream may be
+    /// out of step, so the next sample reconnects.
+    conn: Option<Connection>,
     config: Option<(Instant, Arc<ServerConfig>)>,
     /// CONFIG GET failed on this connection: do not send it again until reconnect.
     config_refused: bool,
@@ -153,10 +156,11 @@ impl Sampler {
         &self.target
     }
 
-    /// The open connection, or a new one once the reconnect backoff has passed.
-    async fn connection(&mut self) -> Result<MultiplexedConnection, SampleError> {
-        if let Some(conn) = &self.conn {
-            return Ok(conn.clone());
+    /// The open connection, or a new one once the reconnect backoff has
+    /// passed; the caller puts it back after a successful round trip.
+    async fn connection(&mut self) -> Result<Connection, SampleError> {
+        if let Some(conn) = self.conn.take() {
+            return Ok(conn);
         }
         if let Some(at) = self.retry_at {
             let now = Instant::now();
@@ -166,7 +170,6 @@ impl Sampler {
         }
         match self.connect().await {
             Ok(conn) => {
-                self.conn = Some(conn.clone());
                 self.backoff = reconnect_backoff();
                 self.retry_at = None;
                 self.config_refused = false;
@@ -184,7 +187,7 @@ impl Sampler {
 
     /// Runs `pipe` (errors of single commands come back as
     /// `Value::ServerError`) on the sampling connection, within the reply
-    /// budget. A failure of the connection drops it, as in `sample`.
+    /// budget. A failure drops the connection, as in `sample`.
     pub async fn query(
         &mut self,
         pipe: &redis::Pipeline,
@@ -192,12 +195,9 @@ impl Sampler {
     ) -> Result<Vec<Value>, SampleError> {
         let mut conn = self.connection().await?;
         let result = self.run(&mut conn, pipe, label).await;
-        if matches!(
-            result,
-            Err(SampleError::Connect(_) | SampleError::Timeout(_) | SampleError::TooLarge(_))
-        ) {
-            self.conn = None;
-            self.schedule_reconnect();
+        match result {
+            Ok(_) => self.conn = Some(conn),
+            Err(_) => self.schedule_reconnect(),
         }
         result
     }
@@ -226,10 +226,12 @@ impl Sampler {
             result = self.late_extras(&mut conn, std::mem::take(reading)).await;
         }
         match result {
-            Ok(reading) => Ok(reading),
+            Ok(reading) => {
+                self.conn = Some(conn);
+                Ok(reading)
+            }
             Err(e) => {
                 // Whatever went wrong, the next sample starts on a fresh connection.
-                self.conn = None;
                 self.schedule_reconnect();
                 Err(e)
             }
@@ -241,19 +243,9 @@ impl Sampler {
         self.retry_at = Some(Instant::now() + delay);
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, SampleError> {
+    async fn connect(&self) -> Result<Connection, SampleError> {
         let t = &self.target;
-        // CLIENT SETINFO is skipped: Redis before 7.2 answers it with an
-        // error, which would raise the server's error counters on every connect.
-        let mut settings = RedisConnectionInfo::default()
-            .set_db(t.db)
-            .set_skip_set_lib_name();
-        if let Some(user) = &t.username {
-            settings = settings.set_username(user);
-        }
-        if let Some(password) = self.password()? {
-            settings = settings.set_password(password);
-        }
+        let password = self.password()?;
         self.budget.refill(t.max_reply_bytes);
         let stream = transport::connect(t, self.budget.clone(), t.connect_timeout)
             .await
@@ -265,16 +257,20 @@ impl Sampler {
                 }
                 TransportError::Io(e) => SampleError::Connect(e.to_string()),
             })?;
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(t.command_timeout));
-        // AUTH and SELECT run here, under the connect timeout.
-        let handshake = MultiplexedConnection::new_with_config(&settings, stream, config);
-        let (conn, driver) = tokio::time::timeout(t.connect_timeout, handshake)
+        // AUTH and SELECT run here, under the connect timeout. Nothing
+        // else: no CLIENT SETINFO, which Redis before 7.2 answers with an
+        // error that would raise the server's error counters on every connect.
+        let login = Connection::open(
+            stream,
+            t.username.as_deref(),
+            password.as_deref(),
+            t.db,
+            t.command_timeout,
+        );
+        tokio::time::timeout(t.connect_timeout, login)
             .await
             .map_err(|_| SampleError::Timeout(t.connect_timeout))?
-            .map_err(|e| self.classify(&e, t.connect_timeout, true))?;
-        // The driver ends when the connection is dropped or fails.
-        tokio::spawn(driver);
-        Ok(conn)
+            .map_err(|e| self.classify(&e, t.connect_timeout, true))
     }
 
     /// The password from its file or environment variable (read now, so a
@@ -307,10 +303,7 @@ impl Sampler {
         classify(e, timeout, connecting)
     }
 
-    async fn commands(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<RawReading, SampleError> {
+    async fn commands(&mut self, conn: &mut Connection) -> Result<RawReading, SampleError> {
         let want_config = !self.config_refused
             && self.facts.sentinel_masters.is_none()
             && self
@@ -423,7 +416,7 @@ impl Sampler {
     /// under `label`.
     async fn run(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         pipe: &redis::Pipeline,
         label: &'static str,
     ) -> Result<Vec<Value>, SampleError> {
@@ -475,7 +468,7 @@ impl Sampler {
     /// reading taken before the server's version and mode were known.
     async fn late_extras(
         &mut self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         mut reading: RawReading,
     ) -> Result<RawReading, SampleError> {
         let optional = self.wanted(&[

@@ -22,8 +22,8 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::config::{Address, TargetSettings, TlsSettings};
 
 /// Any stream the Redis client can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 /// Bytes a sample may still read; shared by the stream and the sampler,
 /// which refills it before every sample.
