@@ -1,8 +1,8 @@
 //! The hot path per reading, timed and with its heap allocations counted:
-//! INFO parse, mapping, remote-write encoding (flatten + protobuf + snappy)
-//! and the text exposition, for the real Redis 7.0 INFO of tests/fixtures
-//! and for a large one (200 commands in commandstats, 16 databases, 10
-//! replicas).
+//! INFO parse, mapping, flatten to shared series, the stale check, the
+//! queue's disk frame, the remote-write request (protobuf + snappy) and the
+//! text exposition, for the real Redis 7.0 INFO of tests/fixtures and for a
+//! large one (200 commands in commandstats, 16 databases, 10 replicas).
 //!
 //! Run: cargo bench --bench pipeline
 
@@ -12,12 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use redpush::metrics::exposition::write_families;
+use redpush::metrics::exposition::write_series;
 use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
 use redpush::metrics::{Families, Kind};
 use redpush::queue::{Queued, Record};
 use redpush::redis::info::Info;
-use redpush::remote_write::encode::{LabelCache, encode, flatten};
+use redpush::remote_write::encode::encode;
+use redpush::series::{flatten, target_labels};
+use redpush::stale::StaleTracker;
+use redpush::wal::frame;
 
 /// Counts allocations so the figures include allocations per reading.
 struct Counting;
@@ -93,10 +96,7 @@ fn run(label: &str, text: &str) {
         ("maxclients", "10000"),
         ("databases", "16"),
     ]);
-    let base = vec![
-        ("job".to_owned(), "redis".to_owned()),
-        ("instance".to_owned(), "10.1.2.3:6379".to_owned()),
-    ];
+    let target = target_labels([("job", "redis"), ("instance", "10.1.2.3:6379")]);
     let map = |info: &Info<'_>| {
         let mut families = Families::new();
         families.plain("redis_up", Kind::Gauge, 1.0);
@@ -127,34 +127,73 @@ fn run(label: &str, text: &str) {
     measure("map to families", 5_000, || {
         black_box(map(black_box(&info)));
     });
-    measure("flatten, first reading (cold cache)", 2_000, || {
+    // A target's first reading: every point looked up in the catalogue
+    // (whose shapes exist already: only the process' first target creates them).
+    let mut previous = Vec::new();
+    flatten(&families, &[], &mut previous);
+    measure("flatten, first reading of a target", 2_000, || {
         let mut series = Vec::with_capacity(families.sample_count());
-        flatten(
-            black_box(&families),
-            &base,
-            &mut LabelCache::new(),
-            &mut series,
-        );
+        flatten(black_box(&families), &[], &mut series);
         black_box(series);
     });
-    // The steady state: the target's label sets are cached from the
-    // readings before.
-    let mut cache = LabelCache::new();
+    // The steady state: each point where it was in the reading before.
     measure("flatten, later readings", 5_000, || {
-        let mut series = Vec::with_capacity(families.sample_count());
-        flatten(black_box(&families), &base, &mut cache, &mut series);
+        let mut series = Vec::with_capacity(previous.len());
+        flatten(black_box(&families), &previous, &mut series);
         black_box(series);
     });
+    let mut stale = StaleTracker::default();
+    // A reading whose series differ from the last (sort and merge); with
+    // the same series as the last complete reading the check is free.
+    measure("stale check, series changed", 5_000, || {
+        black_box(stale.markers(black_box(&previous), black_box(&previous), false));
+    });
+    let record = Record {
+        timestamp_ms: 1_700_000_000_000,
+        target: target.clone(),
+        series: previous.clone(),
+    };
+    // Within a segment, after its first frame defined the shapes.
+    let mut defined = frame::Defined::default();
+    let mut scratch = frame::Scratch::default();
+    let mut frame_bytes = Vec::new();
+    frame::encode(
+        &record,
+        &mut defined,
+        &mut Vec::new(),
+        &mut scratch,
+        &mut frame_bytes,
+    )
+    .expect("frame");
+    let mut added = Vec::new();
+    measure("queue frame (ids, snappy, crc)", 5_000, || {
+        frame_bytes.clear();
+        added.clear();
+        frame::encode(
+            black_box(&record),
+            &mut defined,
+            &mut added,
+            &mut scratch,
+            &mut frame_bytes,
+        )
+        .expect("frame");
+    });
+    println!(
+        "  queue frame: {} bytes = {:.2} bytes per sample",
+        frame_bytes.len(),
+        frame_bytes.len() as f64 / record.series.len() as f64
+    );
     // One request of 5 readings of the same target, as a 1 s interval with
     // the 5 s flush deadline sends it; figures per reading.
     let batch: Vec<Queued> = (0..5)
         .map(|i| {
             let mut series = Vec::new();
-            flatten(&families, &base, &mut cache, &mut series);
+            flatten(&families, &previous, &mut series);
             Queued {
                 seq: i,
                 record: Arc::new(Record {
                     timestamp_ms: 1_700_000_000_000 + i as i64 * 1000,
+                    target: target.clone(),
                     series,
                 }),
             }
@@ -179,9 +218,9 @@ fn run(label: &str, text: &str) {
         started.elapsed().as_nanos() as f64 / (n * 5) as f64,
         (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / (n * 5) as f64
     );
-    measure("text exposition", 5_000, || {
+    measure("text exposition (/metrics)", 5_000, || {
         let mut out = String::with_capacity(64 * 1024);
-        write_families(&mut out, black_box(&families), &[]);
+        write_series(&mut out, black_box(&previous), &[]);
         black_box(out);
     });
 }

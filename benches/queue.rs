@@ -19,16 +19,16 @@ use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_r
 use redpush::metrics::{Families, Kind};
 use redpush::queue::{Queue, Record};
 use redpush::redis::info::Info;
-use redpush::remote_write::encode::{LabelCache, flatten};
 use redpush::remote_write::sender::{Sender, now_ms};
 use redpush::self_metrics::SelfMetrics;
+use redpush::series::{flatten, target_labels};
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const RECORDS: usize = 600;
 
-fn reading(timestamp_ms: i64) -> Record {
+fn reading(timestamp_ms: i64) -> Arc<Record> {
     let text = include_str!("../tests/fixtures/info-redis7.0-primary.txt");
     let info = Info::parse(text);
     let config = ServerConfig::from_pairs([
@@ -49,17 +49,18 @@ fn reading(timestamp_ms: i64) -> Record {
         MapOptions::default(),
         &mut families,
     );
-    let base = vec![
-        ("job".to_owned(), "redis".to_owned()),
-        ("instance".to_owned(), "10.1.2.3:6379".to_owned()),
-        ("region".to_owned(), "eu-west-1".to_owned()),
-    ];
+    let target = target_labels([
+        ("job", "redis"),
+        ("instance", "10.1.2.3:6379"),
+        ("region", "eu-west-1"),
+    ]);
     let mut series = Vec::new();
-    flatten(&families, &base, &mut LabelCache::new(), &mut series);
-    Record {
+    flatten(&families, &[], &mut series);
+    Arc::new(Record {
         timestamp_ms,
+        target,
         series,
-    }
+    })
 }
 
 fn open(dir: &std::path::Path, fsync: Fsync) -> Arc<DiskQueue> {
@@ -98,7 +99,7 @@ async fn null_receiver() -> String {
 
 fn main() {
     let start_ms = now_ms() - RECORDS as i64 * 1000;
-    let records: Vec<Record> = (0..RECORDS)
+    let records: Vec<Arc<Record>> = (0..RECORDS)
         .map(|i| reading(start_ms + i as i64 * 1000))
         .collect();
     let samples: usize = records.iter().map(|r| r.series.len()).sum();

@@ -27,14 +27,14 @@ use tracing::{error, info, warn};
 use crate::config::{Overrides, RemoteWriteSettings, Settings, TargetSettings};
 use crate::discovery::Discovered;
 use crate::metrics::Families;
-use crate::metrics::exposition::{write_families, write_targets};
+use crate::metrics::exposition::{Page, write_families, write_series};
 use crate::pushgateway::Pushgateway;
-use crate::queue::{Queue, QueueStats, Record};
-use crate::remote_write::encode::{LabelCache, flatten};
+use crate::queue::{Queue, QueueStats, Record, Writer};
 use crate::remote_write::sender::{Sender, now_ms};
 use crate::schedule::{Bounds, Controller, first_gap};
 use crate::self_metrics::SelfMetrics;
-use crate::stale::StaleTracker;
+use crate::series::{Series, TargetLabels, flatten, target_labels};
+use crate::stale::{StaleTracker, is_stale_marker};
 use crate::target::Target;
 use crate::wal::{DiskQueue, WalSettings};
 
@@ -42,7 +42,7 @@ use crate::wal::{DiskQueue, WalSettings};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the HTTP endpoint and the Pushgateway pusher read: the latest
-/// families of every target (in configuration order) and the agent's own
+/// reading of every target (in configuration order) and the agent's own
 /// counters.
 pub struct AgentState {
     latest: Mutex<Vec<(String, Latest)>>,
@@ -73,13 +73,15 @@ impl AgentState {
         }
     }
 
-    fn update(&self, instance: &str, families: Arc<Families>, complete: bool) {
+    /// Takes a target's new reading: the record it pushed (stale markers
+    /// included, which the page leaves out).
+    fn update(&self, instance: &str, record: Arc<Record>, complete: bool) {
         let mut latest = self.lock();
         if let Some((_, slot)) = latest.iter_mut().find(|(i, _)| i == instance) {
             if complete {
-                slot.complete = families.clone();
+                slot.complete = Some(record.clone());
             }
-            slot.current = families;
+            slot.current = Some(record);
         }
     }
 
@@ -87,20 +89,25 @@ impl AgentState {
         self.lock().retain(|(i, _)| i != instance);
     }
 
-    /// The latest families of every target: shared pointers, except after
-    /// an incomplete reading, which is overlaid on the last complete one
-    /// here (when a page is asked for, not on every sample).
-    pub fn latest(&self) -> Vec<(String, Arc<Families>)> {
+    /// The latest reading of every target (none before its first sample):
+    /// shared, except after an incomplete reading, which is overlaid on the
+    /// last complete one here (when a page is asked for, not on every
+    /// sample).
+    pub fn latest(&self) -> Vec<(String, Option<Arc<Record>>)> {
         let latest = self.lock().clone();
         latest
             .into_iter()
             .map(|(instance, slot)| {
-                let families = if Arc::ptr_eq(&slot.current, &slot.complete) {
-                    slot.current
-                } else {
-                    Arc::new(slot.current.overlaid_on(&slot.complete))
+                let record = match (slot.current, slot.complete) {
+                    (Some(current), Some(complete)) if !Arc::ptr_eq(&current, &complete) => {
+                        Some(Arc::new(Record {
+                            series: overlaid(&current.series, &complete.series),
+                            ..Record::clone(&current)
+                        }))
+                    }
+                    (current, _) => current,
                 };
-                (instance, families)
+                (instance, record)
             })
             .collect()
     }
@@ -113,22 +120,29 @@ impl AgentState {
         self.metrics.families(self.queue_stats(), now_ms())
     }
 
-    /// The `/metrics` page. With one target the series carry no `instance`
-    /// label, exactly as the exporter prints them (the scraper adds its own);
-    /// with several, each series carries its target's `instance`.
-    pub fn render(&self) -> String {
+    /// The `/metrics` page, to be written a piece at a time, and the
+    /// agent's own metrics that end it. With one target the series carry no
+    /// `instance` label, exactly as the exporter prints them (the scraper
+    /// adds its own); with several, each series carries its target's
+    /// `instance`.
+    pub fn page(&self) -> (Page, String) {
+        let mut own = String::new();
+        write_families(&mut own, &self.self_families(), &[]);
         let latest = self.latest();
-        let mut out = String::with_capacity(48 * 1024);
-        if let [(_, families)] = latest.as_slice() {
-            write_families(&mut out, families, &[]);
-        } else {
-            let targets: Vec<(&str, &Families)> = latest
-                .iter()
-                .map(|(i, f)| (i.as_str(), f.as_ref()))
-                .collect();
-            write_targets(&mut out, &targets);
-        }
-        write_families(&mut out, &self.self_families(), &[]);
+        let labelled = latest.len() != 1;
+        let records = latest
+            .into_iter()
+            .filter_map(|(instance, record)| Some((instance, record?)))
+            .collect();
+        (Page::new(records, labelled), own)
+    }
+
+    /// The whole `/metrics` page at once.
+    pub fn render(&self) -> String {
+        let (mut page, own) = self.page();
+        let mut out = String::new();
+        while page.write_next(&mut out, usize::MAX) {}
+        out.push_str(&own);
         out
     }
 }
@@ -137,8 +151,31 @@ impl AgentState {
 /// unless the latest is incomplete).
 #[derive(Clone, Default)]
 struct Latest {
-    current: Arc<Families>,
-    complete: Arc<Families>,
+    current: Option<Arc<Record>>,
+    complete: Option<Arc<Record>>,
+}
+
+/// What a target looks like after an incomplete reading (see `Sampler`):
+/// its series, then those of the last complete reading whose families it
+/// lacks (the detail families stay standing). Stale markers left out.
+fn overlaid(current: &[Series], complete: &[Series]) -> Vec<Series> {
+    let live = |s: &&Series| !is_stale_marker(s.value);
+    let names: std::collections::HashSet<&str> = current
+        .iter()
+        .filter(live)
+        .map(|s| s.shape.name())
+        .collect();
+    current
+        .iter()
+        .filter(live)
+        .chain(
+            complete
+                .iter()
+                .filter(live)
+                .filter(|s| !names.contains(s.shape.name())),
+        )
+        .cloned()
+        .collect()
 }
 
 /// A running target task and what it was started with.
@@ -153,7 +190,8 @@ struct Running {
 struct Supervisor {
     running: BTreeMap<String, Running>,
     state: Arc<AgentState>,
-    queue: Option<Arc<dyn Queue>>,
+    /// Where targets hand their records, when the agent pushes by remote write.
+    writer: Option<Writer>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -214,7 +252,7 @@ impl Supervisor {
                 task: tokio::spawn(run_target(
                     target,
                     self.state.clone(),
-                    self.queue.clone(),
+                    self.writer.clone(),
                     self.shutdown.clone(),
                     removed_rx,
                 )),
@@ -223,6 +261,7 @@ impl Supervisor {
         }
     }
 
+    /// Waits for every target task to end; drops the supervisor's writer.
     async fn wait(self) {
         for (_, running) in self.running {
             let _ = running.task.await;
@@ -240,6 +279,16 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     };
     let state = Arc::new(AgentState::new(metrics.clone(), queue.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The sender stops last, once everything the targets read is queued.
+    let (sender_stop_tx, sender_stop_rx) = watch::channel(false);
+    let (writer, writer_thread) = match &queue {
+        Some(queue) => {
+            let (writer, thread) = Writer::start(queue.clone(), metrics.clone())
+                .context("cannot start the queue's writer thread")?;
+            (Some(writer), Some(thread))
+        }
+        None => (None, None),
+    };
 
     let access = crate::http::Access::new(&settings.http)?;
     let tls = crate::http::tls_acceptor(&settings.http)?;
@@ -267,8 +316,8 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     }
 
     let mut helpers = Vec::new();
-    let sender = match (&settings.remote_write, &queue) {
-        (Some(rw), Some(queue)) => {
+    let sender = match (&settings.remote_write, &queue, &writer) {
+        (Some(rw), Some(queue), Some(writer)) => {
             let sender = Sender::new(rw.clone(), metrics.clone()).context("remote_write")?;
             info!("pushing to {} (remote write)", redact_url(&rw.url));
             helpers.push(tokio::spawn(run_self_metrics(
@@ -276,11 +325,13 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
                 settings.intervals.interval,
                 metrics.clone(),
                 queue.clone(),
+                writer.clone(),
                 shutdown_rx.clone(),
             )));
             let queue = queue.clone();
-            let rx = shutdown_rx.clone();
-            Some(tokio::spawn(async move { sender.run(queue, rx).await }))
+            Some(tokio::spawn(async move {
+                sender.run(queue, sender_stop_rx).await
+            }))
         }
         _ => None,
     };
@@ -302,7 +353,7 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     let mut supervisor = Supervisor {
         running: BTreeMap::new(),
         state: state.clone(),
-        queue: queue.clone(),
+        writer,
         shutdown: shutdown_rx.clone(),
     };
     // Cluster seeds report their nodes here; the supervisor then samples the
@@ -348,6 +399,11 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     for task in helpers {
         let _ = task.await;
     }
+    // Every writer is gone with its task: the thread writes what it holds and ends.
+    if let Some(thread) = writer_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    let _ = sender_stop_tx.send(true);
     if let Some(sender) = sender
         && tokio::time::timeout(SHUTDOWN_GRACE, sender).await.is_err()
     {
@@ -441,7 +497,7 @@ fn warn_about_restart_only_changes(old: &Settings, new: &Settings) {
 async fn run_target(
     mut target: Target,
     state: Arc<AgentState>,
-    queue: Option<Arc<dyn Queue>>,
+    writer: Option<Writer>,
     mut shutdown: watch::Receiver<bool>,
     mut removed: watch::Receiver<bool>,
 ) {
@@ -454,7 +510,11 @@ async fn run_target(
     let mut controller = Controller::new(bounds, t.adaptive);
     let instance = target.instance().to_owned();
     let mut stale = StaleTracker::default();
-    let mut labels = LabelCache::new();
+    // The last complete and the last fast reading: each reading is
+    // flattened against the last one of its kind, where its series sit in
+    // the same places.
+    let mut last_complete: Option<Arc<Record>> = None;
+    let mut last_fast: Option<Arc<Record>> = None;
     let clock = Instant::now();
     let mut next = Instant::now();
     let mut first = true;
@@ -465,10 +525,15 @@ async fn run_target(
             _ = removed.changed() => {
                 // End every series of this target in the receiver now,
                 // rather than five minutes from now.
-                if let Some(queue) = &queue {
-                    let series = stale.all();
+                if let Some(writer) = &writer {
+                    let complete = last_complete.as_ref().map_or(&[][..], |r| r.series.as_slice());
+                    let series = stale.all(complete);
                     if !series.is_empty() {
-                        push(queue.as_ref(), Record { timestamp_ms: target.next_timestamp(), series });
+                        writer.push(Arc::new(Record {
+                            timestamp_ms: target.next_timestamp(),
+                            target: target.labels().clone(),
+                            series,
+                        }));
                     }
                 }
                 state.remove(&instance);
@@ -496,45 +561,57 @@ async fn run_target(
         } else {
             tick + controller.interval()
         };
-        if let Some(queue) = &queue {
-            let mut series = Vec::with_capacity(reading.families.sample_count());
-            flatten(
-                &reading.families,
-                target.base_labels(),
-                &mut labels,
-                &mut series,
-            );
+        let complete = last_complete
+            .as_ref()
+            .map_or(&[][..], |r| r.series.as_slice());
+        let previous = if reading.complete {
+            complete
+        } else {
+            last_fast.as_ref().map_or(&[][..], |r| r.series.as_slice())
+        };
+        let mut series = Vec::with_capacity(reading.families.sample_count());
+        let unchanged = flatten(&reading.families, previous, &mut series);
+        drop(reading.families);
+        if writer.is_some() {
             if reading.complete {
-                let markers = stale.markers(&series, labels.keys());
+                let markers = stale.markers(complete, &series, unchanged);
                 series.extend(markers);
             } else {
-                stale.remember(&series, labels.keys());
+                stale.remember(complete, &series);
             }
-            push(
-                queue.as_ref(),
-                Record {
-                    timestamp_ms: reading.timestamp_ms,
-                    series,
-                },
-            );
         }
-        state.update(&instance, Arc::new(reading.families), reading.complete);
+        let record = Arc::new(Record {
+            timestamp_ms: reading.timestamp_ms,
+            target: target.labels().clone(),
+            series,
+        });
+        let last = if reading.complete {
+            &mut last_complete
+        } else {
+            &mut last_fast
+        };
+        *last = Some(record.clone());
+        if let Some(writer) = &writer {
+            writer.push(record.clone());
+        }
+        state.update(&instance, record, reading.complete);
     }
 }
 
 /// Pushes the agent-wide `redpush_*` metrics at the base interval, labelled
 /// with the agent's host name as `instance`.
 async fn run_self_metrics(
-    base: Vec<(String, String)>,
+    base: Arc<TargetLabels>,
     interval: Duration,
     metrics: Arc<SelfMetrics>,
     queue: Arc<dyn Queue>,
+    writer: Writer,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_ms = 0;
-    let mut labels = LabelCache::new();
+    let mut last: Option<Arc<Record>> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -543,15 +620,16 @@ async fn run_self_metrics(
         let timestamp_ms = now_ms().max(last_ms + 1);
         last_ms = timestamp_ms;
         let families = metrics.families(queue.stats(), timestamp_ms);
+        let previous = last.as_ref().map_or(&[][..], |r| r.series.as_slice());
         let mut series = Vec::new();
-        flatten(&families, &base, &mut labels, &mut series);
-        push(
-            queue.as_ref(),
-            Record {
-                timestamp_ms,
-                series,
-            },
-        );
+        flatten(&families, previous, &mut series);
+        let record = Arc::new(Record {
+            timestamp_ms,
+            target: base.clone(),
+            series,
+        });
+        last = Some(record.clone());
+        writer.push(record);
     }
 }
 
@@ -575,12 +653,12 @@ async fn run_pushgateway(
             _ = shutdown.changed() => break,
         }
         let mut groups: Vec<(String, String)> = Vec::new();
-        for (instance, families) in state.latest() {
-            if families.is_empty() {
+        for (instance, record) in state.latest() {
+            let Some(record) = record.filter(|r| !r.series.is_empty()) else {
                 continue;
-            }
+            };
             let mut body = String::new();
-            write_families(&mut body, &families, &[]);
+            write_series(&mut body, &record.series, &[]);
             groups.push((instance, body));
         }
         let mut body = String::new();
@@ -633,8 +711,9 @@ fn open_queue(
     // the queue holds several requests' worth between two sends, and a
     // cache of only two requests overflowed: every batch was then decoded
     // from disk (a third of the agent's CPU at 1000 targets). A cached
-    // sample costs 24 bytes (its label set is shared with the target's
-    // label cache), so 100,000 of them are about 2.4 MB.
+    // sample costs 16 bytes (a shared shape and a value), and a cached
+    // record is mostly the very one its target keeps as its latest reading,
+    // so 100,000 samples are at most 1.6 MB.
     wal.cache_samples = (rw.max_samples_per_send * 2).max(100_000);
     let (queue, report) =
         DiskQueue::open(wal, metrics).context("queue (state_dir / --state-dir)")?;
@@ -650,19 +729,20 @@ fn open_queue(
     Ok(Arc::new(queue))
 }
 
-/// Appends to the queue. The write (and fsync) blocks for a moment, so the
-/// runtime is told to move other tasks off this worker meanwhile.
-fn push(queue: &dyn Queue, record: Record) {
-    tokio::task::block_in_place(|| queue.push(record));
-}
-
-fn self_labels(settings: &Settings) -> Vec<(String, String)> {
-    let mut base = vec![
-        ("job".to_owned(), settings.job.clone()),
-        ("instance".to_owned(), agent_instance()),
+fn self_labels(settings: &Settings) -> Arc<TargetLabels> {
+    let instance = agent_instance();
+    let base = [
+        ("job", settings.job.as_str()),
+        ("instance", instance.as_str()),
     ];
-    base.extend(settings.external_labels.iter().cloned());
-    base
+    target_labels(
+        base.into_iter().chain(
+            settings
+                .external_labels
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        ),
+    )
 }
 
 /// The agent's own `instance` label: the host name, which tells agents apart.

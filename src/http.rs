@@ -4,11 +4,13 @@
 //! (`/healthz` stays open for liveness probes).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -24,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::agent::AgentState;
 use crate::config::HttpSettings;
-use crate::metrics::exposition::CONTENT_TYPE;
+use crate::metrics::exposition::{CONTENT_TYPE, Page};
 use crate::redis::transport::{certificates, private_key};
 
 /// Who may read `/metrics`: the expected `Authorization` header value.
@@ -139,7 +141,10 @@ pub async fn serve(
     }
 }
 
-fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Response<Full<Bytes>> {
+/// The body of a response: a short text, or the `/metrics` page.
+type ResponseBody = Either<Full<Bytes>, PageBody>;
+
+fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -160,7 +165,18 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
             );
             response
         }
-        "/metrics" => text(StatusCode::OK, CONTENT_TYPE, state.render()),
+        "/metrics" => {
+            let (page, own) = state.page();
+            let mut response = Response::new(Either::Right(PageBody {
+                page,
+                own: Some(own),
+            }));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+            );
+            response
+        }
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/" => text(
             StatusCode::OK,
@@ -176,12 +192,46 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
     }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+/// The `/metrics` page, written a chunk at a time as the connection takes
+/// it: the page's memory is a chunk, not the page (with 1000 targets the
+/// page is tens of megabytes). The series are those of the moment the page
+/// was asked for: the targets' readings are shared, not copied.
+pub struct PageBody {
+    page: Page,
+    /// The agent's own metrics, written last.
+    own: Option<String>,
+}
+
+/// About what one chunk holds.
+const CHUNK: usize = 64 * 1024;
+
+impl Body for PageBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        let mut chunk = String::with_capacity(CHUNK + CHUNK / 4);
+        body.page.write_next(&mut chunk, CHUNK);
+        if chunk.is_empty() {
+            match body.own.take() {
+                Some(own) => chunk = own,
+                None => return Poll::Ready(None),
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
 }

@@ -2,10 +2,10 @@
 //!
 //! With many targets, most label strings repeat across series and targets:
 //! every target has `redis_commands_total`, `cmd="get"`, `instance`, `job`.
-//! Label sets hold `Arc<str>`s taken from here, so 1000 targets keep one
-//! copy of each metric name instead of 1000 (at 1000 targets the label
-//! strings were the largest part of the heap). Only the cold path uses it:
-//! a series' set is built once and then reused by the target's label cache.
+//! Shapes and target label sets (`series.rs`) hold `Arc<str>`s taken from
+//! here, so equal strings are kept once whatever holds them. Only the cold
+//! path uses it: a shape or a target's label set is built once and shared
+//! by every reading that has it.
 //!
 //! Strings nobody else holds any more (a removed target's `instance`, a
 //! replica gone) are dropped when the table has doubled since the last

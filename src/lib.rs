@@ -17,6 +17,7 @@ pub mod redis;
 pub mod remote_write;
 pub mod schedule;
 pub mod self_metrics;
+pub mod series;
 pub mod stale;
 pub mod target;
 pub mod wal;

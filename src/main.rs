@@ -10,6 +10,7 @@ use redpush::once::EXIT_CONFIG;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     // Logs go to stderr; `once` keeps stdout for the exposition text and is
     // quiet unless something goes wrong.
@@ -59,11 +60,10 @@ fn main() -> ExitCode {
         // Sampling and sending are I/O-bound; two workers are plenty and keep
         // the footprint small.
         .worker_threads(2)
-        // Queue appends run in `block_in_place` (write + fsync), and each one
-        // hands its worker to a fresh thread: with hundreds of targets the
-        // default cap of 512 let the process grow to over a hundred threads,
-        // each with its own malloc arena. A small cap queues them instead.
-        .max_blocking_threads(8)
+        // Queue appends have a thread of their own (`queue::Writer`); the
+        // blocking pool only serves the odd blocking call (name lookups,
+        // shutdown), and each of its threads would get a malloc arena.
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {
@@ -84,6 +84,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("redpush: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc's malloc gives each thread that allocates an arena of its own, up
+/// to eight per core, and keeps what is freed in an arena for reuse there.
+/// The runtime's threads take turns at the same short-lived allocations
+/// (readings, requests), so each arena ended up holding its own few MiB of
+/// free memory: at 1000 targets 77 MB resident for 39 MB of heap, against
+/// 58 MB with two arenas and no measurable cost in CPU. An explicit
+/// `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: sets one allocator parameter, before any thread but this
+        // one exists; glibc documents mallopt as safe to call at any time.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

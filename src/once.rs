@@ -9,13 +9,13 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::metrics::Families;
-use crate::metrics::exposition::{write_families, write_targets};
+use crate::metrics::exposition::{write_series, write_targets};
 use crate::pushgateway::Pushgateway;
 use crate::queue::{Queued, Record};
-use crate::remote_write::encode::{LabelCache, encode, flatten};
+use crate::remote_write::encode::encode;
 use crate::remote_write::sender::{Delivery, Sender};
 use crate::self_metrics::SelfMetrics;
+use crate::series::flatten;
 use crate::target::{Target, TargetReading};
 
 /// Exit codes of `redpush once`, documented in README.md.
@@ -43,23 +43,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     }
     let mut ok = true;
     if let Some(rw) = &settings.remote_write {
-        let mut batch = Vec::new();
-        for (seq, sampled) in readings.iter().enumerate() {
-            let mut series = Vec::new();
-            flatten(
-                &sampled.reading.families,
-                &sampled.base_labels,
-                &mut LabelCache::new(),
-                &mut series,
-            );
-            batch.push(Queued {
+        let batch: Vec<Queued> = readings
+            .iter()
+            .enumerate()
+            .map(|(seq, sampled)| Queued {
                 seq: seq as u64,
-                record: Arc::new(Record {
-                    timestamp_ms: sampled.reading.timestamp_ms,
-                    series,
-                }),
-            });
-        }
+                record: sampled.record.clone(),
+            })
+            .collect();
         let encoded = encode(&batch);
         let sender =
             Sender::new(rw.clone(), Arc::new(SelfMetrics::default())).context("remote_write")?;
@@ -92,7 +83,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         let pushgateway = Pushgateway::new(pg.clone()).context("pushgateway")?;
         for sampled in &readings {
             let mut body = String::new();
-            write_families(&mut body, &sampled.reading.families, &[]);
+            write_series(&mut body, &sampled.record.series, &[]);
             if let Err(e) = pushgateway.put(&sampled.instance, body).await {
                 eprintln!("redpush: {}: {e}", sampled.instance);
                 ok = false;
@@ -106,14 +97,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Samples all targets at once; results in configuration order.
-/// One target's reading with what is needed to label it.
+/// One target's reading, and as the record it pushes.
 struct Sampled {
     instance: String,
-    base_labels: Vec<(String, String)>,
     reading: TargetReading,
+    record: Arc<Record>,
 }
 
+/// Samples all targets at once; results in configuration order.
 async fn read_all(settings: &Settings) -> Vec<Sampled> {
     let mut tasks = Vec::new();
     for t in &settings.targets {
@@ -121,10 +112,17 @@ async fn read_all(settings: &Settings) -> Vec<Sampled> {
         let interval = settings.intervals.interval;
         tasks.push(tokio::spawn(async move {
             let reading = target.read(interval).await;
+            let mut series = Vec::new();
+            flatten(&reading.families, &[], &mut series);
+            let record = Arc::new(Record {
+                timestamp_ms: reading.timestamp_ms,
+                target: target.labels().clone(),
+                series,
+            });
             Sampled {
                 instance: target.instance().to_owned(),
-                base_labels: target.base_labels().to_vec(),
                 reading,
+                record,
             }
         }));
     }
@@ -140,13 +138,13 @@ async fn read_all(settings: &Settings) -> Vec<Sampled> {
 fn exposition(readings: &[Sampled]) -> String {
     let mut out = String::new();
     if let [only] = readings {
-        write_families(&mut out, &only.reading.families, &[]);
+        write_series(&mut out, &only.record.series, &[]);
     } else {
-        let targets: Vec<(&str, &Families)> = readings
+        let targets = readings
             .iter()
-            .map(|s| (s.instance.as_str(), &s.reading.families))
+            .map(|s| (s.instance.clone(), s.record.clone()))
             .collect();
-        write_targets(&mut out, &targets);
+        write_targets(&mut out, targets);
     }
     out
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::metrics::{Families, Kind};
+use crate::metrics::{Families, Kind, smallvec};
 use crate::queue::QueueStats;
 
 #[derive(Default)]
@@ -86,7 +86,7 @@ impl SelfMetrics {
             "redpush_build_info",
             Kind::Gauge,
             "",
-            vec![("version", env!("CARGO_PKG_VERSION").to_owned())],
+            smallvec![("version", env!("CARGO_PKG_VERSION").into())],
             1.0,
         );
         let age = queue
@@ -161,7 +161,7 @@ impl SelfMetrics {
                 "redpush_samples_dropped_total",
                 Kind::Counter,
                 "",
-                vec![("reason", reason.to_owned())],
+                smallvec![("reason", reason.into())],
                 n as f64,
             );
         }
@@ -175,7 +175,7 @@ impl SelfMetrics {
                 "redpush_send_errors_total",
                 Kind::Counter,
                 "",
-                vec![("status", status)],
+                smallvec![("status", status.into())],
                 n as f64,
             );
         }

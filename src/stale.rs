@@ -3,14 +3,16 @@
 //! told once with Prometheus' stale marker, so the series ends in PromQL at
 //! once instead of after the five-minute lookback.
 //!
-//! Pure. Remembers the (shared) label sets of the last reading by the keys
-//! the target's label cache gave them and the reading that last had each; a
-//! reading allocates nothing unless a series is new or gone.
+//! Pure. The series a target had are those of its last complete reading
+//! (which the target keeps anyway) and those incomplete readings added
+//! since, which are all the tracker stores: usually nothing. A complete
+//! reading with exactly the series of the one before (the usual case,
+//! which `series::flatten` tells) costs nothing; any other costs a sort of
+//! both readings' shapes and one merge.
 
-// foldhash, not SipHash: see remote_write/encode.rs.
-use foldhash::HashMap;
+use std::sync::Arc;
 
-use crate::queue::{LabelSet, Series};
+use crate::series::{Series, Shape};
 
 /// The NaN Prometheus reserves for "this series ended here".
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -23,66 +25,98 @@ pub fn is_stale_marker(value: f64) -> bool {
     value.to_bits() == STALE_NAN_BITS
 }
 
+/// The series of one target, which are all its records' series: shapes
+/// identify them, since the target's labels are the same on each.
 #[derive(Debug, Default)]
 pub struct StaleTracker {
-    /// Every series of the readings since the last complete one, by its key
-    /// (`LabelCache::keys`), with the number of the last complete reading
-    /// (or the one in progress) that had it.
-    seen: HashMap<u64, (LabelSet, u64)>,
-    /// Complete readings so far.
-    readings: u64,
+    /// Shapes of incomplete readings since the last complete one that it
+    /// did not have, sorted by address, each once.
+    added: Vec<Arc<Shape>>,
+}
+
+fn address(shape: &Arc<Shape>) -> usize {
+    Arc::as_ptr(shape) as usize
+}
+
+/// The shapes of `series` (stale markers left out), sorted, each once.
+fn sorted_shapes(series: &[Series]) -> Vec<Arc<Shape>> {
+    let mut shapes = Vec::with_capacity(series.len());
+    shapes.extend(
+        series
+            .iter()
+            .filter(|s| !is_stale_marker(s.value))
+            .map(|s| s.shape.clone()),
+    );
+    shapes.sort_unstable_by_key(address);
+    shapes.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    shapes
+}
+
+/// Those of `shapes` (sorted) that `known` (sorted) lacks, in order.
+fn missing<'a>(
+    shapes: &'a [Arc<Shape>],
+    known: &'a [Arc<Shape>],
+) -> impl Iterator<Item = &'a Arc<Shape>> {
+    let mut known = known.iter().peekable();
+    shapes.iter().filter(move |shape| {
+        while known.next_if(|k| address(k) < address(shape)).is_some() {}
+        known.peek().is_none_or(|k| address(k) != address(shape))
+    })
 }
 
 impl StaleTracker {
-    /// Takes the series of a new complete reading and their keys (one per
-    /// series, equal keys for equal label sets: `LabelCache::keys`);
-    /// returns markers for the series seen before that are missing from it.
-    pub fn markers(&mut self, current: &[Series], keys: &[u64]) -> Vec<Series> {
-        self.readings += 1;
-        let now = self.readings;
-        self.note(current, keys, now);
-        let mut gone = Vec::new();
-        self.seen.retain(|_, (labels, reading)| {
-            let keep = *reading == now;
-            if !keep {
-                gone.push(Series {
-                    labels: labels.clone(),
-                    value: stale_nan(),
-                });
-            }
-            keep
-        });
-        gone
+    /// Takes a new complete reading (`current`) and the target's complete
+    /// one before it (`previous`); returns markers for the series seen
+    /// since `previous` that `current` lacks. `unchanged`: `current` has
+    /// the very series of `previous`, in order.
+    pub fn markers(
+        &mut self,
+        previous: &[Series],
+        current: &[Series],
+        unchanged: bool,
+    ) -> Vec<Series> {
+        if unchanged && self.added.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = sorted_shapes(previous);
+        seen.append(&mut self.added);
+        seen.sort_unstable_by_key(address);
+        seen.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let now = sorted_shapes(current);
+        missing(&seen, &now)
+            .map(|shape| Series {
+                shape: shape.clone(),
+                value: stale_nan(),
+            })
+            .collect()
     }
 
-    /// Takes the series of an incomplete reading (one that did not read
-    /// every section): new series are remembered, none is ended, since a
-    /// series missing from it was not read rather than gone.
-    pub fn remember(&mut self, current: &[Series], keys: &[u64]) {
-        // Under the number of the last complete reading: the next complete
-        // one ends whatever it does not have itself.
-        self.note(current, keys, self.readings);
-    }
-
-    fn note(&mut self, current: &[Series], keys: &[u64], reading: u64) {
-        debug_assert_eq!(current.len(), keys.len(), "one key per series");
-        for (series, &key) in current.iter().zip(keys) {
-            if is_stale_marker(series.value) {
-                continue;
-            }
-            self.seen
-                .entry(key)
-                .and_modify(|(_, r)| *r = (*r).max(reading))
-                .or_insert_with(|| (series.labels.clone(), reading));
+    /// Takes an incomplete reading (one that did not read every section)
+    /// and the target's last complete one: series new to both are
+    /// remembered, none is ended, since a series missing from it was not
+    /// read rather than gone.
+    pub fn remember(&mut self, complete: &[Series], current: &[Series]) {
+        let known = sorted_shapes(complete);
+        let now = sorted_shapes(current);
+        let new: Vec<Arc<Shape>> = missing(&now, &known).cloned().collect();
+        let before = self.added.len();
+        let fresh: Vec<Arc<Shape>> = missing(&new, &self.added).cloned().collect();
+        self.added.extend(fresh);
+        if self.added.len() > before {
+            self.added.sort_unstable_by_key(address);
         }
     }
 
-    /// Markers for every remembered series (the target was removed); forgets them.
-    pub fn all(&mut self) -> Vec<Series> {
-        self.seen
-            .drain()
-            .map(|(_, (labels, _))| Series {
-                labels,
+    /// Markers for every series of the target (it was removed): those of
+    /// its last complete reading and those added since; forgets them.
+    pub fn all(&mut self, complete: &[Series]) -> Vec<Series> {
+        let mut seen = sorted_shapes(complete);
+        seen.append(&mut self.added);
+        seen.sort_unstable_by_key(address);
+        seen.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        seen.into_iter()
+            .map(|shape| Series {
+                shape,
                 value: stale_nan(),
             })
             .collect()
@@ -92,65 +126,117 @@ impl StaleTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Kind;
+    use crate::series::shape;
 
-    /// A reading of series named `names`, with a key per series as the
-    /// label cache gives them (here: derived from the name).
-    fn reading(names: &[&str]) -> (Vec<Series>, Vec<u64>) {
-        let series = names
+    /// A reading of series named `names`.
+    fn reading(names: &[&str]) -> Vec<Series> {
+        names
             .iter()
             .map(|name| Series {
-                labels: vec![("__name__".into(), (*name).into())].into(),
+                shape: shape(&format!("stale_test_{name}"), Kind::Gauge, "", &[]),
                 value: 1.0,
             })
-            .collect();
-        let keys = names
-            .iter()
-            .map(|name| name.bytes().fold(7u64, |h, b| h * 31 + u64::from(b)))
-            .collect();
-        (series, keys)
+            .collect()
     }
 
-    fn markers(t: &mut StaleTracker, names: &[&str]) -> Vec<Series> {
-        let (series, keys) = reading(names);
-        t.markers(&series, &keys)
+    /// A target as the agent runs it: the tracker and the last complete reading.
+    #[derive(Default)]
+    struct Target {
+        tracker: StaleTracker,
+        complete: Vec<Series>,
     }
 
-    fn remember(t: &mut StaleTracker, names: &[&str]) {
-        let (series, keys) = reading(names);
-        t.remember(&series, &keys);
+    impl Target {
+        fn complete(&mut self, names: &[&str]) -> Vec<Series> {
+            self.complete_as(names, false)
+        }
+
+        fn complete_as(&mut self, names: &[&str], unchanged: bool) -> Vec<Series> {
+            let current = reading(names);
+            let markers = self.tracker.markers(&self.complete, &current, unchanged);
+            self.complete = current;
+            markers
+        }
+
+        fn fast(&mut self, names: &[&str]) {
+            self.tracker.remember(&self.complete, &reading(names));
+        }
+
+        fn removed(&mut self) -> Vec<Series> {
+            self.tracker.all(&self.complete)
+        }
     }
 
     fn names(markers: &[Series]) -> Vec<String> {
-        let mut names: Vec<String> = markers.iter().map(|s| s.labels[0].1.to_string()).collect();
+        let mut names: Vec<String> = markers
+            .iter()
+            .map(|s| s.shape.name().trim_start_matches("stale_test_").to_owned())
+            .collect();
         names.sort();
         names
     }
 
     #[test]
     fn vanished_series_get_one_marker() {
-        let mut t = StaleTracker::default();
-        assert!(markers(&mut t, &["a", "b", "c"]).is_empty());
-        let ended = markers(&mut t, &["a"]);
+        let mut t = Target::default();
+        assert!(t.complete(&["a", "b", "c"]).is_empty());
+        let ended = t.complete(&["a"]);
         assert_eq!(names(&ended), ["b", "c"]);
         assert!(ended.iter().all(|s| is_stale_marker(s.value)));
         // Once only.
-        assert!(markers(&mut t, &["a"]).is_empty());
+        assert!(t.complete(&["a"]).is_empty());
         // A series that comes back is tracked again.
-        assert!(markers(&mut t, &["a", "b"]).is_empty());
-        assert_eq!(names(&t.all()), ["a", "b"]);
-        assert!(t.all().is_empty());
+        assert!(t.complete(&["a", "b"]).is_empty());
+        assert_eq!(names(&t.removed()), ["a", "b"]);
     }
 
     #[test]
     fn an_incomplete_reading_ends_nothing_and_adds_what_is_new() {
-        let mut t = StaleTracker::default();
-        assert!(markers(&mut t, &["fast", "detail"]).is_empty());
+        let mut t = Target::default();
+        assert!(t.complete(&["fast", "detail"]).is_empty());
         // Between complete readings only the fast series are read.
-        remember(&mut t, &["fast", "new"]);
-        remember(&mut t, &["fast"]);
+        t.fast(&["fast", "new"]);
+        t.fast(&["fast", "new", "newer"]);
         // The next complete reading judges everything seen since the last.
-        let ended = markers(&mut t, &["fast", "detail"]);
-        assert_eq!(names(&ended), ["new"]);
+        let ended = t.complete(&["fast", "detail"]);
+        assert_eq!(names(&ended), ["new", "newer"]);
+        // And forgets what it judged.
+        assert!(t.complete(&["fast", "detail"]).is_empty());
+    }
+
+    #[test]
+    fn a_removed_target_ends_what_fast_readings_added_too() {
+        let mut t = Target::default();
+        assert!(t.complete(&["a"]).is_empty());
+        t.fast(&["a", "b"]);
+        assert_eq!(names(&t.removed()), ["a", "b"]);
+    }
+
+    #[test]
+    fn markers_and_repeated_series_are_not_series_of_the_reading() {
+        let mut t = Target::default();
+        let mut first = reading(&["a", "a", "b"]);
+        first.push(Series {
+            shape: shape("stale_test_c", Kind::Gauge, "", &[]),
+            value: stale_nan(),
+        });
+        assert!(t.tracker.markers(&[], &first, false).is_empty());
+        t.complete = first;
+        // `c` was only a marker: it is not ended again.
+        assert_eq!(names(&t.complete(&["a"])), ["b"]);
+    }
+
+    #[test]
+    fn an_unchanged_reading_is_not_judged_unless_one_in_between_added() {
+        let mut t = Target::default();
+        assert!(t.complete(&["a", "b"]).is_empty());
+        // What `unchanged` promises: the same series as the last complete reading.
+        assert!(t.complete_as(&["a", "b"], true).is_empty());
+        t.fast(&["a", "new"]);
+        // Now `new` was seen since and must be ended, unchanged or not.
+        assert_eq!(names(&t.complete_as(&["a", "b"], true)), ["new"]);
+        assert!(t.complete_as(&["a", "b"], true).is_empty());
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! One monitored Redis: its sampler, its labels, and the step from a sample
 //! to metric families (`redis_up`, the mapped INFO, its own `redpush_*`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Settings, TargetSettings};
 use crate::metrics::keys::ScriptOutcome;
 use crate::metrics::mapper::{Extras, MapOptions, Reading, map_reading};
-use crate::metrics::{Families, Kind};
+use crate::metrics::{Families, Kind, smallvec};
 use crate::redis::info::Info;
 use crate::redis::sampler::{Sampler, ServerFacts, log_transition};
 use crate::remote_write::sender::now_ms;
 use crate::schedule::Observation;
+use crate::series::{TargetLabels, target_labels};
 
 /// Reasons counted in `redpush_target_errors_total`, always all present.
 const ERROR_REASONS: &[&str] = &["connect", "auth", "tls", "timeout", "command", "reply"];
@@ -18,8 +20,10 @@ const ERROR_REASONS: &[&str] = &["connect", "auth", "tls", "timeout", "command",
 pub struct Target {
     sampler: Sampler,
     options: MapOptions,
-    /// `job`, `instance` and external labels for pushed series.
+    /// `job`, `instance` and external labels for pushed series, as
+    /// configured (the comparison for a reload) and as the shared set.
     base_labels: Vec<(String, String)>,
+    labels: Arc<TargetLabels>,
     was_up: Option<bool>,
     last_timestamp_ms: i64,
     errors: [u64; ERROR_REASONS.len()],
@@ -28,6 +32,9 @@ pub struct Target {
     key_families: Families,
     /// When the key sampler runs next.
     keys_due: Option<Instant>,
+    /// Points of the largest reading so far (a complete one): each reading
+    /// is sized for as many, so it does not grow its vectors as it fills.
+    last_points: usize,
 }
 
 /// The outcome of one sample.
@@ -47,13 +54,14 @@ pub struct TargetReading {
 impl Target {
     pub fn new(settings: &Settings, target: TargetSettings) -> Self {
         let client_detail = target.client_list_detail;
-        // Earlier labels win in `flatten`: a target's own labels over external ones.
+        // Earlier labels win (`series::target_labels`): a target's own labels over external ones.
         let mut base_labels = vec![
             ("job".to_owned(), settings.job.clone()),
             ("instance".to_owned(), target.instance.clone()),
         ];
         base_labels.extend(target.labels.iter().cloned());
         base_labels.extend(settings.external_labels.iter().cloned());
+        let labels = target_labels(base_labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         Target {
             sampler: Sampler::new(target, settings.metrics),
             options: MapOptions {
@@ -61,11 +69,13 @@ impl Target {
                 client_detail,
             },
             base_labels,
+            labels,
             was_up: None,
             last_timestamp_ms: 0,
             errors: [0; ERROR_REASONS.len()],
             key_families: Families::new(),
             keys_due: None,
+            last_points: 0,
         }
     }
 
@@ -81,6 +91,11 @@ impl Target {
         &self.base_labels
     }
 
+    /// The labels every pushed series of this target carries.
+    pub fn labels(&self) -> &Arc<TargetLabels> {
+        &self.labels
+    }
+
     /// Samples the target once. Never fails: a target that cannot be read
     /// yields `redis_up 0` (and the agent's own metrics for it).
     pub async fn read(&mut self, interval: Duration) -> TargetReading {
@@ -89,7 +104,7 @@ impl Target {
 
         let result = self.sampler.sample().await;
         log_transition(self.instance(), self.was_up, &result);
-        let mut families = Families::new();
+        let mut families = Families::with_capacity(self.last_points);
         let mut error = None;
         let mut observation = Observation::failed(started.elapsed());
         let mut learned = None;
@@ -163,7 +178,7 @@ impl Target {
                 "redpush_redis_command_duration_seconds",
                 Kind::Gauge,
                 "",
-                vec![("cmd", (*cmd).to_owned())],
+                smallvec![("cmd", (*cmd).into())],
                 *seconds,
             );
         }
@@ -172,10 +187,11 @@ impl Target {
                 "redpush_target_errors_total",
                 Kind::Counter,
                 "",
-                vec![("reason", (*reason).to_owned())],
+                smallvec![("reason", (*reason).into())],
                 n as f64,
             );
         }
+        self.last_points = self.last_points.max(families.sample_count());
         TargetReading {
             families,
             timestamp_ms,

@@ -38,7 +38,7 @@ fn map_and_check(text: &str, config: &ServerConfig) -> Result<(), TestCaseError>
     };
     map_reading(&reading, MapOptions::default(), &mut families);
     for family in &families {
-        let name = family.name.as_ref();
+        let name = family.name;
         let valid = name.bytes().enumerate().all(|(i, b)| {
             b == b'_' || b == b':' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
         });

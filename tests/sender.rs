@@ -6,14 +6,16 @@
 
 mod common;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
 use redpush::config::RemoteWriteSettings;
-use redpush::queue::{Label, LabelSet, Queue, Record, Series};
+use redpush::metrics::Kind;
+use redpush::queue::{Queue, Record, Series};
 use redpush::remote_write::sender::Sender;
 use redpush::self_metrics::SelfMetrics;
+use redpush::series::{shape, target_labels};
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
 use tokio::sync::watch;
 
@@ -32,30 +34,18 @@ fn settings(url: &str) -> RemoteWriteSettings {
     }
 }
 
-/// The label sets of the two series, shared by every record as a target's
-/// label cache shares them (the sender groups a batch by shared set).
-static LABELS: LazyLock<[LabelSet; 2]> = LazyLock::new(|| {
-    let labels = |name: &str| -> LabelSet {
-        let set: Vec<Label> = vec![
-            ("__name__".into(), name.into()),
-            ("instance".into(), "h:6379".into()),
-            ("job".into(), "redis".into()),
-        ];
-        set.into()
-    };
-    [labels("redis_up"), labels("redis_connected_clients")]
-});
-
+/// The two series of every record, of one target.
 fn record(ts: i64, value: f64) -> Record {
     Record {
         timestamp_ms: ts,
+        target: target_labels([("instance", "h:6379"), ("job", "redis")]),
         series: vec![
             Series {
-                labels: LABELS[0].clone(),
+                shape: shape("redis_up", Kind::Gauge, "", &[]),
                 value: 1.0,
             },
             Series {
-                labels: LABELS[1].clone(),
+                shape: shape("redis_connected_clients", Kind::Gauge, "", &[]),
                 value,
             },
         ],
@@ -81,7 +71,7 @@ async fn drain_async(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc
     let (queue, _) = DiskQueue::open(wal, metrics.clone()).expect("queue");
     let queue: Arc<dyn Queue> = Arc::new(queue);
     for r in records {
-        queue.push(r);
+        queue.push(Arc::new(r));
     }
     let sender = Sender::new(settings, metrics.clone()).expect("sender");
     let (stop, stop_rx) = watch::channel(false);

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use redpush::metrics::Kind;
 use redpush::queue::{Queue, Record, Series};
 use redpush::self_metrics::SelfMetrics;
+use redpush::series::{shape, target_labels};
 use redpush::wal::{DiskQueue, Fsync, WalSettings};
 use tempfile::TempDir;
 
@@ -18,22 +20,26 @@ fn now_ms() -> i64 {
     redpush::remote_write::sender::now_ms()
 }
 
-/// A record whose series values identify it: `n` series, each valued `id`.
-fn record(id: u64, n: usize) -> Record {
-    Record {
+/// A record whose series values identify it: `n` series, each valued
+/// `id`, of one of three targets. Records with more series than the ones
+/// before them bring shapes their segment has not defined yet.
+fn record(id: u64, n: usize) -> Arc<Record> {
+    let instance = format!("127.0.0.1:{}", 6379 + id % 3);
+    Arc::new(Record {
         timestamp_ms: now_ms() - 1000 + id as i64,
+        target: target_labels([("instance", instance.as_str()), ("job", "redis")]),
         series: (0..n)
             .map(|i| Series {
-                labels: vec![
-                    ("__name__".into(), format!("redis_metric_{i}").into()),
-                    ("instance".into(), "127.0.0.1:6379".into()),
-                    ("job".into(), "redis".into()),
-                ]
-                .into(),
+                shape: shape(
+                    &format!("redis_metric_{i}"),
+                    Kind::Gauge,
+                    "",
+                    &[("db", &format!("db{}", i % 4))],
+                ),
                 value: id as f64,
             })
             .collect(),
-    }
+    })
 }
 
 fn id_of(record: &Record) -> u64 {
@@ -58,7 +64,7 @@ fn open(settings: &WalSettings) -> (DiskQueue, Arc<SelfMetrics>) {
 }
 
 /// Ids of every pending record, oldest first (reads without acknowledging).
-fn pending(queue: &DiskQueue) -> Vec<u64> {
+fn pending(queue: &dyn Queue) -> Vec<u64> {
     queue
         .peek(usize::MAX)
         .iter()
@@ -103,13 +109,60 @@ fn push_peek_ack_and_resume_after_restart() {
     // The decoded record is the one that was written.
     let first = &q.peek(1)[0].record;
     assert_eq!(first.series, record(4, 5).series);
+    assert_eq!(first.target, record(4, 5).target);
 }
 
 #[test]
-fn records_read_back_share_their_label_sets() {
-    // The sender groups a batch by shared label set: a backlog read from
-    // disk must share them as the samplers' records do, or each reading of
-    // a series would go out with its own copy of the labels.
+fn a_batch_across_segments_is_all_there_after_a_restart() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.segment_bytes = 1024;
+    {
+        let (q, _) = open(&s);
+        q.push(record(0, 3));
+        q.push_many((1..40).map(|id| record(id, 10)).collect());
+        q.push(record(40, 3));
+    }
+    assert!(segments(dir.path()).len() > 3);
+    let (q, _) = open(&s);
+    assert_eq!(pending(&q), (0..41).collect::<Vec<_>>());
+    for queued in q.peek(usize::MAX) {
+        let id = id_of(&queued.record);
+        let written = record(id, if id == 0 || id == 40 { 3 } else { 10 });
+        assert_eq!(queued.record.series, written.series, "record {id}");
+        assert_eq!(queued.record.target, written.target, "record {id}");
+    }
+}
+
+#[test]
+fn the_writer_thread_writes_everything_before_it_ends() {
+    use redpush::queue::Writer;
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, metrics) = open(&s);
+        let q: Arc<dyn Queue> = Arc::new(q);
+        let (writer, thread) = Writer::start(q.clone(), metrics.clone()).expect("writer");
+        let second = writer.clone();
+        for id in 0..200 {
+            let w = if id % 2 == 0 { &writer } else { &second };
+            w.push(record(id, 5));
+        }
+        drop((writer, second));
+        thread.join();
+        assert_eq!(pending(&*q), (0..200).collect::<Vec<_>>());
+        assert_eq!(metrics.dropped_count("queue_full"), 0);
+    }
+    // Synced before the thread ended: a new process finds all of it.
+    let (q, _) = open(&s);
+    assert_eq!(pending(&q), (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn records_read_back_share_their_shapes() {
+    // The sender groups a batch by shared shape and target set: a backlog
+    // read from disk must share them as the samplers' records do, or each
+    // reading of a series would go out with its own copy of the labels.
     let dir = TempDir::new().expect("dir");
     let s = settings(dir.path());
     {
@@ -123,19 +176,23 @@ fn records_read_back_share_their_label_sets() {
     let (q, _) = open(&s);
     let batch = q.peek(usize::MAX);
     assert_eq!(batch.len(), 4);
-    for queued in &batch[1..] {
-        for (a, b) in batch[0].record.series.iter().zip(&queued.record.series) {
-            assert_eq!(a.labels, b.labels);
-            assert!(
-                Arc::ptr_eq(&a.labels, &b.labels),
-                "{:?} not shared",
-                a.labels
-            );
+    let live = record(0, 2000);
+    for queued in &batch {
+        for (a, b) in live.series.iter().zip(&queued.record.series) {
+            assert!(Arc::ptr_eq(&a.shape, &b.shape), "{:?} not shared", a.shape);
         }
     }
-    // Different series keep different sets.
+    // Records of one target share its set; different series keep different shapes.
+    assert!(Arc::ptr_eq(
+        &batch[0].record.target,
+        &batch[3].record.target
+    ));
+    assert!(!Arc::ptr_eq(
+        &batch[0].record.target,
+        &batch[1].record.target
+    ));
     let series = &batch[0].record.series;
-    assert!(!Arc::ptr_eq(&series[0].labels, &series[1].labels));
+    assert!(!Arc::ptr_eq(&series[0].shape, &series[1].shape));
 }
 
 #[test]
@@ -245,6 +302,7 @@ fn the_bound_drops_oldest_segments_and_counts_them() {
     assert_eq!(ids.last(), Some(&199));
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     let lost = 200 - ids.len() as u64;
+    assert!(lost > 0, "200 records fit in {} bytes", s.max_disk_bytes);
     assert_eq!(metrics.dropped_count("queue_full"), lost * 10);
     assert_eq!(stats.samples as u64, ids.len() as u64 * 10);
 }
@@ -255,9 +313,9 @@ fn samples_older_than_max_age_are_dropped_as_too_old() {
     let mut s = settings(dir.path());
     s.max_age = Duration::from_secs(60);
     let (q, metrics) = open(&s);
-    let mut old = record(1, 4);
+    let mut old = Record::clone(&record(1, 4));
     old.timestamp_ms = now_ms() - 120_000;
-    q.push(old);
+    q.push(Arc::new(old));
     q.push(record(2, 4));
     assert_eq!(pending(&q), vec![2]);
     assert_eq!(metrics.dropped_count("too_old"), 4);
@@ -270,12 +328,12 @@ fn a_corrupt_older_segment_does_not_stop_the_queue() {
     let s = settings(dir.path());
     {
         let (q, _) = open(&s);
-        for id in 0..60 {
+        for id in 0..200 {
             q.push(record(id, 10));
         }
     }
     let files = segments(dir.path());
-    assert!(files.len() >= 3);
+    assert!(files.len() >= 3, "{} segments", files.len());
     let mut bytes = std::fs::read(&files[0]).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -284,8 +342,8 @@ fn a_corrupt_older_segment_does_not_stop_the_queue() {
     let (q, report) = DiskQueue::open(s.clone(), metrics).expect("open");
     assert_eq!(report.corrupt_segments.len(), 1);
     let ids = pending(&q);
-    assert!(ids.contains(&59) && ids.contains(&0), "{ids:?}");
-    assert!(ids.len() < 60, "the damaged records cannot come back");
+    assert!(ids.contains(&199) && ids.contains(&0), "{ids:?}");
+    assert!(ids.len() < 200, "the damaged records cannot come back");
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "still in order: {ids:?}"
@@ -335,6 +393,8 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
 #[derive(Clone, Debug)]
 enum Op {
     Push(usize),
+    /// Several records in one append (one fsync), as the writer thread does.
+    PushMany(Vec<usize>),
     /// Peek up to n samples and acknowledge k of the returned records.
     PeekAck(usize, usize),
     Restart,
@@ -345,6 +405,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1usize..20).prop_map(Op::Push),
+        2 => proptest::collection::vec(1usize..20, 1..12).prop_map(Op::PushMany),
         3 => (1usize..200, 0usize..5).prop_map(|(n, k)| Op::PeekAck(n, k)),
         1 => Just(Op::Restart),
         1 => (1usize..40).prop_map(Op::TornTail),
@@ -380,6 +441,16 @@ proptest! {
                     tail = Some(next_id);
                     next_id += 1;
                 }
+                Op::PushMany(sizes) => {
+                    let mut records = Vec::new();
+                    for n in sizes {
+                        records.push(record(next_id, n));
+                        model.push_back((next_id, n));
+                        tail = Some(next_id);
+                        next_id += 1;
+                    }
+                    q.push_many(records);
+                }
                 Op::PeekAck(max, k) => {
                     let batch = q.peek(max);
                     let expected: Vec<u64> = {
@@ -392,7 +463,13 @@ proptest! {
                         }
                         ids
                     };
-                    prop_assert_eq!(batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(), expected);
+                    prop_assert_eq!(batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(), expected.clone());
+                    // Read back whole: its target and every series' shape and value.
+                    for (b, (id, n)) in batch.iter().zip(&model) {
+                        let written = record(*id, *n);
+                        prop_assert_eq!(&b.record.target, &written.target);
+                        prop_assert_eq!(&b.record.series, &written.series);
+                    }
                     if k > 0 && !batch.is_empty() {
                         let k = k.min(batch.len());
                         q.ack(batch[k - 1].seq);

@@ -2,7 +2,7 @@
 //! what the key sampler or a user's Lua script returned becomes families
 //! with the exporter's names.
 
-use super::{Families, Kind, Labels};
+use super::{Families, Kind, Labels, smallvec};
 
 /// What was read about one key.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -92,8 +92,12 @@ pub fn stream_id_ms(id: &str) -> Option<f64> {
 type KeyField = fn(&KeyReading) -> Option<f64>;
 
 pub fn map_keys(reading: &KeysReading, out: &mut Families) {
-    let key_labels =
-        |k: &KeyReading| -> Labels { vec![("db", reading.db.clone()), ("key", k.key.clone())] };
+    let key_labels = |k: &KeyReading| -> Labels {
+        smallvec![
+            ("db", reading.db.as_str().into()),
+            ("key", k.key.as_str().into())
+        ]
+    };
     let per_key: [(&'static str, KeyField); 3] = [
         ("redis_key_size", |k| k.size),
         ("redis_key_memory_usage_bytes", |k| k.memory_bytes),
@@ -111,8 +115,12 @@ pub fn map_keys(reading: &KeysReading, out: &mut Families) {
         .iter()
         .filter_map(|k| Some((k, k.stream.as_ref()?)))
         .collect();
-    let stream_labels =
-        |k: &KeyReading| -> Labels { vec![("db", reading.db.clone()), ("stream", k.key.clone())] };
+    let stream_labels = |k: &KeyReading| -> Labels {
+        smallvec![
+            ("db", reading.db.as_str().into()),
+            ("stream", k.key.as_str().into())
+        ]
+    };
     for &(field, name, kind) in STREAM_FIELDS {
         for (k, s) in &streams {
             if let Some((_, v)) = s.fields.iter().find(|(f, _)| f == field) {
@@ -125,7 +133,7 @@ pub fn map_keys(reading: &KeysReading, out: &mut Families) {
             for g in &s.groups {
                 if let Some((_, v)) = g.fields.iter().find(|(f, _)| f == field) {
                     let mut labels = stream_labels(k);
-                    labels.push(("group", g.name.clone()));
+                    labels.push(("group", g.name.as_str().into()));
                     out.push(name, Kind::Gauge, "", labels, *v);
                 }
             }
@@ -136,7 +144,10 @@ pub fn map_keys(reading: &KeysReading, out: &mut Families) {
             "redis_keys_count",
             Kind::Gauge,
             "",
-            vec![("db", reading.db.clone()), ("key", pattern.clone())],
+            smallvec![
+                ("db", reading.db.as_str().into()),
+                ("key", pattern.as_str().into())
+            ],
             *count,
         );
     }
@@ -164,12 +175,12 @@ pub fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
         "redis_script_result",
         Kind::Gauge,
         "",
-        vec![("filename", filename.to_owned())],
+        smallvec![("filename", filename.into())],
         result,
     );
     if let ScriptOutcome::Values(values) = outcome {
         for (key, value) in values {
-            let labels = vec![("filename", filename.to_owned()), ("key", key.clone())];
+            let labels = smallvec![("filename", filename.into()), ("key", key.as_str().into())];
             out.push("redis_script_values", Kind::Gauge, "", labels, *value);
         }
     }

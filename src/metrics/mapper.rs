@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use super::table::{self, IDENTITY_FIELDS, INFO_FIELDS};
-use super::{Families, Kind, Labels};
+use super::{Families, Kind, Labels, SmolStr, format_smolstr, smallvec};
 use crate::redis::info::{Info, number, pair, pairs};
 
 /// Settings read with `CONFIG GET` (absent when CONFIG is disabled, as on
@@ -301,7 +301,7 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
                     "redis_errors_total",
                     Kind::Counter,
                     "",
-                    vec![("err", err.to_owned())],
+                    smallvec![("err", err.into())],
                     count,
                 );
             }
@@ -313,7 +313,7 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
                     "redis_active_time_io_thread_seconds_total",
                     Kind::Counter,
                     "",
-                    vec![("thread", thread.to_owned())],
+                    smallvec![("thread", thread.into())],
                     v,
                 );
             }
@@ -432,11 +432,11 @@ fn generic(key: &str, value: &str, options: MapOptions, out: &mut Families) {
 fn instance_info(info: &Info<'_>, out: &mut Families) {
     let mut labels: Labels = INSTANCE_INFO_LABELS
         .iter()
-        .map(|&name| (name, info.get(name).unwrap_or("").to_owned()))
+        .map(|&name| (name, info.get(name).unwrap_or("").into()))
         .collect();
     for &name in VALKEY_INFO_LABELS {
         if let Some(value) = info.get(name) {
-            labels.push((name, value.to_owned()));
+            labels.push((name, value.into()));
         }
     }
     labels.sort_by_key(|(name, _)| *name);
@@ -445,13 +445,13 @@ fn instance_info(info: &Info<'_>, out: &mut Families) {
 
 fn replica_metrics(side: &ReplicaSide<'_>, out: &mut Families) {
     let master = || -> Labels {
-        vec![
-            ("master_host", side.master_host.to_owned()),
-            ("master_port", side.master_port.to_owned()),
+        smallvec![
+            ("master_host", side.master_host.into()),
+            ("master_port", side.master_port.into()),
         ]
     };
     let mut info_labels = master();
-    info_labels.push(("read_only", side.read_only.to_owned()));
+    info_labels.push(("read_only", side.read_only.into()));
     out.push("redis_slave_info", Kind::Gauge, "", info_labels, 1.0);
     if let Some(status) = side.link_status {
         let up = if status == "up" { 1.0 } else { 0.0 };
@@ -472,10 +472,10 @@ fn replica_metrics(side: &ReplicaSide<'_>, out: &mut Families) {
 /// `slaveN:ip=..,port=..,state=..,offset=..,lag=..` lines of a primary.
 fn connected_replicas(lines: &[&str], out: &mut Families) {
     let labels = |line: &str| -> Labels {
-        vec![
-            ("slave_ip", pair(line, "ip").unwrap_or("").to_owned()),
-            ("slave_port", pair(line, "port").unwrap_or("").to_owned()),
-            ("slave_state", pair(line, "state").unwrap_or("").to_owned()),
+        smallvec![
+            ("slave_ip", pair(line, "ip").unwrap_or("").into()),
+            ("slave_port", pair(line, "port").unwrap_or("").into()),
+            ("slave_state", pair(line, "state").unwrap_or("").into()),
         ]
     };
     for line in lines {
@@ -512,7 +512,7 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
         }
     }
     keyspace.sort_by_key(|(db, _)| *db);
-    let db_label = |db: u32| -> Labels { vec![("db", format!("db{db}"))] };
+    let db_label = |db: u32| -> Labels { smallvec![("db", format_smolstr!("db{db}"))] };
     for &(db, value) in keyspace.iter() {
         let keys = pair(value, "keys").and_then(number).unwrap_or(0.0);
         out.push("redis_db_keys", Kind::Gauge, "", db_label(db), keys);
@@ -554,7 +554,7 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
 }
 
 fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
-    let cmd = |s: &CommandStat<'_>| -> Labels { vec![("cmd", s.cmd.to_owned())] };
+    let cmd = |s: &CommandStat<'_>| -> Labels { smallvec![("cmd", s.cmd.into())] };
     for s in stats {
         out.push("redis_commands_total", Kind::Counter, "", cmd(s), s.calls);
     }
@@ -601,7 +601,7 @@ fn latency_summaries(latencies: &[(&str, &str)], stats: &[CommandStat<'_>], out:
             let (Some(q), Some(v)) = (quantile.strip_prefix('p'), number(v)) else {
                 continue;
             };
-            let labels = vec![("cmd", cmd.to_owned()), ("quantile", q.to_owned())];
+            let labels = smallvec![("cmd", cmd.into()), ("quantile", q.into())];
             out.push(NAME, Kind::Summary, "", labels, v);
         }
         let stat = stats.iter().find(|s| s.cmd == cmd);
@@ -610,14 +610,14 @@ fn latency_summaries(latencies: &[(&str, &str)], stats: &[CommandStat<'_>], out:
             NAME,
             Kind::Summary,
             "_sum",
-            vec![("cmd", cmd.to_owned())],
+            smallvec![("cmd", cmd.into())],
             usec,
         );
         out.push(
             NAME,
             Kind::Summary,
             "_count",
-            vec![("cmd", cmd.to_owned())],
+            smallvec![("cmd", cmd.into())],
             calls,
         );
     }
@@ -626,18 +626,15 @@ fn latency_summaries(latencies: &[(&str, &str)], stats: &[CommandStat<'_>], out:
 /// Sentinel's `masterN:name=..,status=..,address=..,slaves=..,sentinels=..` lines.
 fn sentinel_metrics(masters: &[&str], out: &mut Families) {
     let labels = |line: &str| -> Labels {
-        vec![
-            (
-                "master_address",
-                pair(line, "address").unwrap_or("").to_owned(),
-            ),
-            ("master_name", pair(line, "name").unwrap_or("").to_owned()),
+        smallvec![
+            ("master_address", pair(line, "address").unwrap_or("").into(),),
+            ("master_name", pair(line, "name").unwrap_or("").into()),
         ]
     };
     for line in masters {
         let status = pair(line, "status").unwrap_or("");
         let mut with_status = labels(line);
-        with_status.push(("master_status", status.to_owned()));
+        with_status.push(("master_status", status.into()));
         let ok = if status == "ok" { 1.0 } else { 0.0 };
         out.push(
             "redis_sentinel_master_status",
@@ -663,7 +660,7 @@ fn sentinel_metrics(masters: &[&str], out: &mut Families) {
 /// `MAX_CLIENT_GROUPS` values each), the oldest connection, the biggest
 /// output and query buffers.
 fn client_summary(text: &str, out: &mut Families) {
-    let mut by: [Vec<(String, f64)>; 3] = Default::default();
+    let mut by: [Vec<(SmolStr, f64)>; 3] = Default::default();
     let (mut oldest, mut omem, mut qbuf) = (0.0f64, 0.0f64, 0.0f64);
     for line in text.lines() {
         let field = |name: &str| {
@@ -679,7 +676,7 @@ fn client_summary(text: &str, out: &mut Families) {
             let value = field(name).unwrap_or("");
             match by[i].iter_mut().find(|(v, _)| v == value) {
                 Some(slot) => slot.1 += 1.0,
-                None => by[i].push((value.to_owned(), 1.0)),
+                None => by[i].push((value.into(), 1.0)),
             }
         }
         let num = |name: &str| {
@@ -700,10 +697,10 @@ fn client_summary(text: &str, out: &mut Families) {
         groups.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         if groups.len() > MAX_CLIENT_GROUPS {
             let rest: f64 = groups.drain(MAX_CLIENT_GROUPS - 1..).map(|(_, n)| n).sum();
-            groups.push(("other".to_owned(), rest));
+            groups.push(("other".into(), rest));
         }
         for (value, count) in groups {
-            out.push(metric, Kind::Gauge, "", vec![(label, value)], count);
+            out.push(metric, Kind::Gauge, "", smallvec![(label, value)], count);
         }
     }
     out.plain(
@@ -745,14 +742,14 @@ fn client_detail(text: &str, now_secs: f64, out: &mut Families) {
     for c in &clients {
         let addr = get(c, "addr");
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let labels = vec![
-            ("db", get(c, "db").to_owned()),
-            ("flags", get(c, "flags").to_owned()),
-            ("host", host.to_owned()),
-            ("id", get(c, "id").to_owned()),
-            ("name", get(c, "name").to_owned()),
-            ("user", get(c, "user").to_owned()),
-        ];
+        let labels = Labels::from_iter([
+            ("db", get(c, "db").into()),
+            ("flags", get(c, "flags").into()),
+            ("host", host.into()),
+            ("id", get(c, "id").into()),
+            ("name", get(c, "name").into()),
+            ("user", get(c, "user").into()),
+        ]);
         out.push("redis_connected_client_info", Kind::Gauge, "", labels, 1.0);
     }
     let per_client: [(&'static str, &str, ClientScale); 10] = [
@@ -816,10 +813,7 @@ fn client_detail(text: &str, now_secs: f64, out: &mut Families) {
                 ClientScale::Same => v,
                 ClientScale::SecondsAgo => now_secs.floor() - v,
             };
-            let labels = vec![
-                ("id", get(c, "id").to_owned()),
-                ("name", get(c, "name").to_owned()),
-            ];
+            let labels = smallvec![("id", get(c, "id").into()), ("name", get(c, "name").into()),];
             out.push(name, Kind::Gauge, "", labels, value);
         }
     }
@@ -839,9 +833,9 @@ type MasterField = fn(&SentinelMaster) -> Option<f64>;
 /// sentinels and replicas, with the exporter's names and units.
 fn sentinel_details(masters: &[SentinelMaster], out: &mut Families) {
     let labels = |m: &SentinelMaster| -> Labels {
-        vec![
-            ("master_address", m.address.clone()),
-            ("master_name", m.name.clone()),
+        smallvec![
+            ("master_address", m.address.as_str().into()),
+            ("master_name", m.name.as_str().into()),
         ]
     };
     let series: [(&'static str, MasterField); 8] = [
@@ -876,7 +870,10 @@ fn sentinel_details(masters: &[SentinelMaster], out: &mut Families) {
             Some(Err(message)) => (0.0, message.clone()),
             None => continue,
         };
-        let labels = vec![("master_name", m.name.clone()), ("message", message)];
+        let labels = smallvec![
+            ("master_name", m.name.as_str().into()),
+            ("message", message.into())
+        ];
         out.push(
             "redis_sentinel_master_ckquorum_status",
             Kind::Gauge,
@@ -889,7 +886,7 @@ fn sentinel_details(masters: &[SentinelMaster], out: &mut Families) {
 
 /// `LATENCY LATEST`: when each event last spiked and how long it took.
 fn latency_events(events: &[LatencyEvent], out: &mut Families) {
-    let event = |e: &LatencyEvent| -> Labels { vec![("event_name", e.event.clone())] };
+    let event = |e: &LatencyEvent| -> Labels { smallvec![("event_name", e.event.as_str().into())] };
     for e in events {
         out.push(
             "redis_latency_spike_last",
@@ -920,12 +917,12 @@ fn latency_histograms(
     const NAME: &str = "redis_commands_latencies_usec";
     for h in histograms {
         for &(le, count) in &h.buckets {
-            let mut bound = String::new();
+            let mut bound = smol_str::SmolStrBuilder::new();
             super::exposition::write_value(&mut bound, le);
-            let labels = vec![("cmd", h.cmd.clone()), ("le", bound)];
+            let labels = smallvec![("cmd", h.cmd.as_str().into()), ("le", bound.finish())];
             out.push(NAME, Kind::Histogram, "_bucket", labels, count);
         }
-        let labels = vec![("cmd", h.cmd.clone()), ("le", "+Inf".to_owned())];
+        let labels = smallvec![("cmd", h.cmd.as_str().into()), ("le", "+Inf".into())];
         out.push(NAME, Kind::Histogram, "_bucket", labels, h.calls);
         let usec: f64 = stats
             .iter()
@@ -941,14 +938,14 @@ fn latency_histograms(
             NAME,
             Kind::Histogram,
             "_sum",
-            vec![("cmd", h.cmd.clone())],
+            smallvec![("cmd", h.cmd.as_str().into())],
             usec,
         );
         out.push(
             NAME,
             Kind::Histogram,
             "_count",
-            vec![("cmd", h.cmd.clone())],
+            smallvec![("cmd", h.cmd.as_str().into())],
             h.calls,
         );
     }
@@ -976,7 +973,7 @@ fn config_metrics(config: &ServerConfig, out: &mut Families) {
     for class in &classes {
         for (limit, raw) in [("hard", class[1]), ("soft", class[2])] {
             if let Ok(bytes) = raw.parse::<f64>() {
-                let labels = vec![("class", class[0].to_owned()), ("limit", limit.to_owned())];
+                let labels = smallvec![("class", class[0].into()), ("limit", limit.into())];
                 out.push(
                     "redis_config_client_output_buffer_limit_bytes",
                     Kind::Gauge,
@@ -989,7 +986,7 @@ fn config_metrics(config: &ServerConfig, out: &mut Families) {
     }
     for class in &classes {
         if let Ok(seconds) = class[3].parse::<f64>() {
-            let labels = vec![("class", class[0].to_owned()), ("limit", "soft".to_owned())];
+            let labels = smallvec![("class", class[0].into()), ("limit", "soft".into())];
             out.push(
                 "redis_config_client_output_buffer_limit_overcome_seconds",
                 Kind::Gauge,

@@ -2,9 +2,12 @@
 //! logic that fills it: the INFO-field table, the mapper, the text exposition.
 //!
 //! A target's reading becomes a list of [`Family`]s: one metric name with its
-//! type and the points under it. Label names are always `&'static str`
-//! (every name comes from the table or the mapper's code), so only label
-//! values that come from Redis (`cmd`, `db`, ...) allocate.
+//! type and the points under it. It is built anew at every reading and
+//! flattened into shared series at once (`series::flatten`), so it is made
+//! to cost next to no allocation: all points sit in one vector, label names
+//! are `&'static str` (every name comes from the table or the mapper's
+//! code), a point's labels sit inline, and so do label values up to 23 bytes
+//! (`cmd`, `db`, a replica's address), which is nearly all of them.
 
 pub mod exposition;
 pub mod keys;
@@ -12,6 +15,10 @@ pub mod mapper;
 pub mod table;
 
 use std::borrow::Cow;
+
+use smallvec::SmallVec;
+pub use smallvec::smallvec;
+pub use smol_str::{SmolStr, format_smolstr};
 
 /// Prometheus metric type, as written in `# TYPE` lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +40,9 @@ impl Kind {
     }
 }
 
-/// Label pairs of one point, name first. Names are static, values owned.
-pub type Labels = Vec<(&'static str, String)>;
+/// Label pairs of one point, name first: inline up to two, the most any
+/// frequent point has.
+pub type Labels = SmallVec<[(&'static str, SmolStr); 2]>;
 
 /// One value of a family. `suffix` is `""` for plain samples and `_sum`,
 /// `_count` or `_bucket` for the parts of a summary or histogram.
@@ -45,12 +53,20 @@ pub struct Point {
     pub value: f64,
 }
 
-/// All points of one metric name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Family {
-    pub name: Cow<'static, str>,
+/// All points of one metric name: a view into [`Families`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Family<'a> {
+    pub name: &'a str,
     pub kind: Kind,
-    pub points: Vec<Point>,
+    pub points: &'a [Point],
+}
+
+/// Where a family's points start in [`Families::points`].
+#[derive(Clone, Debug, PartialEq)]
+struct Head {
+    name: Cow<'static, str>,
+    kind: Kind,
+    start: usize,
 }
 
 /// The families of one reading, in the order they were first pushed.
@@ -61,12 +77,22 @@ pub struct Family {
 /// O(1) instead of a search over ~300 families for each of ~400 points.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Families {
-    list: Vec<Family>,
+    heads: Vec<Head>,
+    points: Vec<Point>,
 }
 
 impl Families {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Room for `points` points without growing (a reading of about the
+    /// size of the one before).
+    pub fn with_capacity(points: usize) -> Self {
+        Families {
+            heads: Vec::with_capacity(points / 2),
+            points: Vec::with_capacity(points),
+        }
     }
 
     pub fn push(
@@ -78,89 +104,88 @@ impl Families {
         value: f64,
     ) {
         let name = name.into();
-        let point = Point {
+        if self.heads.last().is_none_or(|h| h.name != name) {
+            self.heads.push(Head {
+                name,
+                kind,
+                start: self.points.len(),
+            });
+        }
+        self.points.push(Point {
             suffix,
             labels,
             value,
-        };
-        if let Some(family) = self.list.last_mut().filter(|f| f.name == name) {
-            family.points.push(point);
-        } else {
-            self.list.push(Family {
-                name,
-                kind,
-                points: vec![point],
-            });
-        }
+        });
     }
 
     /// A plain sample without labels.
     pub fn plain(&mut self, name: impl Into<Cow<'static, str>>, kind: Kind, value: f64) {
-        self.push(name, kind, "", Vec::new(), value);
+        self.push(name, kind, "", Labels::new(), value);
     }
 
     /// Appends copies of all of `other`'s families (whose names this does not have).
     pub fn extend_from(&mut self, other: &Families) {
-        self.list.extend(other.list.iter().cloned());
+        let offset = self.points.len();
+        self.heads.extend(other.heads.iter().map(|h| Head {
+            start: h.start + offset,
+            ..h.clone()
+        }));
+        self.points.extend(other.points.iter().cloned());
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Family> {
-        self.list.iter()
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Family> {
-        self.list.iter().find(|f| f.name == name)
-    }
-
-    pub fn extend(&mut self, other: Families) {
-        for family in other.list {
-            for point in family.points {
-                self.push(
-                    family.name.clone(),
-                    family.kind,
-                    point.suffix,
-                    point.labels,
-                    point.value,
-                );
-            }
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            families: self,
+            next: 0,
         }
     }
 
-    /// These families, then those of `older` whose names these lack: what a
-    /// target looks like after an incomplete reading (see `Sampler`), which
-    /// leaves the detail families of the last complete one standing.
-    pub fn overlaid_on(&self, older: &Families) -> Families {
-        let names: std::collections::HashSet<&str> =
-            self.list.iter().map(|f| f.name.as_ref()).collect();
-        let mut out = self.clone();
-        out.list.extend(
-            older
-                .list
-                .iter()
-                .filter(|f| !names.contains(f.name.as_ref()))
-                .cloned(),
-        );
-        out
+    pub fn get(&self, name: &str) -> Option<Family<'_>> {
+        self.iter().find(|f| f.name == name)
     }
 
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.heads.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.heads.is_empty()
     }
 
     /// Number of points (samples) over all families.
     pub fn sample_count(&self) -> usize {
-        self.list.iter().map(|f| f.points.len()).sum()
+        self.points.len()
+    }
+}
+
+/// The families of [`Families`], in order.
+pub struct Iter<'a> {
+    families: &'a Families,
+    next: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Family<'a>;
+
+    fn next(&mut self) -> Option<Family<'a>> {
+        let heads = &self.families.heads;
+        let head = heads.get(self.next)?;
+        self.next += 1;
+        let end = heads
+            .get(self.next)
+            .map_or(self.families.points.len(), |h| h.start);
+        Some(Family {
+            name: &head.name,
+            kind: head.kind,
+            points: &self.families.points[head.start..end],
+        })
     }
 }
 
 impl<'a> IntoIterator for &'a Families {
-    type Item = &'a Family;
-    type IntoIter = std::slice::Iter<'a, Family>;
+    type Item = Family<'a>;
+    type IntoIter = Iter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.list.iter()
+        self.iter()
     }
 }

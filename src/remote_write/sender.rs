@@ -222,8 +222,10 @@ impl Sender {
         let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
         loop {
             let stopping = *shutdown.borrow();
-            let batch = queue.peek(self.settings.max_samples_per_send);
-            let Some(first) = batch.first() else {
+            // The counters decide whether to send yet: woken by every push,
+            // the sender must not read a batch only to wait again.
+            let stats = queue.stats();
+            let Some(oldest_ms) = stats.oldest_timestamp_ms else {
                 if stopping {
                     return;
                 }
@@ -233,10 +235,8 @@ impl Sender {
                 }
                 continue;
             };
-            let samples: usize = batch.iter().map(|q| q.record.series.len()).sum();
-            let wait_ms = first.record.timestamp_ms + deadline_ms - now_ms();
-            let full = samples >= self.settings.max_samples_per_send
-                || batch.len() < queue.stats().records;
+            let wait_ms = oldest_ms + deadline_ms - now_ms();
+            let full = stats.samples >= self.settings.max_samples_per_send;
             if !stopping && !full && wait_ms > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
@@ -245,6 +245,20 @@ impl Sender {
                 }
                 continue;
             }
+            let batch = queue.peek(self.settings.max_samples_per_send);
+            let Some(first) = batch.first() else {
+                // Expired at the head meanwhile, or unreadable (logged by the
+                // queue): do not spin on it.
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = queue.pushed().notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
             let encoded = encode::encode(&batch);
             if encoded.out_of_order > 0 {
                 self.metrics

@@ -6,25 +6,46 @@
 //! and sample count sit outside the payload so that opening the queue can
 //! index a segment without decompressing it.
 //!
-//! The payload is a snappy-compressed encoding of the series (labels repeat
-//! heavily within a record: `job`, `instance`, metric-name prefixes), which
-//! keeps the disk bytes per sample small. Before compression: version byte,
-//! series count (varint), then per series: label count (varint), each label
-//! as name and value (varint length + bytes), value (f64 LE).
+//! The payload is snappy-compressed. Its first byte is the format version.
+//!
+//! Version 2 names series by number. A segment's frames define each shape
+//! and each target label set once, in the first frame that uses it, and
+//! later frames of the same segment refer to it by its id (`series`), so a
+//! record costs about ten bytes a sample instead of its label strings, and
+//! encoding it copies no string. A segment is read from its first frame on
+//! (a reader starting in the middle reads the definitions before it first).
+//! Layout: definition count (varint), each a tag byte (0 target, 1 shape),
+//! its id (varint) and its content (target: label count, then name, value
+//! pairs; shape: name, kind byte, suffix, label count, pairs; strings as
+//! varint length + UTF-8); then the record's target id, the series count,
+//! and per series its shape id (varint) and value (f64 LE).
+//!
+//! Version 1, written by redpush before the series catalogue, is still read:
+//! series count, then per series its complete label set (label count,
+//! pairs) and value. Each decodes to a shape holding all the labels, with an
+//! empty target set, which encodes to the same request.
 
 use std::sync::Arc;
 
 // foldhash, not SipHash: see remote_write/encode.rs.
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use prost::encoding::{decode_varint, encode_varint};
 
-use crate::queue::{LabelSet, Record, Series};
+use crate::metrics::Kind;
+use crate::queue::Record;
+use crate::series::{self, Series, Shape, TargetLabels};
 
 pub const HEADER_LEN: usize = 20;
-const VERSION: u8 = 1;
+const VERSION_LABELS: u8 = 1;
+const VERSION_IDS: u8 = 2;
 /// A record larger than this is refused on write and treated as corruption
 /// on read (a garbage length must not make the reader allocate gigabytes).
 pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
+const TAG_TARGET: u8 = 0;
+const TAG_SHAPE: u8 = 1;
+/// Kinds by their byte on disk.
+const KINDS: [Kind; 4] = [Kind::Counter, Kind::Gauge, Kind::Summary, Kind::Histogram];
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -39,43 +60,124 @@ pub enum FrameError {
     Decode(&'static str),
 }
 
-/// Appends the frame of `record` to `out`.
-pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let mut raw = Vec::with_capacity(64 + record.series.len() * 96);
-    raw.push(VERSION);
-    encode_varint(record.series.len() as u64, &mut raw);
-    for series in &record.series {
-        encode_varint(series.labels.len() as u64, &mut raw);
-        for (name, value) in series.labels.iter() {
-            encode_varint(name.len() as u64, &mut raw);
-            raw.extend_from_slice(name.as_bytes());
-            encode_varint(value.len() as u64, &mut raw);
-            raw.extend_from_slice(value.as_bytes());
+/// Ids of the shapes and target sets the frames of the segment being
+/// written have defined so far.
+pub type Defined = HashSet<u64>;
+
+/// What the frames of a segment read so far have defined.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    targets: HashMap<u64, Arc<TargetLabels>>,
+    shapes: HashMap<u64, Arc<Shape>>,
+}
+
+/// Buffers kept from one frame to the next.
+pub struct Scratch {
+    raw: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            raw: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
         }
+    }
+}
+
+/// Appends the frame of `record` to `out`. Shapes and the target set that
+/// `defined` lacks are defined in it, added to `defined` and their ids to
+/// `added` (for the caller to take back if the frame is not written).
+pub fn encode(
+    record: &Record,
+    defined: &mut Defined,
+    added: &mut Vec<u64>,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let raw = &mut scratch.raw;
+    raw.clear();
+    raw.reserve(16 + record.series.len() * 10);
+    raw.push(VERSION_IDS);
+    let first_added = added.len();
+    let new_target = defined.insert(record.target.id());
+    if new_target {
+        added.push(record.target.id());
+    }
+    let new_shapes: Vec<&Shape> = record
+        .series
+        .iter()
+        .filter(|s| defined.insert(s.shape.id()))
+        .map(|s| &*s.shape)
+        .collect();
+    added.extend(new_shapes.iter().map(|s| s.id()));
+    encode_varint((added.len() - first_added) as u64, raw);
+    if new_target {
+        raw.push(TAG_TARGET);
+        encode_varint(record.target.id(), raw);
+        put_labels(
+            record.target.labels().iter().map(|(n, v)| (&**n, &**v)),
+            raw,
+        );
+    }
+    for shape in new_shapes {
+        raw.push(TAG_SHAPE);
+        encode_varint(shape.id(), raw);
+        put_str(shape.name(), raw);
+        raw.push(KINDS.iter().position(|k| *k == shape.kind()).unwrap_or(1) as u8);
+        put_str(shape.suffix(), raw);
+        put_labels(shape.labels(), raw);
+    }
+    encode_varint(record.target.id(), raw);
+    encode_varint(record.series.len() as u64, raw);
+    for series in &record.series {
+        encode_varint(series.shape.id(), raw);
         raw.extend_from_slice(&series.value.to_le_bytes());
     }
-    let payload = snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .map_err(|_| FrameError::Length(raw.len()))?;
-    if payload.len() > MAX_PAYLOAD {
-        return Err(FrameError::Length(payload.len()));
-    }
-    let len = (payload.len() as u32).to_le_bytes();
-    let timestamp = record.timestamp_ms.to_le_bytes();
     let samples = u32::try_from(record.series.len())
         .map_err(|_| FrameError::Length(record.series.len()))?
         .to_le_bytes();
+    let start = out.len();
+    out.resize(
+        start + HEADER_LEN + snap::raw::max_compress_len(raw.len()),
+        0,
+    );
+    let len = scratch
+        .snappy
+        .compress(raw, &mut out[start + HEADER_LEN..])
+        .map_err(|_| FrameError::Length(raw.len()))?;
+    out.truncate(start + HEADER_LEN + len);
+    if len > MAX_PAYLOAD {
+        out.truncate(start);
+        return Err(FrameError::Length(len));
+    }
+    let len_bytes = (len as u32).to_le_bytes();
+    let timestamp = record.timestamp_ms.to_le_bytes();
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&len);
+    crc.update(&len_bytes);
     crc.update(&timestamp);
     crc.update(&samples);
-    crc.update(&payload);
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&timestamp);
-    out.extend_from_slice(&samples);
-    out.extend_from_slice(&payload);
+    crc.update(&out[start + HEADER_LEN..]);
+    let header = &mut out[start..start + HEADER_LEN];
+    header[0..4].copy_from_slice(&len_bytes);
+    header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    header[8..16].copy_from_slice(&timestamp);
+    header[16..20].copy_from_slice(&samples);
     Ok(())
+}
+
+fn put_str(s: &str, out: &mut Vec<u8>) {
+    encode_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_labels<'a>(labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    encode_varint(labels.len() as u64, out);
+    for (name, value) in labels {
+        put_str(name, out);
+        put_str(value, out);
+    }
 }
 
 /// What the header of a valid frame says.
@@ -87,38 +189,126 @@ pub struct Meta {
     pub samples: u32,
 }
 
-/// Label sets already decoded, by their encoded bytes: records read back
-/// together share one `Arc` per distinct set, as records fresh from the
-/// samplers do (their target's label cache shares them). The sender groups
-/// a batch by that `Arc`, so a backlog of several readings per target still
-/// sends each series' labels once per request, and a set seen before is
-/// not decoded again.
-pub type LabelSets = HashMap<Box<[u8]>, LabelSet>;
-
-/// Reads the frame at the start of `bytes`: the record and the frame's
-/// total length.
-pub fn decode(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
-    decode_sharing(bytes, &mut LabelSets::default())
-}
-
-/// [`decode`], sharing label sets with the records decoded before it
-/// through `sets`.
-pub fn decode_sharing(bytes: &[u8], sets: &mut LabelSets) -> Result<(Record, usize), FrameError> {
+/// Reads the frame at the start of `bytes`, with the definitions of the
+/// frames before it in its segment (and adds its own): the record and the
+/// frame's total length.
+pub fn decode(bytes: &[u8], defs: &mut Definitions) -> Result<(Record, usize), FrameError> {
     let (meta, payload) = check(bytes)?;
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(payload)
-        .map_err(|_| FrameError::Decode("snappy"))?;
-    let series = decode_series(&raw, sets)?;
-    if series.len() != meta.samples as usize {
+    let raw = decompress(payload)?;
+    let mut buf = raw.as_slice();
+    let record = match take(&mut buf, 1)?[0] {
+        VERSION_IDS => {
+            read_definitions(&mut buf, defs)?;
+            let target = defs
+                .targets
+                .get(&id(&mut buf)?)
+                .ok_or(FrameError::Decode("undefined target"))?
+                .clone();
+            let count = varint(&mut buf)?;
+            // Every series needs at least 9 bytes: a cheap bound against garbage counts.
+            if count > buf.len() / 9 + 1 {
+                return Err(FrameError::Decode("series count"));
+            }
+            let mut series = Vec::with_capacity(count);
+            for _ in 0..count {
+                let shape = defs
+                    .shapes
+                    .get(&id(&mut buf)?)
+                    .ok_or(FrameError::Decode("undefined shape"))?
+                    .clone();
+                series.push(Series {
+                    shape,
+                    value: value(&mut buf)?,
+                });
+            }
+            Record {
+                timestamp_ms: meta.timestamp_ms,
+                target,
+                series,
+            }
+        }
+        VERSION_LABELS => Record {
+            timestamp_ms: meta.timestamp_ms,
+            target: series::target_labels([]),
+            series: labelled_series(buf)?,
+        },
+        _ => return Err(FrameError::Decode("unknown version")),
+    };
+    if record.series.len() != meta.samples as usize {
         return Err(FrameError::Decode("sample count"));
     }
-    Ok((
-        Record {
-            timestamp_ms: meta.timestamp_ms,
-            series,
-        },
-        meta.frame_len,
-    ))
+    Ok((record, meta.frame_len))
+}
+
+/// Reads only the definitions of the frame at the start of `bytes` (a
+/// reader that starts in the middle of a segment reads those before it);
+/// returns the frame's length.
+pub fn scan_definitions(bytes: &[u8], defs: &mut Definitions) -> Result<usize, FrameError> {
+    let (meta, payload) = check(bytes)?;
+    let raw = decompress(payload)?;
+    let mut buf = raw.as_slice();
+    if take(&mut buf, 1)?[0] == VERSION_IDS {
+        read_definitions(&mut buf, defs)?;
+    }
+    Ok(meta.frame_len)
+}
+
+fn decompress(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    snap::raw::Decoder::new()
+        .decompress_vec(payload)
+        .map_err(|_| FrameError::Decode("snappy"))
+}
+
+fn read_definitions(buf: &mut &[u8], defs: &mut Definitions) -> Result<(), FrameError> {
+    let count = varint(buf)?;
+    if count > buf.len() / 3 + 1 {
+        return Err(FrameError::Decode("definition count"));
+    }
+    for _ in 0..count {
+        let tag = take(buf, 1)?[0];
+        let id = id(buf)?;
+        match tag {
+            TAG_TARGET => {
+                let labels = labels(buf)?;
+                defs.targets.insert(id, series::target_labels(labels));
+            }
+            TAG_SHAPE => {
+                let name = string(buf)?;
+                let kind = *KINDS
+                    .get(take(buf, 1)?[0] as usize)
+                    .ok_or(FrameError::Decode("kind"))?;
+                let suffix = string(buf)?;
+                let labels = labels(buf)?;
+                defs.shapes
+                    .insert(id, series::shape(name, kind, suffix, &labels));
+            }
+            _ => return Err(FrameError::Decode("definition tag")),
+        }
+    }
+    Ok(())
+}
+
+/// The series of a version 1 payload (after its version byte).
+fn labelled_series(mut buf: &[u8]) -> Result<Vec<Series>, FrameError> {
+    let count = varint(&mut buf)?;
+    if count > buf.len() / 9 + 1 {
+        return Err(FrameError::Decode("series count"));
+    }
+    let mut series = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut labels = labels(&mut buf)?;
+        let at = labels
+            .iter()
+            .position(|(n, _)| *n == "__name__")
+            .ok_or(FrameError::Decode("series without __name__"))?;
+        let (_, name) = labels.remove(at);
+        let shape = series::shape(name, Kind::Gauge, "", &labels);
+        series.push(Series {
+            shape,
+            value: value(&mut buf)?,
+        });
+    }
+    Ok(series)
 }
 
 /// Validates the frame at the start of `bytes`: its header and payload.
@@ -157,65 +347,6 @@ pub fn check(bytes: &[u8]) -> Result<(Meta, &[u8]), FrameError> {
     Ok((meta, payload))
 }
 
-/// The encoded labels of one series at the start of `buf`: `count` pairs of
-/// length-prefixed strings.
-fn label_block(buf: &[u8], count: usize) -> Result<&[u8], FrameError> {
-    let mut rest = buf;
-    for _ in 0..2 * count {
-        let len = varint(&mut rest)?;
-        take(&mut rest, len)?;
-    }
-    Ok(&buf[..buf.len() - rest.len()])
-}
-
-fn decode_series(mut buf: &[u8], sets: &mut LabelSets) -> Result<Vec<Series>, FrameError> {
-    let version = take(&mut buf, 1)?[0];
-    if version != VERSION {
-        return Err(FrameError::Decode("unknown version"));
-    }
-    let count = varint(&mut buf)?;
-    // Every series needs at least 9 bytes: a cheap bound against garbage counts.
-    if count > buf.len() / 9 + 1 {
-        return Err(FrameError::Decode("series count"));
-    }
-    let mut series = Vec::with_capacity(count);
-    // Within a record most strings repeat (`__name__`, `instance`, `job`
-    // and their values on every series): one shared copy of each.
-    let mut strings: Strings<'_> = HashMap::default();
-    for _ in 0..count {
-        let labels_len = varint(&mut buf)?;
-        if labels_len > buf.len() / 2 + 1 {
-            return Err(FrameError::Decode("label count"));
-        }
-        // The encoded labels identify the set: one seen before in this
-        // read is shared without decoding its strings again.
-        let block = label_block(buf, labels_len)?;
-        buf = &buf[block.len()..];
-        let labels = match sets.get(block) {
-            Some(set) => set.clone(),
-            None => {
-                let mut rest = block;
-                let mut labels = Vec::with_capacity(labels_len);
-                for _ in 0..labels_len {
-                    let name = string(&mut rest, &mut strings)?;
-                    let value = string(&mut rest, &mut strings)?;
-                    labels.push((name, value));
-                }
-                let set: LabelSet = labels.into();
-                sets.insert(block.into(), set.clone());
-                set
-            }
-        };
-        let value = f64::from_le_bytes(
-            take(&mut buf, 8)?
-                .try_into()
-                .map_err(|_| FrameError::Decode("value"))?,
-        );
-        series.push(Series { labels, value });
-    }
-    Ok(series)
-}
-
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], FrameError> {
     if buf.len() < n {
         return Err(FrameError::Decode("short payload"));
@@ -225,68 +356,160 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], FrameError> {
     Ok(head)
 }
 
+fn id(buf: &mut &[u8]) -> Result<u64, FrameError> {
+    decode_varint(buf).map_err(|_| FrameError::Decode("varint"))
+}
+
 fn varint(buf: &mut &[u8]) -> Result<usize, FrameError> {
     let v = decode_varint(buf).map_err(|_| FrameError::Decode("varint"))?;
     usize::try_from(v).map_err(|_| FrameError::Decode("varint"))
 }
 
-type Strings<'a> = HashMap<&'a [u8], Arc<str>>;
+fn value(buf: &mut &[u8]) -> Result<f64, FrameError> {
+    let bytes: [u8; 8] = take(buf, 8)?
+        .try_into()
+        .map_err(|_| FrameError::Decode("value"))?;
+    Ok(f64::from_le_bytes(bytes))
+}
 
-fn string<'a>(buf: &mut &'a [u8], strings: &mut Strings<'a>) -> Result<Arc<str>, FrameError> {
+fn string<'a>(buf: &mut &'a [u8]) -> Result<&'a str, FrameError> {
     let len = varint(buf)?;
-    let bytes = take(buf, len)?;
-    if let Some(shared) = strings.get(bytes) {
-        return Ok(shared.clone());
+    std::str::from_utf8(take(buf, len)?).map_err(|_| FrameError::Decode("utf-8"))
+}
+
+fn labels<'a>(buf: &mut &'a [u8]) -> Result<Vec<(&'a str, &'a str)>, FrameError> {
+    let count = varint(buf)?;
+    // Every label needs at least two bytes.
+    if count > buf.len() / 2 + 1 {
+        return Err(FrameError::Decode("label count"));
     }
-    let shared: Arc<str> = std::str::from_utf8(bytes)
-        .map_err(|_| FrameError::Decode("utf-8"))?
-        .into();
-    strings.insert(bytes, shared.clone());
-    Ok(shared)
+    (0..count)
+        .map(|_| Ok((string(buf)?, string(buf)?)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::series::{shape, target_labels};
 
     fn record() -> Record {
         Record {
             timestamp_ms: 1_700_000_000_123,
+            target: target_labels([("instance", "h:6379"), ("job", "redis")]),
             series: vec![
                 Series {
-                    labels: vec![
-                        ("__name__".into(), "redis_up".into()),
-                        ("instance".into(), "h:6379".into()),
-                    ]
-                    .into(),
+                    shape: shape("redis_up", Kind::Gauge, "", &[]),
                     value: 1.0,
                 },
                 Series {
-                    labels: vec![("__name__".into(), "x".into())].into(),
-                    value: f64::NAN,
+                    shape: shape("x", Kind::Summary, "_sum", &[("cmd", "get"), ("empty", "")]),
+                    value: -0.25,
                 },
             ],
         }
     }
 
+    fn frame(record: &Record, defined: &mut Defined) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode(
+            record,
+            defined,
+            &mut Vec::new(),
+            &mut Scratch::default(),
+            &mut buf,
+        )
+        .expect("encode");
+        buf
+    }
+
     #[test]
     fn round_trip() {
-        let mut buf = Vec::new();
-        encode(&record(), &mut buf).expect("encode");
-        let (decoded, len) = decode(&buf).expect("decode");
+        let buf = frame(&record(), &mut Defined::default());
+        let (decoded, len) = decode(&buf, &mut Definitions::default()).expect("decode");
         assert_eq!(len, buf.len());
         assert_eq!(decoded.timestamp_ms, record().timestamp_ms);
+        assert!(Arc::ptr_eq(&decoded.target, &record().target));
         assert_eq!(decoded.series[0], record().series[0]);
-        assert!(decoded.series[1].value.is_nan());
+        // Decoded shapes are the catalogue's, shared with the live ones.
+        assert!(Arc::ptr_eq(
+            &decoded.series[1].shape,
+            &record().series[1].shape
+        ));
+        assert_eq!(decoded.series[1].value, -0.25);
+    }
+
+    #[test]
+    fn later_frames_refer_to_earlier_definitions() {
+        let mut defined = Defined::default();
+        let first = frame(&record(), &mut defined);
+        let second = frame(&record(), &mut defined);
+        assert!(
+            second.len() < first.len() / 2,
+            "{} vs {}",
+            second.len(),
+            first.len()
+        );
+        // Alone, the second frame names what it does not define.
+        assert_eq!(
+            decode(&second, &mut Definitions::default()).err(),
+            Some(FrameError::Decode("undefined target"))
+        );
+        let mut defs = Definitions::default();
+        assert_eq!(scan_definitions(&first, &mut defs), Ok(first.len()));
+        let (decoded, _) = decode(&second, &mut defs).expect("decode");
+        assert_eq!(decoded, record());
+    }
+
+    #[test]
+    fn version_1_frames_are_still_read() {
+        // A frame as the version before the catalogue wrote it.
+        let mut raw = vec![VERSION_LABELS, 1];
+        let labels = [
+            ("__name__", "redis_up"),
+            ("instance", "h:6379"),
+            ("job", "redis"),
+        ];
+        encode_varint(labels.len() as u64, &mut raw);
+        for (n, v) in labels {
+            put_str(n, &mut raw);
+            put_str(v, &mut raw);
+        }
+        raw.extend_from_slice(&1.0f64.to_le_bytes());
+        let payload = snap::raw::Encoder::new()
+            .compress_vec(&raw)
+            .expect("snappy");
+        let mut frame = Vec::new();
+        let len = (payload.len() as u32).to_le_bytes();
+        let ts = 5i64.to_le_bytes();
+        let samples = 1u32.to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        for part in [&len[..], &ts, &samples, &payload] {
+            crc.update(part);
+        }
+        for part in [
+            &len[..],
+            &crc.finalize().to_le_bytes(),
+            &ts,
+            &samples,
+            &payload,
+        ] {
+            frame.extend_from_slice(part);
+        }
+        let (decoded, _) = decode(&frame, &mut Definitions::default()).expect("decode");
+        let got: Vec<(String, String)> = series::merged(&decoded.series[0].shape, &decoded.target)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, labels.map(|(n, v)| (n.to_owned(), v.to_owned())));
+        assert_eq!((decoded.timestamp_ms, decoded.series[0].value), (5, 1.0));
     }
 
     #[test]
     fn every_cut_is_detected_as_truncated() {
-        let mut buf = Vec::new();
-        encode(&record(), &mut buf).expect("encode");
+        let buf = frame(&record(), &mut Defined::default());
         for cut in 0..buf.len() {
             assert_eq!(
-                decode(&buf[..cut]).err(),
+                decode(&buf[..cut], &mut Definitions::default()).err(),
                 Some(FrameError::Truncated),
                 "cut at {cut}"
             );
@@ -295,14 +518,13 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_is_detected() {
-        let mut buf = Vec::new();
-        encode(&record(), &mut buf).expect("encode");
+        let buf = frame(&record(), &mut Defined::default());
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
                 assert!(
-                    decode(&bad).is_err(),
+                    decode(&bad, &mut Definitions::default()).is_err(),
                     "flip of bit {bit} in byte {i} went unnoticed"
                 );
             }

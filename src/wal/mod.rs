@@ -117,6 +117,8 @@ struct State {
     /// Open for appending to the last segment; `None` until the first push
     /// after open or after a write error (the next push starts a new segment).
     writer: Option<File>,
+    /// Whether `writer` has frames not fsync'd yet.
+    unsynced: bool,
     next_seq: u64,
     /// First record not yet acknowledged.
     acked: u64,
@@ -128,7 +130,22 @@ struct State {
     cache_samples: usize,
     cache_end: u64,
     frame_buf: Vec<u8>,
+    /// What the frames of the last segment have defined (`frame.rs`).
+    defined: frame::Defined,
+    /// Ids the frame being written added to `defined`.
+    added: Vec<u64>,
+    scratch: frame::Scratch,
+    /// Definitions read from the segment the cache was last filled from.
+    reader: Option<Reader>,
     last_error_log: Option<Instant>,
+}
+
+/// The reading side's place in one segment: the definitions of its frames
+/// up to `scanned` (an index into the segment's records).
+struct Reader {
+    base: u64,
+    scanned: usize,
+    defs: frame::Definitions,
 }
 
 pub struct DiskQueue {
@@ -255,6 +272,7 @@ impl DiskQueue {
         let mut state = State {
             segments,
             writer: None,
+            unsynced: false,
             next_seq,
             acked,
             unacked_records: 0,
@@ -264,6 +282,10 @@ impl DiskQueue {
             cache_samples: 0,
             cache_end: acked,
             frame_buf: Vec::new(),
+            defined: frame::Defined::default(),
+            added: Vec::new(),
+            scratch: frame::Scratch::default(),
+            reader: None,
             last_error_log: None,
         };
         state.bytes = state.segments.iter().map(|s| s.bytes).sum();
@@ -293,11 +315,12 @@ impl DiskQueue {
         &self.settings
     }
 
-    /// Appends the frame in `state.frame_buf`, rolling to a new segment when
+    /// Makes room for a frame of `len` bytes: rolls to a new segment when
     /// the current one is full (or after a restart or a write error: a new
-    /// segment never shares a file with bytes of unknown state).
-    fn append(&self, state: &mut State, samples: u32, timestamp_ms: i64) -> std::io::Result<()> {
-        let len = state.frame_buf.len() as u64;
+    /// segment never shares a file with bytes of unknown state). Returns
+    /// whether the frame will be the first of its segment, whose frames
+    /// then have defined nothing yet.
+    fn start_segment(&self, state: &mut State, len: u64) -> bool {
         let next_seq = state.next_seq;
         let roll = state.segments.back().is_none_or(|last| {
             if last.records.is_empty() {
@@ -308,6 +331,11 @@ impl DiskQueue {
             }
         });
         if roll {
+            // Frames of this batch in the segment being closed reach the
+            // disk before it is left.
+            if let Err(e) = self.sync_writer(state) {
+                self.sync_failed(state, &e);
+            }
             state.writer = None;
             if let Some(stale) = state.segments.back().filter(|s| s.records.is_empty()) {
                 let _ = fs::remove_file(&stale.path);
@@ -321,8 +349,19 @@ impl DiskQueue {
                 records: Vec::new(),
             });
         }
+        let first = state.segments.back().is_none_or(|s| s.records.is_empty());
+        if first {
+            state.defined.clear();
+        }
+        first
+    }
+
+    /// Appends the frame in `state.frame_buf` to the last segment.
+    fn append(&self, state: &mut State, samples: u32, timestamp_ms: i64) -> std::io::Result<()> {
+        let len = state.frame_buf.len() as u64;
         let State {
             writer,
+            unsynced,
             segments,
             frame_buf,
             bytes,
@@ -349,13 +388,7 @@ impl DiskQueue {
             return Err(std::io::Error::other("no writer"));
         };
         let offset = segment.bytes;
-        let written = file
-            .write_all(frame_buf)
-            .and_then(|()| match self.settings.fsync {
-                Fsync::Always => file.sync_data(),
-                Fsync::Never => Ok(()),
-            });
-        if let Err(e) = written {
+        if let Err(e) = file.write_all(frame_buf) {
             // Undo a partial frame so that later frames stay readable (the
             // file is in append mode: the next write lands at the new end).
             // If even that fails, the next push starts a new segment.
@@ -364,6 +397,7 @@ impl DiskQueue {
             }
             return Err(e);
         }
+        *unsynced = true;
         segment.bytes += len;
         segment.records.push(RecordMeta {
             offset,
@@ -373,6 +407,73 @@ impl DiskQueue {
         });
         *bytes += len;
         Ok(())
+    }
+
+    /// Writes the frame of one record (not fsync'd yet); returns its
+    /// sequence number.
+    fn write(&self, state: &mut State, record: &Record) -> std::io::Result<u64> {
+        let samples = record.series.len();
+        let encode = |state: &mut State| {
+            state.frame_buf.clear();
+            state.added.clear();
+            frame::encode(
+                record,
+                &mut state.defined,
+                &mut state.added,
+                &mut state.scratch,
+                &mut state.frame_buf,
+            )
+        };
+        let defined_before = !state.defined.is_empty();
+        let mut encoded = encode(state);
+        if encoded.is_ok()
+            && self.start_segment(state, state.frame_buf.len() as u64)
+            && defined_before
+        {
+            // The frame was written for the segment before: in a new one it
+            // has to define everything it uses.
+            encoded = encode(state);
+        }
+        let written = encoded
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|()| self.append(state, samples as u32, record.timestamp_ms));
+        if let Err(e) = written {
+            // The frame is not in the file: what it defined is not either.
+            for id in &state.added {
+                state.defined.remove(id);
+            }
+            return Err(e);
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.unacked_records += 1;
+        state.unacked_samples += samples;
+        Ok(seq)
+    }
+
+    /// fsyncs what was written since the last sync (`Fsync::Always`).
+    fn sync_writer(&self, state: &mut State) -> std::io::Result<()> {
+        if self.settings.fsync == Fsync::Always
+            && std::mem::take(&mut state.unsynced)
+            && let Some(file) = &state.writer
+        {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// A failed fsync leaves the written frames' fate to the disk: they
+    /// stay queued (they are readable as long as the system runs), and the
+    /// next frame starts a new segment rather than share a file whose tail
+    /// is in doubt.
+    fn sync_failed(&self, state: &mut State, e: &std::io::Error) {
+        self.metrics.queue_write_error();
+        state.writer = None;
+        let dir = self.settings.dir.display().to_string();
+        self.log_error(
+            state,
+            &format!("cannot fsync the queue in {dir}: {e}; what was written may not survive a power loss"),
+        );
     }
 
     /// Deletes oldest segments while the log is over its bound; unsent
@@ -446,7 +547,6 @@ impl DiskQueue {
     /// Decodes records from disk into the cache until it holds `want` samples
     /// or reaches the tail.
     fn fill_cache(&self, state: &mut State, want: usize) {
-        let mut sets = frame::LabelSets::default();
         while state.cache_samples < want {
             let Some((start, _)) = state.meta_at_or_after(state.cache_end) else {
                 break;
@@ -470,6 +570,22 @@ impl DiskQueue {
                 let to = segment.records[last - 1].offset + segment.records[last - 1].len as u64;
                 (segment.base, segment.path.clone(), first, last, from, to)
             };
+            // A segment's frames refer to what earlier frames of it
+            // defined: read those definitions first, unless this segment
+            // was read up to here already.
+            let mut reader = match state.reader.take() {
+                Some(r) if r.base == base && r.scanned <= first => r,
+                _ => Reader {
+                    base,
+                    scanned: 0,
+                    defs: frame::Definitions::default(),
+                },
+            };
+            let from = if reader.scanned < first {
+                state.segments[si].records[reader.scanned].offset
+            } else {
+                from
+            };
             let mut bytes = vec![0u8; (to - from) as usize];
             let read = File::open(&path).and_then(|mut f| {
                 f.seek(SeekFrom::Start(from))?;
@@ -483,10 +599,18 @@ impl DiskQueue {
                 break;
             }
             let mut at = 0usize;
+            while reader.scanned < first {
+                match frame::scan_definitions(&bytes[at..], &mut reader.defs) {
+                    Ok(len) => at += len,
+                    // Its records' own decoding says what is wrong below.
+                    Err(_) => break,
+                }
+                reader.scanned += 1;
+            }
             let mut seq = base + first as u64;
             let mut decoded = Vec::new();
             while at < bytes.len() {
-                match frame::decode_sharing(&bytes[at..], &mut sets) {
+                match frame::decode(&bytes[at..], &mut reader.defs) {
                     Ok((record, len)) => {
                         decoded.push(Queued {
                             seq,
@@ -505,6 +629,8 @@ impl DiskQueue {
                     }
                 }
             }
+            reader.scanned = last;
+            state.reader = Some(reader);
             let end = base + last as u64;
             for queued in decoded {
                 state.cache_samples += queued.record.series.len();
@@ -527,40 +653,44 @@ impl DiskQueue {
 }
 
 impl Queue for DiskQueue {
-    fn push(&self, record: Record) {
-        let mut state = self.lock();
-        let samples = record.series.len();
-        state.frame_buf.clear();
-        let mut buf = std::mem::take(&mut state.frame_buf);
-        let encoded = frame::encode(&record, &mut buf);
-        state.frame_buf = buf;
-        let written = encoded
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|()| self.append(&mut state, samples as u32, record.timestamp_ms));
-        if let Err(e) = written {
-            self.metrics.queue_write_error();
-            self.metrics.dropped("write_error", samples as u64);
-            let dir = self.settings.dir.display().to_string();
-            self.log_error(&mut state, &format!("cannot write to the queue in {dir}: {e}; these samples are lost, sampling goes on"));
-            return;
+    fn write(&self, records: Vec<Arc<Record>>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut written = Vec::with_capacity(records.len());
+        for record in records {
+            match self.write(state, &record) {
+                Ok(seq) => written.push(Queued { seq, record }),
+                Err(e) => {
+                    self.metrics.queue_write_error();
+                    self.metrics
+                        .dropped("write_error", record.series.len() as u64);
+                    let dir = self.settings.dir.display().to_string();
+                    self.log_error(state, &format!("cannot write to the queue in {dir}: {e}; these samples are lost, sampling goes on"));
+                }
+            }
         }
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.unacked_records += 1;
-        state.unacked_samples += samples;
-        // Keep the record decoded when the cache reaches the tail, so a
-        // sender that keeps up never reads it back from disk.
-        if state.cache_end == seq && state.cache_samples + samples <= self.settings.cache_samples {
-            state.cache_samples += samples;
-            state.cache.push_back(Queued {
-                seq,
-                record: Arc::new(record),
-            });
-            state.cache_end = seq + 1;
+        for queued in written {
+            // Keep the record decoded when the cache reaches the tail, so a
+            // sender that keeps up never reads it back from disk.
+            let samples = queued.record.series.len();
+            if state.cache_end == queued.seq
+                && state.cache_samples + samples <= self.settings.cache_samples
+            {
+                state.cache_samples += samples;
+                state.cache_end = queued.seq + 1;
+                state.cache.push_back(queued);
+            }
         }
-        self.enforce_bound(&mut state);
-        drop(state);
+        self.enforce_bound(state);
+        drop(guard);
         self.pushed.notify_one();
+    }
+
+    fn sync(&self) {
+        let mut state = self.lock();
+        if let Err(e) = self.sync_writer(&mut state) {
+            self.sync_failed(&mut state, &e);
+        }
     }
 
     fn peek(&self, max_samples: usize) -> Vec<Queued> {

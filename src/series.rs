@@ -1,0 +1,664 @@
+//! The series catalogue: one shared description of each series in the
+//! process, and a reading's families turned into series.
+//!
+//! A series is a metric name and a label set. Most of its labels come from
+//! the reading (`__name__`, `cmd="get"`) and are the same on every target;
+//! a few come from the target (`job`, `instance`, external labels) and are
+//! the same on every series of it. The two halves are kept apart: a
+//! [`Shape`] is a series without its target, shared by every target that
+//! has it, and [`TargetLabels`] are a target's own labels, shared by all its
+//! series. The request encoder merges the two ([`merged`]). So at 1000
+//! targets the process holds about as many shapes as one target has series,
+//! not a thousand copies of every label set.
+//!
+//! A reading is flattened into [`Series`] (a shared shape and a value, 16
+//! bytes) by position: a target's readings list their series in the same
+//! order every time, so each point is first compared with the series at its
+//! place in the previous reading. Only a point that differs there (a new
+//! command, a replica gone) is looked up in the catalogue, under its lock.
+//!
+//! Entries nobody holds any more (a command never seen again, a removed
+//! target) are swept when the catalogue has doubled since the last sweep.
+//! Holding a shape is what keeps it: readings, queued records, the stale
+//! tracker and the queue's reader all hold theirs.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
+
+use crate::intern::intern;
+use crate::metrics::{Families, Kind, Point};
+
+/// One label: name and value, each the process' shared copy (`intern`).
+pub type Label = (Arc<str>, Arc<str>);
+
+/// A series without its target: metric name, type and own labels.
+#[derive(Debug)]
+pub struct Shape {
+    /// Names the shape in the queue's segment files; never reused.
+    id: u64,
+    hash: u64,
+    name: Arc<str>,
+    kind: Kind,
+    suffix: Arc<str>,
+    /// Own labels in the mapper's order, empty values kept: the text
+    /// exposition writes them so. A name is the mapper's own `&'static str`
+    /// when the shape was made from a point, so that matching a point
+    /// against it usually compares pointers, not strings.
+    labels: Box<[(Cow<'static, str>, Arc<str>)]>,
+    /// What remote write sends of it: `__name__` and the own labels with a
+    /// value, sorted byte-wise by name, each name once (the first wins).
+    sorted: Box<[Label]>,
+    /// Own labels with an empty value. They are no labels, but they hide a
+    /// target label of the same name.
+    hidden: Box<[Arc<str>]>,
+}
+
+impl PartialEq for Shape {
+    fn eq(&self, other: &Shape) -> bool {
+        self.same(&other.name, other.kind, &other.suffix, other.labels())
+    }
+}
+
+impl Shape {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The family name (without the suffix).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// `""`, or `_sum`, `_count`, `_bucket` for a part of a summary or histogram.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// Own labels as the mapper gave them, empty values included.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.labels.iter().map(|(n, v)| (&**n, &**v))
+    }
+
+    /// Whether this is the shape of these parts.
+    fn same<'a>(
+        &self,
+        name: &str,
+        kind: Kind,
+        suffix: &str,
+        mut labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> bool {
+        self.kind == kind
+            && self.labels.len() == labels.len()
+            && *self.suffix == *suffix
+            && *self.name == *name
+            && self
+                .labels
+                .iter()
+                .all(|(n, v)| labels.next().is_some_and(|(m, w)| **n == *m && **v == *w))
+    }
+
+    /// Whether `point` of family `name` has this shape. The hot path of
+    /// every reading, so strings are compared only where pointers do not
+    /// tell: the family name once per family (`name_ok`, the address of a
+    /// shape name found equal to it), label names by the mapper's static
+    /// strings, an empty suffix by its length.
+    fn is_point(&self, name: &str, kind: Kind, point: &Point, name_ok: &mut *const u8) -> bool {
+        if self.kind != kind
+            || self.labels.len() != point.labels.len()
+            || self.suffix.len() != point.suffix.len()
+            || (!point.suffix.is_empty() && *self.suffix != *point.suffix)
+        {
+            return false;
+        }
+        if self.name.as_ptr() != *name_ok {
+            if *self.name != *name {
+                return false;
+            }
+            *name_ok = self.name.as_ptr();
+        }
+        self.labels
+            .iter()
+            .zip(&point.labels)
+            .all(|((n, v), (m, w))| same_name(n, m) && **v == **w)
+    }
+}
+
+/// A shape's label name against a point's: the same static string, or equal.
+fn same_name(ours: &str, theirs: &str) -> bool {
+    (ours.as_ptr() == theirs.as_ptr() && ours.len() == theirs.len()) || ours == theirs
+}
+
+fn point_labels(point: &Point) -> impl ExactSizeIterator<Item = (Cow<'static, str>, &str)> + Clone {
+    point
+        .labels
+        .iter()
+        .map(|(n, v)| (Cow::Borrowed(*n), v.as_str()))
+}
+
+/// The labels a target adds to each of its series: `job`, `instance`,
+/// its own labels and the external ones.
+#[derive(Debug)]
+pub struct TargetLabels {
+    /// Names the set in the queue's segment files; never reused.
+    id: u64,
+    hash: u64,
+    /// Sorted byte-wise by name, each name once, no empty value.
+    sorted: Box<[Label]>,
+}
+
+impl PartialEq for TargetLabels {
+    fn eq(&self, other: &TargetLabels) -> bool {
+        self.sorted == other.sorted
+    }
+}
+
+impl TargetLabels {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn labels(&self) -> &[Label] {
+        &self.sorted
+    }
+}
+
+/// One series of a reading: its shape and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub shape: Arc<Shape>,
+    pub value: f64,
+}
+
+/// The complete label set remote write sends for `shape` on `target`,
+/// sorted byte-wise by name (upper case before `__name__`, as Prometheus
+/// sorts): the shape's own labels, then the target's, except those the
+/// shape has itself or hides with an empty value (a series' own labels win,
+/// as Prometheus lets them win over external labels).
+pub fn merged<'a>(shape: &'a Shape, target: &'a TargetLabels) -> Merged<'a> {
+    Merged {
+        own: &shape.sorted,
+        target: &target.sorted,
+        hidden: &shape.hidden,
+    }
+}
+
+/// The iterator of [`merged`]: a merge of two sorted lists, no allocation.
+#[derive(Clone)]
+pub struct Merged<'a> {
+    own: &'a [Label],
+    target: &'a [Label],
+    hidden: &'a [Arc<str>],
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = &'a Label;
+
+    fn next(&mut self) -> Option<&'a Label> {
+        loop {
+            let take_own = match (self.own.first(), self.target.first()) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(own), Some(target)) => match own.0.as_bytes().cmp(target.0.as_bytes()) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => {
+                        // The shape's label of that name wins.
+                        self.target = &self.target[1..];
+                        true
+                    }
+                },
+            };
+            if take_own {
+                let (label, rest) = self.own.split_first()?;
+                self.own = rest;
+                return Some(label);
+            }
+            let (label, rest) = self.target.split_first()?;
+            self.target = rest;
+            if !self.hidden.contains(&label.0) {
+                return Some(label);
+            }
+        }
+    }
+}
+
+// foldhash, not SipHash: see remote_write/encode.rs. Seeded per process,
+// since label values come from the monitored servers.
+static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+/// Ids for shapes and target sets, from one counter: the queue's segment
+/// files name both by it.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, AtomicOrdering::Relaxed)
+}
+
+fn shape_hash<N: AsRef<str>, V: AsRef<str>>(
+    name: &str,
+    kind: Kind,
+    suffix: &str,
+    labels: impl Iterator<Item = (N, V)>,
+) -> u64 {
+    let mut h = HASHER.build_hasher();
+    name.hash(&mut h);
+    (kind as u8).hash(&mut h);
+    suffix.hash(&mut h);
+    for (n, v) in labels {
+        n.as_ref().hash(&mut h);
+        v.as_ref().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Smallest catalogue worth sweeping.
+const SWEEP_FROM: usize = 4096;
+
+#[derive(Default)]
+struct Catalogue {
+    shapes: HashTable<Arc<Shape>>,
+    targets: HashTable<Arc<TargetLabels>>,
+    /// Entries after the last sweep.
+    swept_at: usize,
+}
+
+static CATALOGUE: LazyLock<Mutex<Catalogue>> = LazyLock::new(Default::default);
+
+fn catalogue() -> MutexGuard<'static, Catalogue> {
+    // Every change leaves the tables valid, so a poisoned lock is used as is.
+    CATALOGUE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Catalogue {
+    /// The shape of these parts; `labels` yields each label name as the
+    /// shape keeps it (the mapper's static string where there is one).
+    fn shape<'a, I>(&mut self, name: &str, kind: Kind, suffix: &str, labels: I) -> Arc<Shape>
+    where
+        I: ExactSizeIterator<Item = (Cow<'static, str>, &'a str)> + Clone,
+    {
+        let hash = shape_hash(name, kind, suffix, labels.clone());
+        if let Some(found) = self.shapes.find(hash, |s| {
+            s.kind == kind
+                && *s.name == *name
+                && *s.suffix == *suffix
+                && s.labels.len() == labels.len()
+                && s.labels
+                    .iter()
+                    .zip(labels.clone())
+                    .all(|((n, v), (m, w))| **n == *m && **v == *w)
+        }) {
+            return found.clone();
+        }
+        self.sweep();
+        let shape = Arc::new(new_shape(hash, name, kind, suffix, labels));
+        self.shapes.insert_unique(hash, shape.clone(), |s| s.hash);
+        shape
+    }
+
+    fn target<'a>(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Arc<TargetLabels> {
+        let mut sorted: Vec<(&str, &str)> =
+            labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        // Stable: of a name given twice the first is kept (a target's own
+        // labels come before the external ones).
+        sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        let hash = HASHER.hash_one(&sorted);
+        let same = |t: &Arc<TargetLabels>| {
+            t.sorted.len() == sorted.len()
+                && t.sorted
+                    .iter()
+                    .zip(&sorted)
+                    .all(|((n, v), (m, w))| **n == **m && **v == **w)
+        };
+        if let Some(found) = self.targets.find(hash, same) {
+            return found.clone();
+        }
+        self.sweep();
+        let target = Arc::new(TargetLabels {
+            id: next_id(),
+            hash,
+            sorted: sorted.iter().map(|(n, v)| (intern(n), intern(v))).collect(),
+        });
+        self.targets.insert_unique(hash, target.clone(), |t| t.hash);
+        target
+    }
+
+    /// Drops what only the catalogue still holds, once it has doubled
+    /// since the last sweep (so sweeping costs O(1) per insert on average).
+    fn sweep(&mut self) {
+        let len = self.shapes.len() + self.targets.len();
+        if len < SWEEP_FROM.max(self.swept_at * 2) {
+            return;
+        }
+        self.shapes.retain(|s| Arc::strong_count(s) > 1);
+        self.targets.retain(|t| Arc::strong_count(t) > 1);
+        self.swept_at = self.shapes.len() + self.targets.len();
+    }
+}
+
+fn new_shape<'a>(
+    hash: u64,
+    name: &str,
+    kind: Kind,
+    suffix: &str,
+    labels: impl Iterator<Item = (Cow<'static, str>, &'a str)>,
+) -> Shape {
+    let labels: Box<[(Cow<'static, str>, Arc<str>)]> =
+        labels.map(|(n, v)| (n, intern(v))).collect();
+    let mut sorted: Vec<Label> = Vec::with_capacity(labels.len() + 1);
+    let mut metric = String::with_capacity(name.len() + suffix.len());
+    metric.push_str(name);
+    metric.push_str(suffix);
+    sorted.push((intern("__name__"), intern(&metric)));
+    let mut hidden = Vec::new();
+    for (n, v) in labels.iter() {
+        if v.is_empty() {
+            hidden.push(intern(n));
+        } else {
+            sorted.push((intern(n), v.clone()));
+        }
+    }
+    // Stable, so that `__name__` and then the first of a label given twice
+    // are the ones kept.
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    Shape {
+        id: next_id(),
+        hash,
+        name: intern(name),
+        kind,
+        suffix: intern(suffix),
+        labels,
+        sorted: sorted.into(),
+        hidden: hidden.into(),
+    }
+}
+
+/// The shared shape of these parts (for series read back from disk, and tests).
+pub fn shape(name: &str, kind: Kind, suffix: &str, labels: &[(&str, &str)]) -> Arc<Shape> {
+    let labels = labels.iter().map(|&(n, v)| (Cow::Owned(n.to_owned()), v));
+    catalogue().shape(name, kind, suffix, labels)
+}
+
+/// The shared label set of a target: `labels` in order of precedence (of
+/// a name given twice the first wins), empty values left out.
+pub fn target_labels<'a>(
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Arc<TargetLabels> {
+    catalogue().target(labels)
+}
+
+/// Appends the series of `families` to `out`, sharing the shapes of
+/// `previous` (the target's last reading of the same kind) where a point
+/// sits where it sat then. Returns whether the reading has exactly the
+/// series of `previous`, in order (then nothing started or ended).
+pub fn flatten(families: &Families, previous: &[Series], out: &mut Vec<Series>) -> bool {
+    let mut in_place = true;
+    // Taken at the first point that is not where it was, if any.
+    let mut locked: Option<MutexGuard<'static, Catalogue>> = None;
+    // How far the previous reading's series are from this one's: a series
+    // that appeared or vanished moves the ones after it by one place.
+    let mut shift: isize = 0;
+    let mut i: isize = 0;
+    for family in families {
+        let mut name_ok = std::ptr::null();
+        for point in family.points {
+            let at = i + shift;
+            let before = usize::try_from(at).ok().and_then(|at| previous.get(at));
+            let shape = match before {
+                Some(s)
+                    if s.shape
+                        .is_point(family.name, family.kind, point, &mut name_ok) =>
+                {
+                    in_place &= shift == 0;
+                    s.shape.clone()
+                }
+                _ => {
+                    in_place = false;
+                    let table = locked.get_or_insert_with(catalogue);
+                    let shape =
+                        table.shape(family.name, family.kind, point.suffix, point_labels(point));
+                    // Did it move by one? Then so did the ones after it.
+                    for delta in [1, -1] {
+                        let moved = usize::try_from(at + delta)
+                            .ok()
+                            .and_then(|j| previous.get(j));
+                        if moved.is_some_and(|s| Arc::ptr_eq(&s.shape, &shape)) {
+                            shift += delta;
+                            break;
+                        }
+                    }
+                    shape
+                }
+            };
+            out.push(Series {
+                shape,
+                value: point.value,
+            });
+            i += 1;
+        }
+    }
+    in_place && i as usize == previous.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::smallvec;
+    use proptest::prelude::*;
+
+    fn commands(names: &[&str]) -> Families {
+        let mut families = Families::new();
+        families.plain("redis_up", Kind::Gauge, 1.0);
+        for name in names {
+            families.push(
+                "redis_commands_total",
+                Kind::Counter,
+                "",
+                smallvec![("cmd", (*name).into())],
+                1.0,
+            );
+        }
+        families.plain("redis_uptime_in_seconds", Kind::Gauge, 7.0);
+        families
+    }
+
+    fn read(families: &Families, previous: &[Series]) -> Vec<Series> {
+        let mut out = Vec::new();
+        flatten(families, previous, &mut out);
+        out
+    }
+
+    #[test]
+    fn flatten_tells_whether_the_series_are_those_of_the_reading_before() {
+        let mut out = Vec::new();
+        assert!(!flatten(&commands(&["get"]), &[], &mut out));
+        let first = std::mem::take(&mut out);
+        assert!(flatten(&commands(&["get"]), &first, &mut out));
+        out.clear();
+        assert!(!flatten(&commands(&["get", "set"]), &first, &mut out));
+        out.clear();
+        assert!(!flatten(&commands(&[]), &first, &mut out));
+    }
+
+    #[test]
+    fn equal_points_share_one_shape_across_readings_and_targets() {
+        let a = read(&commands(&["get", "set"]), &[]);
+        let b = read(&commands(&["get", "set"]), &[]);
+        let again = read(&commands(&["get", "set"]), &a);
+        for ((x, y), z) in a.iter().zip(&b).zip(&again) {
+            assert!(Arc::ptr_eq(&x.shape, &y.shape));
+            assert!(Arc::ptr_eq(&x.shape, &z.shape));
+        }
+        assert_eq!(a[1].shape.labels().next(), Some(("cmd", "get")));
+        assert_eq!(a[1].shape.kind(), Kind::Counter);
+    }
+
+    #[test]
+    fn a_series_that_appears_or_vanishes_moves_the_rest() {
+        let before = read(&commands(&["get", "set", "del"]), &[]);
+        // One more command in the middle, then one fewer.
+        let more = read(&commands(&["get", "hset", "set", "del"]), &before);
+        let fewer = read(&commands(&["get", "del"]), &more);
+        let names = |s: &[Series]| -> Vec<String> {
+            s.iter()
+                .map(|s| match s.shape.labels().next() {
+                    Some((_, v)) => v.to_owned(),
+                    None => s.shape.name().to_owned(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&more),
+            [
+                "redis_up",
+                "get",
+                "hset",
+                "set",
+                "del",
+                "redis_uptime_in_seconds"
+            ]
+        );
+        assert_eq!(
+            names(&fewer),
+            ["redis_up", "get", "del", "redis_uptime_in_seconds"]
+        );
+        // Every series still has the one shared shape of its kind.
+        for s in more.iter().chain(&fewer) {
+            let fresh = shape(
+                s.shape.name(),
+                s.shape.kind(),
+                s.shape.suffix(),
+                &s.shape.labels().collect::<Vec<_>>(),
+            );
+            assert!(Arc::ptr_eq(&s.shape, &fresh));
+        }
+    }
+
+    #[test]
+    fn kind_and_suffix_tell_shapes_apart() {
+        let a = shape("x", Kind::Gauge, "", &[]);
+        assert!(!Arc::ptr_eq(&a, &shape("x", Kind::Counter, "", &[])));
+        assert!(!Arc::ptr_eq(&a, &shape("x", Kind::Gauge, "_sum", &[])));
+        assert!(Arc::ptr_eq(&a, &shape("x", Kind::Gauge, "", &[])));
+    }
+
+    fn names<'a>(labels: impl Iterator<Item = &'a Label>) -> Vec<(String, String)> {
+        labels
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn merged_sorts_bytewise_and_lets_own_labels_win() {
+        let target = target_labels([
+            ("job", "redis"),
+            ("instance", "h:6379"),
+            ("Zone", "eu"),
+            ("empty", ""),
+            ("cmd", "target's"),
+        ]);
+        let s = shape("redis_commands_total", Kind::Counter, "", &[("cmd", "get")]);
+        assert_eq!(
+            names(merged(&s, &target)),
+            [
+                ("Zone", "eu"),
+                ("__name__", "redis_commands_total"),
+                ("cmd", "get"),
+                ("instance", "h:6379"),
+                ("job", "redis")
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        // An empty own label hides the target's label of that name.
+        let hiding = shape("x", Kind::Gauge, "_sum", &[("Zone", "")]);
+        assert_eq!(
+            names(merged(&hiding, &target))
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["__name__", "cmd", "instance", "job"]
+        );
+        assert_eq!(names(merged(&hiding, &target))[0].1, "x_sum");
+    }
+
+    /// The label set as the rules say it (Prometheus' own labels over
+    /// external ones): own labels first, then target labels, empty values
+    /// out but hiding, first of a name wins, sorted byte-wise.
+    fn reference(own: &[(String, String)], target: &[(String, String)]) -> Vec<(String, String)> {
+        let mut all = vec![("__name__".to_owned(), "m".to_owned())];
+        let hidden: Vec<&str> = own
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        all.extend(own.iter().filter(|(_, v)| !v.is_empty()).cloned());
+        for (n, v) in target {
+            if !v.is_empty() && !hidden.contains(&n.as_str()) && !all.iter().any(|(m, _)| m == n) {
+                all.push((n.clone(), v.clone()));
+            }
+        }
+        all.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        all.dedup_by(|a, b| a.0 == b.0);
+        all
+    }
+
+    fn labels() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(("(?:[aZ_]|__name__|job|cmd)", "(?:|x|y)"), 0..5)
+    }
+
+    proptest! {
+        #[test]
+        fn merged_is_the_rule(own in labels(), target in labels()) {
+            let pairs: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let s = shape("m", Kind::Gauge, "", &pairs);
+            let t = target_labels(target.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            prop_assert_eq!(names(merged(&s, &t)), reference(&own, &target));
+        }
+    }
+
+    #[test]
+    fn unused_entries_are_swept() {
+        let kept = shape("series-test-kept", Kind::Gauge, "", &[]);
+        for i in 0..3 * SWEEP_FROM {
+            drop(shape(
+                "series-test-dropped",
+                Kind::Gauge,
+                "",
+                &[("i", &i.to_string())],
+            ));
+        }
+        let catalogue = catalogue();
+        let dropped = catalogue
+            .shapes
+            .iter()
+            .filter(|s| s.name() == "series-test-dropped")
+            .count();
+        assert!(dropped < 2 * SWEEP_FROM, "{dropped} unused shapes kept");
+        let hash = shape_hash(
+            "series-test-kept",
+            Kind::Gauge,
+            "",
+            std::iter::empty::<(&str, &str)>(),
+        );
+        assert!(
+            catalogue
+                .shapes
+                .find(hash, |s| Arc::ptr_eq(s, &kept))
+                .is_some()
+        );
+    }
+}
