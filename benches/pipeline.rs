@@ -218,6 +218,37 @@ fn run(label: &str, text: &str) {
         started.elapsed().as_nanos() as f64 / (n * 5) as f64,
         (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / (n * 5) as f64
     );
+    // With many targets a request holds one reading each of many targets
+    // (bench/scale.sh): every series carries its labels for one sample.
+    let many: Vec<Queued> = (0..16)
+        .map(|i| {
+            let instance = format!("10.1.2.{i}:6379");
+            Queued {
+                seq: i,
+                record: Arc::new(Record {
+                    timestamp_ms: 1_700_000_000_000,
+                    target: target_labels([("job", "redis"), ("instance", instance.as_str())]),
+                    series: previous.clone(),
+                }),
+            }
+        })
+        .collect();
+    let encoded = encode(&many);
+    println!(
+        "  remote-write body, 16 targets: {:.2} bytes per sample",
+        encoded.body.len() as f64 / encoded.samples as f64
+    );
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = Instant::now();
+    for _ in 0..n {
+        black_box(encode(black_box(&many)));
+    }
+    println!(
+        "  {:<34} {:>10.0} ns   {:>8.0} allocations",
+        "encode, 16 targets, /reading",
+        started.elapsed().as_nanos() as f64 / (n * 16) as f64,
+        (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / (n * 16) as f64
+    );
     measure("text exposition (/metrics)", 5_000, || {
         let mut out = String::with_capacity(64 * 1024);
         write_series(&mut out, black_box(&previous), &[]);

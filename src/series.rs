@@ -56,6 +56,8 @@ pub struct Shape {
     /// Own labels with an empty value. They are no labels, but they hide a
     /// target label of the same name.
     hidden: Box<[Arc<str>]>,
+    /// `sorted` as remote write writes it.
+    wire: Wire,
 }
 
 impl PartialEq for Shape {
@@ -153,6 +155,7 @@ pub struct TargetLabels {
     hash: u64,
     /// Sorted byte-wise by name, each name once, no empty value.
     sorted: Box<[Label]>,
+    wire: Wire,
 }
 
 impl PartialEq for TargetLabels {
@@ -183,52 +186,143 @@ pub struct Series {
 /// sorts): the shape's own labels, then the target's, except those the
 /// shape has itself or hides with an empty value (a series' own labels win,
 /// as Prometheus lets them win over external labels).
-pub fn merged<'a>(shape: &'a Shape, target: &'a TargetLabels) -> Merged<'a> {
-    Merged {
-        own: &shape.sorted,
-        target: &target.sorted,
-        hidden: &shape.hidden,
+pub fn merged<'a>(shape: &'a Shape, target: &'a TargetLabels) -> impl Iterator<Item = &'a Label> {
+    Merge::new(shape, target).map(|side| match side {
+        Side::Own(i) => &shape.sorted[i],
+        Side::Target(j) => &target.sorted[j],
+    })
+}
+
+/// The labels of [`merged`] as remote write writes them: each as the bytes
+/// of a protobuf `Label` field of a `TimeSeries`, encoded once per shape
+/// and target, not once per sample.
+pub fn merged_wire<'a>(
+    shape: &'a Shape,
+    target: &'a TargetLabels,
+) -> impl Iterator<Item = &'a [u8]> {
+    Merge::new(shape, target).map(|side| match side {
+        Side::Own(i) => shape.wire.label(i),
+        Side::Target(j) => target.wire.label(j),
+    })
+}
+
+/// Where the next label of a merged set comes from.
+enum Side {
+    Own(usize),
+    Target(usize),
+}
+
+/// The merge of a shape's and a target's sorted labels, by index. Names
+/// compare by their first eight bytes (`Wire::keys`) and, only where those
+/// are equal, by the rest: no string comparison for most labels.
+struct Merge<'a> {
+    shape: &'a Shape,
+    target: &'a TargetLabels,
+    own: usize,
+    theirs: usize,
+}
+
+impl<'a> Merge<'a> {
+    fn new(shape: &'a Shape, target: &'a TargetLabels) -> Self {
+        Merge {
+            shape,
+            target,
+            own: 0,
+            theirs: 0,
+        }
     }
 }
 
-/// The iterator of [`merged`]: a merge of two sorted lists, no allocation.
-#[derive(Clone)]
-pub struct Merged<'a> {
-    own: &'a [Label],
-    target: &'a [Label],
-    hidden: &'a [Arc<str>],
-}
+impl Iterator for Merge<'_> {
+    type Item = Side;
 
-impl<'a> Iterator for Merged<'a> {
-    type Item = &'a Label;
-
-    fn next(&mut self) -> Option<&'a Label> {
+    fn next(&mut self) -> Option<Side> {
+        let (own, theirs) = (&self.shape.wire.keys, &self.target.wire.keys);
         loop {
-            let take_own = match (self.own.first(), self.target.first()) {
+            let take_own = match (own.get(self.own), theirs.get(self.theirs)) {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some(own), Some(target)) => match own.0.as_bytes().cmp(target.0.as_bytes()) {
+                (Some(a), Some(b)) => match a.cmp(b).then_with(|| {
+                    let a = &self.shape.sorted[self.own].0;
+                    let b = &self.target.sorted[self.theirs].0;
+                    a.as_bytes().cmp(b.as_bytes())
+                }) {
                     Ordering::Less => true,
                     Ordering::Greater => false,
                     Ordering::Equal => {
                         // The shape's label of that name wins.
-                        self.target = &self.target[1..];
+                        self.theirs += 1;
                         true
                     }
                 },
             };
             if take_own {
-                let (label, rest) = self.own.split_first()?;
-                self.own = rest;
-                return Some(label);
+                self.own += 1;
+                return Some(Side::Own(self.own - 1));
             }
-            let (label, rest) = self.target.split_first()?;
-            self.target = rest;
-            if !self.hidden.contains(&label.0) {
-                return Some(label);
+            self.theirs += 1;
+            let name = &self.target.sorted[self.theirs - 1].0;
+            if !self.shape.hidden.contains(name) {
+                return Some(Side::Target(self.theirs - 1));
             }
         }
+    }
+}
+
+/// Sorted labels in the form the request encoder needs: each one's sort
+/// key and its bytes as a protobuf `Label` field of a `TimeSeries`.
+#[derive(Debug)]
+struct Wire {
+    /// The name's first eight bytes, big-endian, zero-padded: ordered as the
+    /// names are byte-wise, except between two names that share them.
+    keys: Box<[u64]>,
+    /// Where each label's bytes end in `bytes`.
+    ends: Box<[u32]>,
+    bytes: Box<[u8]>,
+}
+
+/// Field numbers of proto/remote_write.proto: `TimeSeries.labels`,
+/// `Label.name`, `Label.value`.
+const TIMESERIES_LABELS: u32 = 1;
+const LABEL_NAME: u32 = 1;
+const LABEL_VALUE: u32 = 2;
+
+impl Wire {
+    fn new(labels: &[Label]) -> Wire {
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+        let field_len = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(labels.len());
+        for (name, value) in labels {
+            encode_key(TIMESERIES_LABELS, WireType::LengthDelimited, &mut bytes);
+            encode_varint((field_len(name) + field_len(value)) as u64, &mut bytes);
+            for (field, s) in [(LABEL_NAME, name), (LABEL_VALUE, value)] {
+                encode_key(field, WireType::LengthDelimited, &mut bytes);
+                encode_varint(s.len() as u64, &mut bytes);
+                bytes.extend_from_slice(s.as_bytes());
+            }
+            ends.push(bytes.len() as u32);
+        }
+        let keys = labels
+            .iter()
+            .map(|(name, _)| {
+                let mut key = [0u8; 8];
+                let head = &name.as_bytes()[..name.len().min(8)];
+                key[..head.len()].copy_from_slice(head);
+                u64::from_be_bytes(key)
+            })
+            .collect();
+        Wire {
+            keys,
+            ends: ends.into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    fn label(&self, i: usize) -> &[u8] {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.bytes[start..self.ends[i] as usize]
     }
 }
 
@@ -327,10 +421,12 @@ impl Catalogue {
             return found.clone();
         }
         self.sweep();
+        let sorted: Box<[Label]> = sorted.iter().map(|(n, v)| (intern(n), intern(v))).collect();
         let target = Arc::new(TargetLabels {
             id: next_id(),
             hash,
-            sorted: sorted.iter().map(|(n, v)| (intern(n), intern(v))).collect(),
+            wire: Wire::new(&sorted),
+            sorted,
         });
         self.targets.insert_unique(hash, target.clone(), |t| t.hash);
         target
@@ -382,6 +478,7 @@ fn new_shape<'a>(
         kind,
         suffix: intern(suffix),
         labels,
+        wire: Wire::new(&sorted),
         sorted: sorted.into(),
         hidden: hidden.into(),
     }
@@ -617,10 +714,36 @@ mod tests {
     }
 
     fn labels() -> impl Strategy<Value = Vec<(String, String)>> {
-        prop::collection::vec(("(?:[aZ_]|__name__|job|cmd)", "(?:|x|y)"), 0..5)
+        // Names that share their first eight bytes, or all of them, test
+        // the sort keys' fallback to whole names.
+        prop::collection::vec(
+            (
+                "(?:[aZ_]|__name__|__name__x|instance|instanceA|instance_|job|cmd)",
+                "(?:|x|y)",
+            ),
+            0..5,
+        )
     }
 
     proptest! {
+        #[test]
+        fn merged_wire_is_merged_as_prost_writes_it(own in labels(), target in labels()) {
+            use crate::remote_write::proto::{Label as ProtoLabel, TimeSeries};
+            use prost::Message;
+            let pairs: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let s = shape("m", Kind::Gauge, "", &pairs);
+            let t = target_labels(target.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let ours: Vec<u8> = merged_wire(&s, &t).flatten().copied().collect();
+            let theirs = TimeSeries {
+                labels: merged(&s, &t)
+                    .map(|(n, v)| ProtoLabel { name: n.to_string(), value: v.to_string() })
+                    .collect(),
+                samples: Vec::new(),
+            }
+            .encode_to_vec();
+            prop_assert_eq!(ours, theirs);
+        }
+
         #[test]
         fn merged_is_the_rule(own in labels(), target in labels()) {
             let pairs: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();

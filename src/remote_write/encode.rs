@@ -21,7 +21,7 @@ use foldhash::HashMap;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::queue::Queued;
-use crate::series::{Shape, TargetLabels, merged};
+use crate::series::{Shape, TargetLabels, merged_wire};
 
 /// A batch ready to post.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ impl Grouped<'_> {
 fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     // The addresses identify the shared values while the batch holds them.
     let mut index: HashMap<(usize, usize), usize> = HashMap::default();
-    index.reserve(batch.first().map_or(0, |q| q.record.series.len()));
+    index.reserve(batch.iter().map(|q| q.record.series.len()).sum());
     let mut groups: Vec<Grouped<'_>> = Vec::new();
     let (mut samples, mut out_of_order) = (0, 0);
     for queued in batch {
@@ -95,22 +95,11 @@ fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     (groups, samples, out_of_order)
 }
 
-// Field numbers of proto/remote_write.proto.
+// Field numbers of proto/remote_write.proto (labels: `series::merged_wire`).
 const WRITE_REQUEST_TIMESERIES: u32 = 1;
-const TIMESERIES_LABELS: u32 = 1;
 const TIMESERIES_SAMPLES: u32 = 2;
-const LABEL_NAME: u32 = 1;
-const LABEL_VALUE: u32 = 2;
 const SAMPLE_VALUE: u32 = 1;
 const SAMPLE_TIMESTAMP: u32 = 2;
-
-fn string_field_len(s: &str) -> usize {
-    1 + encoded_len_varint(s.len() as u64) + s.len()
-}
-
-fn label_len(name: &str, value: &str) -> usize {
-    string_field_len(name) + string_field_len(value)
-}
 
 fn sample_len(timestamp: i64) -> usize {
     // The double (tag + 8 bytes), then the timestamp (tag + varint).
@@ -122,20 +111,14 @@ fn message_field_len(len: usize) -> usize {
 }
 
 fn timeseries_len(group: &Grouped<'_>) -> usize {
-    let labels: usize = merged(group.shape, group.target)
-        .map(|(n, v)| message_field_len(label_len(n, v)))
+    let labels: usize = merged_wire(group.shape, group.target)
+        .map(<[u8]>::len)
         .sum();
     let samples: usize = group
         .samples()
         .map(|&(_, t)| message_field_len(sample_len(t)))
         .sum();
     labels + samples
-}
-
-fn put_string(field: u32, s: &str, out: &mut Vec<u8>) {
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(s.len() as u64, out);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Writes the `WriteRequest` of `groups` (no metadata), the same bytes
@@ -147,11 +130,8 @@ fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
     for (group, &len) in groups.iter().zip(&lens) {
         encode_key(WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
-        for (name, value) in merged(group.shape, group.target) {
-            encode_key(TIMESERIES_LABELS, WireType::LengthDelimited, out);
-            encode_varint(label_len(name, value) as u64, out);
-            put_string(LABEL_NAME, name, out);
-            put_string(LABEL_VALUE, value, out);
+        for label in merged_wire(group.shape, group.target) {
+            out.extend_from_slice(label);
         }
         for &(value, timestamp) in group.samples() {
             encode_key(TIMESERIES_SAMPLES, WireType::LengthDelimited, out);
