@@ -135,6 +135,37 @@ fn a_batch_across_segments_is_all_there_after_a_restart() {
 }
 
 #[test]
+fn the_read_position_is_kept_in_place_and_a_torn_one_resends_rather_than_loses() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        for id in 0..10 {
+            q.push(record(id, 5));
+        }
+        let batch = q.peek(15);
+        q.ack(batch.last().expect("batch").seq);
+    }
+    let ack = dir.path().join("wal").join("ack");
+    assert_eq!(
+        std::fs::read_to_string(&ack).expect("ack"),
+        format!("{:020}\n", 3)
+    );
+    // As an earlier version wrote it.
+    std::fs::write(&ack, "5\n").expect("write");
+    assert_eq!(pending(&open(&s).0), (5..10).collect::<Vec<_>>());
+    // Torn by a power loss: everything still queued is sent again.
+    std::fs::write(&ack, "000000\0\0garbage").expect("write");
+    let (q, _) = open(&s);
+    assert_eq!(pending(&q), (0..10).collect::<Vec<_>>());
+    q.ack(q.peek(5)[0].seq);
+    assert_eq!(
+        std::fs::read_to_string(&ack).expect("ack"),
+        format!("{:020}\n", 1)
+    );
+}
+
+#[test]
 fn the_writer_thread_writes_everything_before_it_ends() {
     use redpush::queue::Writer;
     let dir = TempDir::new().expect("dir");

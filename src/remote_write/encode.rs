@@ -63,8 +63,9 @@ impl Grouped<'_> {
 fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     // The addresses identify the shared values while the batch holds them.
     let mut index: HashMap<(usize, usize), usize> = HashMap::default();
-    index.reserve(batch.iter().map(|q| q.record.series.len()).sum());
-    let mut groups: Vec<Grouped<'_>> = Vec::new();
+    let samples_in = batch.iter().map(|q| q.record.series.len()).sum();
+    index.reserve(samples_in);
+    let mut groups: Vec<Grouped<'_>> = Vec::with_capacity(samples_in);
     let (mut samples, mut out_of_order) = (0, 0);
     for queued in batch {
         let record = &queued.record;

@@ -6,7 +6,7 @@
 //!   appended to, never rewritten. A record's sequence number is the
 //!   segment's first number plus its index in the segment.
 //! - `ack`: the sequence number of the first record the receiver has not
-//!   accepted yet, replaced atomically (write + rename) after every batch.
+//!   accepted yet, overwritten in place after every batch (`AckFile`).
 //!
 //! Every record is written (and by default fsync'd) before `push` returns,
 //! so `kill -9` loses nothing that was pushed. A restart resumes at the
@@ -137,6 +137,7 @@ struct State {
     scratch: frame::Scratch,
     /// Definitions read from the segment the cache was last filled from.
     reader: Option<Reader>,
+    ack_file: AckFile,
     last_error_log: Option<Instant>,
 }
 
@@ -286,6 +287,7 @@ impl DiskQueue {
             added: Vec::new(),
             scratch: frame::Scratch::default(),
             reader: None,
+            ack_file: AckFile::new(&dir),
             last_error_log: None,
         };
         state.bytes = state.segments.iter().map(|s| s.bytes).sum();
@@ -502,7 +504,7 @@ impl DiskQueue {
             if state.acked < first {
                 state.acked = first;
                 state.drop_cache_before(first);
-                let _ = write_ack(&self.settings.dir, first);
+                let _ = state.ack_file.write(first);
             }
         }
     }
@@ -539,7 +541,8 @@ impl DiskQueue {
         if let Some(seq) = last {
             self.metrics.dropped("too_old", expired as u64);
             state.drop_cache_before(seq + 1);
-            let _ = write_ack(&self.settings.dir, state.acked);
+            let acked = state.acked;
+            let _ = state.ack_file.write(acked);
             self.remove_acked_segments(state);
         }
     }
@@ -727,7 +730,7 @@ impl Queue for DiskQueue {
         }
         let acked = state.acked;
         state.drop_cache_before(acked);
-        if let Err(e) = write_ack(&self.settings.dir, state.acked) {
+        if let Err(e) = state.ack_file.write(acked) {
             self.log_error(
                 &mut state,
                 &format!("cannot record the queue's read position: {e}"),
@@ -842,10 +845,68 @@ fn read_ack(dir: &Path) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-fn write_ack(dir: &Path, seq: u64) -> std::io::Result<()> {
-    let tmp = dir.join("ack.tmp");
-    fs::write(&tmp, format!("{seq}\n"))?;
-    fs::rename(&tmp, dir.join("ack"))
+/// The `ack` file, kept open and overwritten in place with one fixed-width
+/// line. Creating a file and renaming it over `ack` after every batch cost
+/// the agent a twentieth of its CPU at 1000 targets, most of it in the file
+/// system's inode allocation. A write that a power loss tears leaves the
+/// line unreadable: the queue then starts at its oldest record and sends
+/// what was sent already, which at-least-once delivery allows (receivers
+/// take an identical sample twice).
+struct AckFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+/// Digits of the widest `u64`, and the newline.
+const ACK_LEN: usize = 21;
+
+impl AckFile {
+    fn new(dir: &Path) -> AckFile {
+        AckFile {
+            path: dir.join("ack"),
+            file: None,
+        }
+    }
+
+    fn write(&mut self, seq: u64) -> std::io::Result<()> {
+        let line = format!("{seq:020}\n");
+        let written = self
+            .open()
+            .and_then(|file| write_at_start(file, line.as_bytes()));
+        if written.is_err() {
+            // Reopened at the next write: the file may have been removed.
+            self.file = None;
+        }
+        written
+    }
+
+    fn open(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.path)?;
+            // A line of an earlier version may be shorter or longer.
+            file.set_len(ACK_LEN as u64)?;
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("ack file not open"))
+    }
+}
+
+#[cfg(unix)]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
 }
 
 fn sync_dir(dir: &Path) {
