@@ -577,7 +577,7 @@ async fn run_target(
                 let markers = stale.markers(complete, &series, unchanged);
                 series.extend(markers);
             } else {
-                stale.remember(complete, &series);
+                stale.remember(complete, &series, unchanged);
             }
         }
         let record = Arc::new(Record {

@@ -7,8 +7,9 @@
 //! (which the target keeps anyway) and those incomplete readings added
 //! since, which are all the tracker stores: usually nothing. A complete
 //! reading with exactly the series of the one before (the usual case,
-//! which `series::flatten` tells) costs nothing; any other costs a sort of
-//! both readings' shapes and one merge.
+//! which `series::flatten` tells) costs nothing, and so does an incomplete
+//! reading with the series of the incomplete one before it; any other costs
+//! a sort of both readings' shapes and one merge.
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct StaleTracker {
     /// Shapes of incomplete readings since the last complete one that it
     /// did not have, sorted by address, each once.
     added: Vec<Arc<Shape>>,
+    /// Whether an incomplete reading was remembered since the last complete one.
+    remembered: bool,
 }
 
 fn address(shape: &Arc<Shape>) -> usize {
@@ -75,6 +78,7 @@ impl StaleTracker {
         current: &[Series],
         unchanged: bool,
     ) -> Vec<Series> {
+        self.remembered = false;
         if unchanged && self.added.is_empty() {
             return Vec::new();
         }
@@ -94,8 +98,14 @@ impl StaleTracker {
     /// Takes an incomplete reading (one that did not read every section)
     /// and the target's last complete one: series new to both are
     /// remembered, none is ended, since a series missing from it was not
-    /// read rather than gone.
-    pub fn remember(&mut self, complete: &[Series], current: &[Series]) {
+    /// read rather than gone. `unchanged`: `current` has the very series of
+    /// the incomplete reading before it.
+    pub fn remember(&mut self, complete: &[Series], current: &[Series], unchanged: bool) {
+        if unchanged && std::mem::replace(&mut self.remembered, true) {
+            // The reading before, remembered since the last complete one,
+            // had these very series.
+            return;
+        }
         let known = sorted_shapes(complete);
         let now = sorted_shapes(current);
         let new: Vec<Arc<Shape>> = missing(&now, &known).cloned().collect();
@@ -160,7 +170,8 @@ mod tests {
         }
 
         fn fast(&mut self, names: &[&str]) {
-            self.tracker.remember(&self.complete, &reading(names));
+            self.tracker
+                .remember(&self.complete, &reading(names), false);
         }
 
         fn removed(&mut self) -> Vec<Series> {
@@ -237,6 +248,23 @@ mod tests {
         // Now `new` was seen since and must be ended, unchanged or not.
         assert_eq!(names(&t.complete_as(&["a", "b"], true)), ["new"]);
         assert!(t.complete_as(&["a", "b"], true).is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_incomplete_reading_is_not_judged_twice_between_complete_ones() {
+        let mut t = Target::default();
+        assert!(t.complete(&["a"]).is_empty());
+        // `unchanged` before anything was remembered since the complete
+        // reading: still judged.
+        t.tracker
+            .remember(&t.complete, &reading(&["a", "new"]), true);
+        t.tracker
+            .remember(&t.complete, &reading(&["a", "new"]), true);
+        assert_eq!(names(&t.complete(&["a"])), ["new"]);
+        // After a complete reading, the first incomplete one is judged again.
+        t.tracker
+            .remember(&t.complete, &reading(&["a", "newer"]), true);
+        assert_eq!(names(&t.complete(&["a"])), ["newer"]);
     }
 
     #[test]
