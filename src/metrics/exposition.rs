@@ -186,10 +186,16 @@ fn escape_label_value(out: &mut String, value: &str) {
 /// Floats as Prometheus parses them: `NaN`, `+Inf`, `-Inf`, else the
 /// shortest decimal that round-trips.
 pub fn write_value(out: &mut impl Write, value: f64) {
+    // Below 2^53 every integer is exact, and its digits are what the float
+    // formatting would print; writing them as an integer costs a fraction
+    // of it (most values are counts, and every histogram bound is one).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
     let _ = if value.is_nan() {
         out.write_str("NaN")
     } else if value.is_infinite() {
         out.write_str(if value > 0.0 { "+Inf" } else { "-Inf" })
+    } else if value.fract() == 0.0 && value.abs() < EXACT && !value.is_sign_negative() {
+        write!(out, "{}", value as u64)
     } else {
         write!(out, "{value}")
     };
@@ -200,6 +206,23 @@ mod tests {
     use super::*;
     use crate::metrics::Kind;
     use crate::metrics::smallvec;
+
+    #[test]
+    fn integers_are_written_as_the_float_formatting_writes_them() {
+        let mut values = vec![0.0, -0.0, 1.0, -1.0, 0.5, 1e15, 1e16, 1e17, 2f64.powi(53)];
+        values.extend((0..64).map(|i| 2f64.powi(i)));
+        values.extend((0..64).map(|i| 2f64.powi(i) - 1.0));
+        values.extend([
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_993.0,
+            123_456_789.0,
+        ]);
+        for v in values {
+            let mut ours = String::new();
+            write_value(&mut ours, v);
+            assert_eq!(ours, format!("{v}"), "{v}");
+        }
+    }
 
     #[test]
     fn families_with_labels_suffixes_and_escapes() {

@@ -6,12 +6,12 @@
 //! the table in `table.rs`; this file holds only the fields that carry labels
 //! or need another field to make sense.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use super::table::{self, IDENTITY_FIELDS, INFO_FIELDS};
-use super::{Families, Kind, Labels, SmolStr, format_smolstr, smallvec};
-use crate::redis::info::{Info, number, pair, pairs};
+use super::{Families, Kind, Labels, Name, SmolStr, format_smolstr, smallvec};
+use crate::redis::info::{Info, number, pair, pairs, pairs_named};
 
 /// Settings read with `CONFIG GET` (absent when CONFIG is disabled, as on
 /// most managed Redis services).
@@ -286,12 +286,15 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
         if let Some(db) = db_index(key) {
             keyspace.push((db, value));
         } else if let Some(cmd) = key.strip_prefix("cmdstat_") {
+            let [calls, usec, rejected, failed] =
+                pairs_named(value, ["calls", "usec", "rejected_calls", "failed_calls"])
+                    .map(|v| v.and_then(number));
             cmdstats.push(CommandStat {
                 cmd,
-                calls: pair(value, "calls").and_then(number).unwrap_or(0.0),
-                usec: pair(value, "usec").and_then(number).unwrap_or(0.0),
-                rejected: pair(value, "rejected_calls").and_then(number),
-                failed: pair(value, "failed_calls").and_then(number),
+                calls: calls.unwrap_or(0.0),
+                usec: usec.unwrap_or(0.0),
+                rejected,
+                failed,
             });
         } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
             latencies.push((cmd, value));
@@ -322,7 +325,7 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
         } else if key.starts_with("sentinel_") {
             // The exporter names every sentinel_* field after itself.
             if let Some(v) = number(value) {
-                out.plain(format!("redis_{}", sanitize(key)), Kind::Gauge, v);
+                out.plain(field_name(key).0, Kind::Gauge, v);
             }
         } else {
             match key {
@@ -420,13 +423,40 @@ fn generic(key: &str, value: &str, options: MapOptions, out: &mut Families) {
     if let Some(&(_, name, kind, scale)) = table::lookup(key) {
         out.plain(name, kind, scale.apply(v));
     } else if key.starts_with("cluster_") {
-        out.plain(format!("redis_{}", sanitize(key)), Kind::Gauge, v);
+        out.plain(field_name(key).0, Kind::Gauge, v);
     } else if options.unmapped_fields && !IDENTITY_FIELDS.contains(&key) {
-        let name = format!("redis_{}", sanitize(key));
-        if !RESERVED_NAMES.contains(name.as_str()) {
+        let (name, reserved) = field_name(key);
+        if !reserved {
             out.plain(name, Kind::Gauge, v);
         }
     }
+}
+
+/// Most names of unknown INFO fields kept; past it (a server inventing
+/// field names) they are made anew at each reading instead.
+const MAX_FIELD_NAMES: usize = 4096;
+
+/// Names made for INFO fields the table does not know, by field.
+type FieldNames = HashMap<Box<str>, (Arc<str>, bool), foldhash::fast::RandomState>;
+static FIELD_NAMES: LazyLock<Mutex<FieldNames>> = LazyLock::new(Default::default);
+
+/// The exporter's name for an INFO field the table does not know,
+/// `redis_<field>`, and whether the mapper makes that name itself (then
+/// the field must not take it). Made once per process: a reading has a few
+/// dozen such fields, and formatting their names was most of the mapper's
+/// allocations.
+fn field_name(key: &str) -> (Name, bool) {
+    let mut names = FIELD_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((name, reserved)) = names.get(key) {
+        return (Name::Shared(name.clone()), *reserved);
+    }
+    let name = format!("redis_{}", sanitize(key));
+    let reserved = RESERVED_NAMES.contains(name.as_str());
+    let name: Arc<str> = name.into();
+    if names.len() < MAX_FIELD_NAMES {
+        names.insert(key.into(), (name.clone(), reserved));
+    }
+    (Name::Shared(name), reserved)
 }
 
 fn instance_info(info: &Info<'_>, out: &mut Families) {
@@ -471,32 +501,38 @@ fn replica_metrics(side: &ReplicaSide<'_>, out: &mut Families) {
 
 /// `slaveN:ip=..,port=..,state=..,offset=..,lag=..` lines of a primary.
 fn connected_replicas(lines: &[&str], out: &mut Families) {
-    let labels = |line: &str| -> Labels {
-        smallvec![
-            ("slave_ip", pair(line, "ip").unwrap_or("").into()),
-            ("slave_port", pair(line, "port").unwrap_or("").into()),
-            ("slave_state", pair(line, "state").unwrap_or("").into()),
-        ]
-    };
-    for line in lines {
-        if let Some(offset) = pair(line, "offset").and_then(number) {
+    let replicas: Vec<(Labels, Option<f64>, Option<f64>)> = lines
+        .iter()
+        .map(|line| {
+            let [ip, port, state, offset, lag] =
+                pairs_named(line, ["ip", "port", "state", "offset", "lag"]);
+            let labels: Labels = smallvec![
+                ("slave_ip", ip.unwrap_or("").into()),
+                ("slave_port", port.unwrap_or("").into()),
+                ("slave_state", state.unwrap_or("").into()),
+            ];
+            (labels, offset.and_then(number), lag.and_then(number))
+        })
+        .collect();
+    for (labels, offset, _) in &replicas {
+        if let Some(offset) = *offset {
             out.push(
                 "redis_connected_slave_offset_bytes",
                 Kind::Gauge,
                 "",
-                labels(line),
+                labels.clone(),
                 offset,
             );
         }
     }
-    for line in lines {
+    for (labels, _, lag) in replicas {
         // Absent before Redis 3.0; the exporter then omits the series.
-        if let Some(lag) = pair(line, "lag").and_then(number) {
+        if let Some(lag) = lag {
             out.push(
                 "redis_connected_slave_lag_seconds",
                 Kind::Gauge,
                 "",
-                labels(line),
+                labels,
                 lag,
             );
         }
@@ -512,23 +548,39 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
         }
     }
     keyspace.sort_by_key(|(db, _)| *db);
-    let db_label = |db: u32| -> Labels { smallvec![("db", format_smolstr!("db{db}"))] };
-    for &(db, value) in keyspace.iter() {
-        let keys = pair(value, "keys").and_then(number).unwrap_or(0.0);
-        out.push("redis_db_keys", Kind::Gauge, "", db_label(db), keys);
+    // Each line read once: its `db` label, then keys, expires, avg_ttl and
+    // (KeyDB only) cached_keys.
+    let dbs: Vec<(SmolStr, [Option<f64>; 4])> = keyspace
+        .iter()
+        .map(|&(db, value)| {
+            let fields = pairs_named(value, ["keys", "expires", "avg_ttl", "cached_keys"]);
+            (
+                format_smolstr!("db{db}"),
+                fields.map(|v| v.and_then(number)),
+            )
+        })
+        .collect();
+    let db_label = |db: &SmolStr| -> Labels { smallvec![("db", db.clone())] };
+    for (db, fields) in &dbs {
+        out.push(
+            "redis_db_keys",
+            Kind::Gauge,
+            "",
+            db_label(db),
+            fields[0].unwrap_or(0.0),
+        );
     }
-    for &(db, value) in keyspace.iter() {
-        let expires = pair(value, "expires").and_then(number).unwrap_or(0.0);
+    for (db, fields) in &dbs {
         out.push(
             "redis_db_keys_expiring",
             Kind::Gauge,
             "",
             db_label(db),
-            expires,
+            fields[1].unwrap_or(0.0),
         );
     }
-    for &(db, value) in keyspace.iter() {
-        if let Some(ttl) = pair(value, "avg_ttl").and_then(number) {
+    for (db, fields) in &dbs {
+        if let Some(ttl) = fields[2] {
             out.push(
                 "redis_db_avg_ttl_seconds",
                 Kind::Gauge,
@@ -538,10 +590,10 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
             );
         }
     }
-    for &(db, value) in keyspace.iter() {
+    for (db, fields) in &dbs {
         // KeyDB only. The exporter takes the fourth field whatever its name,
         // which on Redis 7.4+ is `subexpiry`; only the real field is used here.
-        if let Some(cached) = pair(value, "cached_keys").and_then(number) {
+        if let Some(cached) = fields[3] {
             out.push(
                 "redis_db_keys_cached",
                 Kind::Gauge,
@@ -554,37 +606,47 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
 }
 
 fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
-    let cmd = |s: &CommandStat<'_>| -> Labels { smallvec![("cmd", s.cmd.into())] };
-    for s in stats {
-        out.push("redis_commands_total", Kind::Counter, "", cmd(s), s.calls);
+    // Each command's label made once for its four families.
+    let labels: Vec<Labels> = stats
+        .iter()
+        .map(|s| smallvec![("cmd", s.cmd.into())])
+        .collect();
+    for (s, cmd) in stats.iter().zip(&labels) {
+        out.push(
+            "redis_commands_total",
+            Kind::Counter,
+            "",
+            cmd.clone(),
+            s.calls,
+        );
     }
-    for s in stats {
+    for (s, cmd) in stats.iter().zip(&labels) {
         out.push(
             "redis_commands_duration_seconds_total",
             Kind::Counter,
             "",
-            cmd(s),
+            cmd.clone(),
             s.usec / 1e6,
         );
     }
-    for s in stats {
+    for (s, cmd) in stats.iter().zip(&labels) {
         if let Some(v) = s.rejected {
             out.push(
                 "redis_commands_rejected_calls_total",
                 Kind::Counter,
                 "",
-                cmd(s),
+                cmd.clone(),
                 v,
             );
         }
     }
-    for s in stats {
+    for (s, cmd) in stats.iter().zip(labels) {
         if let Some(v) = s.failed {
             out.push(
                 "redis_commands_failed_calls_total",
                 Kind::Counter,
                 "",
-                cmd(s),
+                cmd,
                 v,
             );
         }
@@ -596,28 +658,36 @@ fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
 /// `_count`/`_sum` come from the command's `cmdstat` line (calls, usec).
 fn latency_summaries(latencies: &[(&str, &str)], stats: &[CommandStat<'_>], out: &mut Families) {
     const NAME: &str = "redis_latency_percentiles_usec";
+    let mut next = 0;
     for &(cmd, value) in latencies {
+        let label: SmolStr = cmd.into();
         for (quantile, v) in pairs(value) {
             let (Some(q), Some(v)) = (quantile.strip_prefix('p'), number(v)) else {
                 continue;
             };
-            let labels = smallvec![("cmd", cmd.into()), ("quantile", q.into())];
+            let labels = smallvec![("cmd", label.clone()), ("quantile", q.into())];
             out.push(NAME, Kind::Summary, "", labels, v);
         }
-        let stat = stats.iter().find(|s| s.cmd == cmd);
-        let (calls, usec) = stat.map_or((0.0, 0.0), |s| (s.calls, s.usec));
+        // The two sections list commands in the same order, so the
+        // command's `cmdstat` line is nearly always the next one.
+        let at = match stats.get(next) {
+            Some(s) if s.cmd == cmd => Some(next),
+            _ => stats.iter().position(|s| s.cmd == cmd),
+        };
+        next = at.map_or(next, |i| i + 1);
+        let (calls, usec) = at.map_or((0.0, 0.0), |i| (stats[i].calls, stats[i].usec));
         out.push(
             NAME,
             Kind::Summary,
             "_sum",
-            smallvec![("cmd", cmd.into())],
+            smallvec![("cmd", label.clone())],
             usec,
         );
         out.push(
             NAME,
             Kind::Summary,
             "_count",
-            smallvec![("cmd", cmd.into())],
+            smallvec![("cmd", label)],
             calls,
         );
     }
@@ -916,13 +986,14 @@ fn latency_histograms(
 ) {
     const NAME: &str = "redis_commands_latencies_usec";
     for h in histograms {
+        let cmd: SmolStr = h.cmd.as_str().into();
         for &(le, count) in &h.buckets {
             let mut bound = smol_str::SmolStrBuilder::new();
             super::exposition::write_value(&mut bound, le);
-            let labels = smallvec![("cmd", h.cmd.as_str().into()), ("le", bound.finish())];
+            let labels = smallvec![("cmd", cmd.clone()), ("le", bound.finish())];
             out.push(NAME, Kind::Histogram, "_bucket", labels, count);
         }
-        let labels = smallvec![("cmd", h.cmd.as_str().into()), ("le", "+Inf".into())];
+        let labels = smallvec![("cmd", cmd.clone()), ("le", "+Inf".into())];
         out.push(NAME, Kind::Histogram, "_bucket", labels, h.calls);
         let usec: f64 = stats
             .iter()
@@ -938,14 +1009,14 @@ fn latency_histograms(
             NAME,
             Kind::Histogram,
             "_sum",
-            smallvec![("cmd", h.cmd.as_str().into())],
+            smallvec![("cmd", cmd.clone())],
             usec,
         );
         out.push(
             NAME,
             Kind::Histogram,
             "_count",
-            smallvec![("cmd", h.cmd.as_str().into())],
+            smallvec![("cmd", cmd)],
             h.calls,
         );
     }

@@ -14,7 +14,8 @@ pub mod keys;
 pub mod mapper;
 pub mod table;
 
-use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 pub use smallvec::smallvec;
@@ -61,10 +62,54 @@ pub struct Family<'a> {
     pub points: &'a [Point],
 }
 
+/// A family name: the table's or the mapper's own static string, or a name
+/// made at run time (`redis_<field>` for an INFO field the table does not
+/// know), shared so that a later reading does not make it again.
+#[derive(Clone, Debug)]
+pub enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        **self == **other
+    }
+}
+
+impl From<&'static str> for Name {
+    fn from(s: &'static str) -> Name {
+        Name::Static(s)
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name::Shared(s.into())
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(s: Arc<str>) -> Name {
+        Name::Shared(s)
+    }
+}
+
 /// Where a family's points start in [`Families::points`].
 #[derive(Clone, Debug, PartialEq)]
 struct Head {
-    name: Cow<'static, str>,
+    name: Name,
     kind: Kind,
     start: usize,
 }
@@ -97,14 +142,14 @@ impl Families {
 
     pub fn push(
         &mut self,
-        name: impl Into<Cow<'static, str>>,
+        name: impl Into<Name>,
         kind: Kind,
         suffix: &'static str,
         labels: Labels,
         value: f64,
     ) {
         let name = name.into();
-        if self.heads.last().is_none_or(|h| h.name != name) {
+        if self.heads.last().is_none_or(|h| *h.name != *name) {
             self.heads.push(Head {
                 name,
                 kind,
@@ -119,7 +164,7 @@ impl Families {
     }
 
     /// A plain sample without labels.
-    pub fn plain(&mut self, name: impl Into<Cow<'static, str>>, kind: Kind, value: f64) {
+    pub fn plain(&mut self, name: impl Into<Name>, kind: Kind, value: f64) {
         self.push(name, kind, "", Labels::new(), value);
     }
 

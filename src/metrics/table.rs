@@ -7,6 +7,9 @@
 //! Fields with labels or derived values (keyspace, commandstats, replicas,
 //! instance info, ...) are handled in `mapper.rs`, not here.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use super::Kind;
 
 /// How an INFO value becomes the metric value.
@@ -29,13 +32,14 @@ impl Scale {
 /// One row: INFO field, metric name, type, unit conversion.
 pub type Row = (&'static str, &'static str, Kind, Scale);
 
-/// Looks up an INFO field. The table is sorted by field (a unit test checks),
-/// so this is a binary search with no allocation.
+/// Looks up an INFO field: one hash and one comparison. Every field of
+/// every reading is looked up, and a binary search compared about eight
+/// strings for each.
 pub fn lookup(field: &str) -> Option<&'static Row> {
-    INFO_FIELDS
-        .binary_search_by(|row| row.0.cmp(field))
-        .ok()
-        .map(|i| &INFO_FIELDS[i])
+    // Seeded per process: the keys looked up come from the server.
+    static INDEX: LazyLock<HashMap<&str, &Row, foldhash::fast::RandomState>> =
+        LazyLock::new(|| INFO_FIELDS.iter().map(|row| (row.0, row)).collect());
+    INDEX.get(field).copied()
 }
 
 /// Fields that identify the server rather than measure it. Some of them can

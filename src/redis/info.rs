@@ -72,6 +72,20 @@ pub fn pair<'v>(value: &'v str, name: &str) -> Option<&'v str> {
     pairs(value).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
+/// The values of several `names` within a structured value, read in one
+/// pass: `[pair(value, names[0]), pair(value, names[1]), ...]`. A
+/// `cmdstat_` line has five of them, and asking `pair` for each read the
+/// line five times: a third of the mapper's time.
+pub fn pairs_named<'v, const N: usize>(value: &'v str, names: [&str; N]) -> [Option<&'v str>; N] {
+    let mut found = [None; N];
+    for (k, v) in pairs(value) {
+        if let Some(i) = names.iter().position(|name| *name == k) {
+            found[i].get_or_insert(v);
+        }
+    }
+    found
+}
+
 /// Reads an INFO value as a number the way the community exporter does:
 /// `ok`/`true` are 1, `err`/`fail`/`false` are 0, anything else must parse as
 /// a float. Values such as `97.42%` or `jemalloc-5.3.0` are not numbers.
@@ -106,6 +120,12 @@ mod tests {
         assert_eq!(fields[2].section, "Keyspace");
         assert_eq!(pair(fields[2].value, "expires"), Some("1"));
         assert_eq!(pair(fields[2].value, "missing"), None);
+        assert_eq!(
+            pairs_named(fields[2].value, ["avg_ttl", "missing", "keys"]),
+            [Some("10"), None, Some("3")]
+        );
+        // The first of a name given twice, as `pair` reads it.
+        assert_eq!(pairs_named("a=1,a=2", ["a"]), [pair("a=1,a=2", "a")]);
     }
 
     #[test]
