@@ -45,7 +45,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// reading of every target (in configuration order) and the agent's own
 /// counters.
 pub struct AgentState {
-    latest: Mutex<Vec<(String, Latest)>>,
+    /// Each target's slot. A target's task holds its own slot and stores
+    /// its readings there, so a sample locks one slot, not the list: a
+    /// search of the list by instance on every sample was a twentieth of
+    /// the agent's CPU at 1000 targets.
+    targets: Mutex<Vec<(String, Arc<Slot>)>>,
     metrics: Arc<SelfMetrics>,
     queue: Option<Arc<dyn Queue>>,
 }
@@ -53,36 +57,27 @@ pub struct AgentState {
 impl AgentState {
     pub fn new(metrics: Arc<SelfMetrics>, queue: Option<Arc<dyn Queue>>) -> Self {
         AgentState {
-            latest: Mutex::new(Vec::new()),
+            targets: Mutex::new(Vec::new()),
             metrics,
             queue,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Latest)>> {
-        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Arc<Slot>)>> {
+        self.targets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a target (empty until its first sample), keeping the order
-    /// of the configuration.
-    fn add(&self, instance: &str, position: usize) {
-        let mut latest = self.lock();
-        if !latest.iter().any(|(i, _)| i == instance) {
-            let at = position.min(latest.len());
-            latest.insert(at, (instance.to_owned(), Latest::default()));
+    /// of the configuration; returns the slot its task stores readings in.
+    fn add(&self, instance: &str, position: usize) -> Arc<Slot> {
+        let mut targets = self.lock();
+        if let Some((_, slot)) = targets.iter().find(|(i, _)| i == instance) {
+            return slot.clone();
         }
-    }
-
-    /// Takes a target's new reading: the record it pushed (stale markers
-    /// included, which the page leaves out).
-    fn update(&self, instance: &str, record: Arc<Record>, complete: bool) {
-        let mut latest = self.lock();
-        if let Some((_, slot)) = latest.iter_mut().find(|(i, _)| i == instance) {
-            if complete {
-                slot.complete = Some(record.clone());
-            }
-            slot.current = Some(record);
-        }
+        let slot = Arc::new(Slot::default());
+        let at = position.min(targets.len());
+        targets.insert(at, (instance.to_owned(), slot.clone()));
+        slot
     }
 
     fn remove(&self, instance: &str) {
@@ -94,11 +89,12 @@ impl AgentState {
     /// last complete one here (when a page is asked for, not on every
     /// sample).
     pub fn latest(&self) -> Vec<(String, Option<Arc<Record>>)> {
-        let latest = self.lock().clone();
-        latest
+        let targets = self.lock().clone();
+        targets
             .into_iter()
             .map(|(instance, slot)| {
-                let record = match (slot.current, slot.complete) {
+                let latest = slot.lock().clone();
+                let record = match (latest.current, latest.complete) {
                     (Some(current), Some(complete)) if !Arc::ptr_eq(&current, &complete) => {
                         Some(Arc::new(Record {
                             series: overlaid(&current.series, &complete.series),
@@ -153,6 +149,27 @@ impl AgentState {
 struct Latest {
     current: Option<Arc<Record>>,
     complete: Option<Arc<Record>>,
+}
+
+/// Where one target's task leaves its readings for the page and the
+/// Pushgateway.
+#[derive(Default)]
+struct Slot(Mutex<Latest>);
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Latest> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a target's new reading: the record it pushed (stale markers
+    /// included, which the page leaves out).
+    fn store(&self, record: Arc<Record>, complete: bool) {
+        let mut latest = self.lock();
+        if complete {
+            latest.complete = Some(record.clone());
+        }
+        latest.current = Some(record);
+    }
 }
 
 /// What a target looks like after an incomplete reading (see `Sampler`):
@@ -243,7 +260,7 @@ impl Supervisor {
                 adaptive = t.adaptive,
                 "sampling"
             );
-            self.state.add(&instance, position);
+            let slot = self.state.add(&instance, position);
             let (removed, removed_rx) = watch::channel(false);
             let running = Running {
                 settings: t.clone(),
@@ -252,6 +269,7 @@ impl Supervisor {
                 task: tokio::spawn(run_target(
                     target,
                     self.state.clone(),
+                    slot,
                     self.writer.clone(),
                     self.shutdown.clone(),
                     removed_rx,
@@ -497,6 +515,7 @@ fn warn_about_restart_only_changes(old: &Settings, new: &Settings) {
 async fn run_target(
     mut target: Target,
     state: Arc<AgentState>,
+    slot: Arc<Slot>,
     writer: Option<Writer>,
     mut shutdown: watch::Receiver<bool>,
     mut removed: watch::Receiver<bool>,
@@ -594,7 +613,7 @@ async fn run_target(
         if let Some(writer) = &writer {
             writer.push(record.clone());
         }
-        state.update(&instance, record, reading.complete);
+        slot.store(record, reading.complete);
     }
 }
 
