@@ -195,15 +195,49 @@ pub fn merged<'a>(shape: &'a Shape, target: &'a TargetLabels) -> impl Iterator<I
 
 /// The labels of [`merged`] as remote write writes them: each as the bytes
 /// of a protobuf `Label` field of a `TimeSeries`, encoded once per shape
-/// and target, not once per sample.
+/// and target, not once per sample. Where the target's labels go among the
+/// shape's in one piece ([`splice_at`]), three slices, else one per label.
 pub fn merged_wire<'a>(
     shape: &'a Shape,
     target: &'a TargetLabels,
 ) -> impl Iterator<Item = &'a [u8]> {
-    Merge::new(shape, target).map(|side| match side {
-        Side::Own(i) => shape.wire.label(i),
-        Side::Target(j) => target.wire.label(j),
-    })
+    let spliced = splice_at(shape, target).map(|at| {
+        let (head, tail) = shape.wire.bytes.split_at(shape.wire.end(at));
+        [head, &target.wire.bytes[..], tail]
+    });
+    let merged = match spliced {
+        Some(_) => None,
+        None => Some(Merge::new(shape, target).map(|side| match side {
+            Side::Own(i) => shape.wire.label(i),
+            Side::Target(j) => target.wire.label(j),
+        })),
+    };
+    spliced
+        .into_iter()
+        .flatten()
+        .chain(merged.into_iter().flatten())
+}
+
+/// Where the target's labels go among the shape's when they go in one
+/// piece: none of their names sorts among the shape's own or ties with one
+/// in its first eight bytes, and the shape hides none. That is the usual
+/// case (`instance` and `job` after `__name__` and `cmd`), and it costs two
+/// comparisons instead of a merge of every label of every series.
+fn splice_at(shape: &Shape, target: &TargetLabels) -> Option<usize> {
+    let (own, theirs) = (&shape.wire.keys, &target.wire.keys);
+    let (Some(&first), Some(&last)) = (theirs.first(), theirs.last()) else {
+        return Some(own.len());
+    };
+    if !shape.hidden.is_empty() {
+        return None;
+    }
+    // Keys order names as bytes do, except that equal keys may hide
+    // different names: strictly smaller and strictly greater are safe.
+    let at = own.partition_point(|&k| k < first);
+    match own.get(at) {
+        Some(&next) if next <= last => None,
+        _ => Some(at),
+    }
 }
 
 /// Where the next label of a merged set comes from.
@@ -321,8 +355,12 @@ impl Wire {
     }
 
     fn label(&self, i: usize) -> &[u8] {
-        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
-        &self.bytes[start..self.ends[i] as usize]
+        &self.bytes[self.end(i)..self.ends[i] as usize]
+    }
+
+    /// Where the bytes of the first `n` labels end.
+    fn end(&self, n: usize) -> usize {
+        n.checked_sub(1).map_or(0, |p| self.ends[p] as usize)
     }
 }
 
@@ -651,6 +689,35 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &shape("x", Kind::Counter, "", &[])));
         assert!(!Arc::ptr_eq(&a, &shape("x", Kind::Gauge, "_sum", &[])));
         assert!(Arc::ptr_eq(&a, &shape("x", Kind::Gauge, "", &[])));
+    }
+
+    #[test]
+    fn target_labels_go_in_one_piece_where_they_can() {
+        let target = target_labels([("job", "redis"), ("instance", "a:6379")]);
+        let cmd = shape("redis_commands_total", Kind::Counter, "", &[("cmd", "get")]);
+        // `__name__`, `cmd`, then `instance`, `job`.
+        assert_eq!(splice_at(&cmd, &target), Some(2));
+        let zone = shape("x", Kind::Gauge, "", &[("zone", "b")]);
+        assert_eq!(splice_at(&zone, &target), Some(1));
+        // A label between the target's, one of the same name, one that
+        // hides a target label: merged label by label.
+        let between = shape("x", Kind::Gauge, "", &[("isp", "c")]);
+        assert_eq!(splice_at(&between, &target), None);
+        let same = shape("x", Kind::Gauge, "", &[("job", "other")]);
+        assert_eq!(splice_at(&same, &target), None);
+        let hiding = shape("x", Kind::Gauge, "", &[("job", "")]);
+        assert_eq!(splice_at(&hiding, &target), None);
+        for s in [cmd, zone, between, same, hiding] {
+            let wire: Vec<u8> = merged_wire(&s, &target).flatten().copied().collect();
+            let one_by_one: Vec<u8> = Merge::new(&s, &target)
+                .flat_map(|side| match side {
+                    Side::Own(i) => s.wire.label(i),
+                    Side::Target(j) => target.wire.label(j),
+                })
+                .copied()
+                .collect();
+            assert_eq!(wire, one_by_one, "{:?}", s.name());
+        }
     }
 
     fn names<'a>(labels: impl Iterator<Item = &'a Label>) -> Vec<(String, String)> {

@@ -220,6 +220,7 @@ impl Sender {
     /// oldest sample to reach `flush_deadline`, sends, acknowledges.
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
         let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
+        let mut encoder = encode::Encoder::default();
         loop {
             let stopping = *shutdown.borrow();
             // The counters decide whether to send yet: woken by every push,
@@ -259,7 +260,7 @@ impl Sender {
                 }
                 continue;
             };
-            let encoded = encode::encode(&batch);
+            let encoded = encoder.encode(&batch);
             if encoded.out_of_order > 0 {
                 self.metrics
                     .dropped("out_of_order", encoded.out_of_order as u64);
