@@ -589,14 +589,14 @@ async fn run_target(
             last_fast.as_ref().map_or(&[][..], |r| r.series.as_slice())
         };
         let mut series = Vec::with_capacity(reading.families.sample_count());
-        let unchanged = flatten(&reading.families, previous, &mut series);
+        let matched = flatten(&reading.families, previous, &mut series);
         drop(reading.families);
         if writer.is_some() {
             if reading.complete {
-                let markers = stale.markers(complete, &series, unchanged);
+                let markers = stale.markers(complete, &series, &matched);
                 series.extend(markers);
             } else {
-                stale.remember(complete, &series, unchanged);
+                stale.remember(complete, &series, matched.unchanged);
             }
         }
         let record = Arc::new(Record {

@@ -536,12 +536,43 @@ pub fn target_labels<'a>(
     catalogue().target(labels)
 }
 
+/// What [`flatten`] learnt of a reading's series while matching them
+/// against those of the reading before.
+#[derive(Debug, Default, PartialEq)]
+pub struct Matched {
+    /// The reading has exactly the series of the one before, in order:
+    /// nothing started or ended.
+    pub unchanged: bool,
+    /// Positions in the reading before of the series no point matched where
+    /// it sat or one place off, in order: every series that ended is among
+    /// them (and one that moved further, which the stale check then finds
+    /// in the reading). Every other one is in the reading.
+    pub unmatched: Vec<usize>,
+}
+
+impl Matched {
+    /// For series compared by nothing: any of `previous_len` may have ended.
+    pub fn unknown(previous_len: usize) -> Matched {
+        Matched {
+            unchanged: false,
+            unmatched: (0..previous_len).collect(),
+        }
+    }
+}
+
 /// Appends the series of `families` to `out`, sharing the shapes of
 /// `previous` (the target's last reading of the same kind) where a point
-/// sits where it sat then. Returns whether the reading has exactly the
-/// series of `previous`, in order (then nothing started or ended).
-pub fn flatten(families: &Families, previous: &[Series], out: &mut Vec<Series>) -> bool {
+/// sits where it sat then, or one place off.
+pub fn flatten(families: &Families, previous: &[Series], out: &mut Vec<Series>) -> Matched {
     let mut in_place = true;
+    // Which series of `previous` a point matched: kept from the first point
+    // that is not where it was (until then, all of those before it).
+    let mut matched: Option<Vec<u64>> = None;
+    let mark = |matched: &mut Option<Vec<u64>>, at: isize| {
+        if let (Some(bits), Ok(at)) = (matched.as_mut(), usize::try_from(at)) {
+            bits[at / 64] |= 1 << (at % 64);
+        }
+    };
     // Taken at the first point that is not where it was, if any.
     let mut locked: Option<MutexGuard<'static, Catalogue>> = None;
     // How far the previous reading's series are from this one's: a series
@@ -559,20 +590,29 @@ pub fn flatten(families: &Families, previous: &[Series], out: &mut Vec<Series>) 
                         .is_point(family.name, family.kind, point, &mut name_ok) =>
                 {
                     in_place &= shift == 0;
+                    mark(&mut matched, at);
                     s.shape.clone()
                 }
                 _ => {
-                    in_place = false;
+                    if in_place {
+                        in_place = false;
+                        let mut bits = vec![0u64; previous.len().div_ceil(64)];
+                        for j in 0..(i as usize).min(previous.len()) {
+                            bits[j / 64] |= 1 << (j % 64);
+                        }
+                        matched = Some(bits);
+                    }
                     let table = locked.get_or_insert_with(catalogue);
                     let shape =
                         table.shape(family.name, family.kind, point.suffix, point_labels(point));
-                    // Did it move by one? Then so did the ones after it.
-                    for delta in [1, -1] {
+                    // Is it one place off? Then so are the ones after it.
+                    for delta in [0, 1, -1] {
                         let moved = usize::try_from(at + delta)
                             .ok()
                             .and_then(|j| previous.get(j));
                         if moved.is_some_and(|s| Arc::ptr_eq(&s.shape, &shape)) {
                             shift += delta;
+                            mark(&mut matched, at + delta);
                             break;
                         }
                     }
@@ -586,7 +626,24 @@ pub fn flatten(families: &Families, previous: &[Series], out: &mut Vec<Series>) 
             i += 1;
         }
     }
-    in_place && i as usize == previous.len()
+    let count = i as usize;
+    match matched {
+        None if count == previous.len() => Matched {
+            unchanged: true,
+            unmatched: Vec::new(),
+        },
+        // Every point matched in place; `previous` may have more.
+        None => Matched {
+            unchanged: false,
+            unmatched: (count..previous.len()).collect(),
+        },
+        Some(bits) => Matched {
+            unchanged: false,
+            unmatched: (0..previous.len())
+                .filter(|&j| bits[j / 64] & (1 << (j % 64)) == 0)
+                .collect(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -620,13 +677,62 @@ mod tests {
     #[test]
     fn flatten_tells_whether_the_series_are_those_of_the_reading_before() {
         let mut out = Vec::new();
-        assert!(!flatten(&commands(&["get"]), &[], &mut out));
+        assert!(!flatten(&commands(&["get"]), &[], &mut out).unchanged);
         let first = std::mem::take(&mut out);
-        assert!(flatten(&commands(&["get"]), &first, &mut out));
+        assert!(flatten(&commands(&["get"]), &first, &mut out).unchanged);
         out.clear();
-        assert!(!flatten(&commands(&["get", "set"]), &first, &mut out));
+        assert!(!flatten(&commands(&["get", "set"]), &first, &mut out).unchanged);
         out.clear();
-        assert!(!flatten(&commands(&[]), &first, &mut out));
+        assert!(!flatten(&commands(&[]), &first, &mut out).unchanged);
+    }
+
+    /// `unmatched` names the series of the reading before that the new one
+    /// lacks, whatever appeared or vanished around them; a series that
+    /// moved more than one place is named too.
+    #[test]
+    fn flatten_names_the_series_no_point_matched() {
+        let reading = |names: &[&str]| read(&commands(names), &[]);
+        let unmatched = |before: &[&str], now: &[&str]| {
+            let mut out = Vec::new();
+            flatten(&commands(now), &reading(before), &mut out).unmatched
+        };
+        // Positions count `redis_up` first, then the commands.
+        assert_eq!(unmatched(&["a", "b", "c"], &["a", "b", "c"]), [0usize; 0]);
+        assert_eq!(unmatched(&["a", "b", "c"], &["a", "c"]), [2]);
+        assert_eq!(
+            unmatched(&["a", "b", "c"], &["a", "x", "b", "c"]),
+            [0usize; 0]
+        );
+        // `a` moved two places.
+        assert_eq!(unmatched(&["a", "b", "c"], &["b", "a", "c"]), [1]);
+        // `a` and `b` ended; `c` and `redis_uptime_in_seconds` moved two places.
+        assert_eq!(unmatched(&["a", "b", "c"], &["c"]), [1, 2, 3, 4]);
+    }
+
+    proptest! {
+        /// Whatever the two readings, every series of the one before that
+        /// the new one lacks is among `unmatched`.
+        #[test]
+        fn flatten_never_misses_an_ended_series(
+            before in prop::collection::vec(0u8..8, 0..12),
+            now in prop::collection::vec(0u8..8, 0..12),
+        ) {
+            let names = |ids: &[u8]| ids.iter().map(|i| format!("c{i}")).collect::<Vec<_>>();
+            let (before, now) = (names(&before), names(&now));
+            fn strs(v: &[String]) -> Vec<&str> {
+                v.iter().map(String::as_str).collect()
+            }
+            let previous = read(&commands(&strs(&before)), &[]);
+            let mut out = Vec::new();
+            let matched = flatten(&commands(&strs(&now)), &previous, &mut out);
+            for (j, s) in previous.iter().enumerate() {
+                if !out.iter().any(|o| Arc::ptr_eq(&o.shape, &s.shape)) {
+                    prop_assert!(matched.unmatched.contains(&j), "{j} ended but not named");
+                }
+            }
+            prop_assert_eq!(matched.unchanged, matched.unmatched.is_empty() && out.len() == previous.len()
+                && out.iter().zip(&previous).all(|(a, b)| Arc::ptr_eq(&a.shape, &b.shape)));
+        }
     }
 
     #[test]

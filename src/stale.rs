@@ -8,12 +8,19 @@
 //! since, which are all the tracker stores: usually nothing. A complete
 //! reading with exactly the series of the one before (the usual case,
 //! which `series::flatten` tells) costs nothing, and so does an incomplete
-//! reading with the series of the incomplete one before it; any other costs
-//! a sort of both readings' shapes and one merge.
+//! reading with the series of the incomplete one before it. Any other
+//! complete reading is checked only for the series flatten could not match
+//! (a new bucket of a latency histogram moves every series after it, but
+//! ends none); an incomplete one costs a sort of both readings' shapes and
+//! one merge.
 
 use std::sync::Arc;
 
-use crate::series::{Series, Shape};
+use crate::series::{Matched, Series, Shape};
+
+/// Up to this many series that may have ended are each looked for in the
+/// reading; more, and both are sorted and merged.
+const FEW: usize = 8;
 
 /// The NaN Prometheus reserves for "this series ended here".
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -70,24 +77,48 @@ fn missing<'a>(
 impl StaleTracker {
     /// Takes a new complete reading (`current`) and the target's complete
     /// one before it (`previous`); returns markers for the series seen
-    /// since `previous` that `current` lacks. `unchanged`: `current` has
-    /// the very series of `previous`, in order.
+    /// since `previous` that `current` lacks. `matched`: what flattening
+    /// `current` against `previous` found (`Matched::unknown` when it was
+    /// not).
     pub fn markers(
         &mut self,
         previous: &[Series],
         current: &[Series],
-        unchanged: bool,
+        matched: &Matched,
     ) -> Vec<Series> {
         self.remembered = false;
-        if unchanged && self.added.is_empty() {
+        if matched.unchanged && self.added.is_empty() {
             return Vec::new();
         }
-        let mut seen = sorted_shapes(previous);
-        seen.append(&mut self.added);
-        seen.sort_unstable_by_key(address);
-        seen.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        let now = sorted_shapes(current);
-        missing(&seen, &now)
+        // Only these can have ended: every other series of `previous` is
+        // one of `current`'s.
+        let mut candidates: Vec<Arc<Shape>> = matched
+            .unmatched
+            .iter()
+            .filter_map(|&i| previous.get(i))
+            .filter(|s| !is_stale_marker(s.value))
+            .map(|s| s.shape.clone())
+            .collect();
+        candidates.append(&mut self.added);
+        candidates.sort_unstable_by_key(address);
+        candidates.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let now;
+        let ended: Vec<&Arc<Shape>> = if candidates.len() <= FEW {
+            // A look through the reading for each costs less than a sort.
+            candidates
+                .iter()
+                .filter(|c| {
+                    !current
+                        .iter()
+                        .any(|s| Arc::ptr_eq(&s.shape, c) && !is_stale_marker(s.value))
+                })
+                .collect()
+        } else {
+            now = sorted_shapes(current);
+            missing(&candidates, &now).collect()
+        };
+        ended
+            .into_iter()
             .map(|shape| Series {
                 shape: shape.clone(),
                 value: stale_nan(),
@@ -164,7 +195,15 @@ mod tests {
 
         fn complete_as(&mut self, names: &[&str], unchanged: bool) -> Vec<Series> {
             let current = reading(names);
-            let markers = self.tracker.markers(&self.complete, &current, unchanged);
+            let matched = if unchanged {
+                Matched {
+                    unchanged: true,
+                    unmatched: Vec::new(),
+                }
+            } else {
+                Matched::unknown(self.complete.len())
+            };
+            let markers = self.tracker.markers(&self.complete, &current, &matched);
             self.complete = current;
             markers
         }
@@ -232,7 +271,11 @@ mod tests {
             shape: shape("stale_test_c", Kind::Gauge, "", &[]),
             value: stale_nan(),
         });
-        assert!(t.tracker.markers(&[], &first, false).is_empty());
+        assert!(
+            t.tracker
+                .markers(&[], &first, &Matched::unknown(0))
+                .is_empty()
+        );
         t.complete = first;
         // `c` was only a marker: it is not ended again.
         assert_eq!(names(&t.complete(&["a"])), ["b"]);
@@ -265,6 +308,21 @@ mod tests {
         t.tracker
             .remember(&t.complete, &reading(&["a", "newer"]), true);
         assert_eq!(names(&t.complete(&["a"])), ["newer"]);
+    }
+
+    #[test]
+    fn many_series_ended_at_once_are_all_marked() {
+        let mut t = Target::default();
+        let all: Vec<String> = (0..3 * FEW).map(|i| format!("many{i}")).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        assert!(t.complete(&all).is_empty());
+        // More than `FEW` at once, then fewer.
+        let ended = t.complete(&all[..FEW]);
+        assert_eq!(ended.len(), 2 * FEW);
+        assert_eq!(
+            names(&t.complete(&all[..FEW - 1])),
+            [format!("many{}", FEW - 1)]
+        );
     }
 
     #[test]
