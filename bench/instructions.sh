@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Instructions per reading: redpush's whole work for one target's reading
+# (sample, parse, map, flatten, queue, encode, send), counted by callgrind.
+#
+# CPU seconds on a shared machine vary by ±10% between runs of the same
+# build (bench/scale.sh); an instruction count does not, so this is the
+# figure to compare two builds by (REDPUSH=path for the other one). The
+# setup is bench/scale.sh's: one real redis-server seen through
+# bench/fanout.py as TARGETS targets, sampled every 10 s (adaptive off) into
+# VictoriaMetrics. After WARMUP seconds the counters are zeroed; after
+# DURATION more they are dumped and divided by the readings taken meanwhile
+# (from redpush's own redpush_samples_sent_total and the samples per reading).
+#
+# usage: bench/instructions.sh          (TARGETS=100 DURATION=60 WARMUP=40)
+#        PROFILE=file bench/instructions.sh   also keeps the window's callgrind
+#                                             profile, for callgrind_annotate
+set -euo pipefail
+
+TARGETS=${TARGETS:-100}
+DURATION=${DURATION:-60}
+WARMUP=${WARMUP:-40}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+tools=(redis-server:redis-server redis-cli:redis-tools victoria-metrics:victoria-metrics
+    curl:curl python3:python3 valgrind:valgrind)
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
+ulimit -n "$(ulimit -Hn)"
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" --maxclients 10000 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
+for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
+
+coproc FANOUT { exec python3 "$root/bench/fanout.py" "$TARGETS" "127.0.0.1:$redis_port"; }
+pids+=("$FANOUT_PID")
+read -r first <&"${FANOUT[0]}"
+vm_port=$(free_port)
+victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$work/vm" \
+    -loggerLevel=ERROR >"$work/vm.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$vm_port/health"
+
+listen_port=$(free_port)
+{
+    echo "listen = \"127.0.0.1:$listen_port\""
+    echo "state_dir = \"$work/state\""
+    echo "interval = \"10s\""
+    echo "adaptive = false"
+    echo "[remote_write]"
+    echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
+    for ((i = 0; i < TARGETS; i++)); do
+        printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
+    done
+} >"$work/redpush.toml"
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+    "$redpush" --config "$work/redpush.toml" >"$work/redpush.log" 2>&1 &
+redpush_pid=$!
+pids+=($redpush_pid)
+for _ in $(seq 600); do curl -fs -o /dev/null "http://127.0.0.1:$listen_port/healthz" && break; sleep 0.1; done
+
+sent() {
+    curl -fs "http://127.0.0.1:$listen_port/metrics" |
+        awk '/^redpush_samples_sent_total/ {print $NF}'
+}
+sleep "$WARMUP"
+# Samples of one reading of one target, from the page (all targets alike).
+per_reading=$(curl -fs "http://127.0.0.1:$listen_port/metrics" |
+    awk -v i="127.0.0.1:$first" 'index($0, "instance=\"" i "\"") && !/^#/ {n++} END {print n}')
+sent0=$(sent)
+callgrind_control --zero "$redpush_pid" >/dev/null
+sleep "$DURATION"
+callgrind_control --dump "$redpush_pid" >/dev/null
+sent1=$(sent)
+if [ -n "${PROFILE:-}" ]; then cat "$work"/callgrind.out.*.* >"$PROFILE"; fi
+instructions=$(cat "$work"/callgrind.out.*.* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+python3 - "$instructions" "$sent0" "$sent1" "$per_reading" "$TARGETS" "$DURATION" <<'EOF'
+import sys
+instructions, sent0, sent1, per_reading, targets, duration = sys.argv[1:]
+samples = float(sent1) - float(sent0)
+readings = samples / int(per_reading)
+print(f"{targets} targets, {duration} s: {int(instructions):,} instructions, "
+      f"{readings:.0f} readings of {per_reading} samples")
+print(f"instructions per reading: {int(instructions) / readings:,.0f}")
+EOF
