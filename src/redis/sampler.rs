@@ -773,10 +773,27 @@ fn parse_latency_latest(value: Option<Value>) -> Result<Vec<LatencyEvent>, Strin
 
 /// Pairs of an array (RESP2) or a map (RESP3).
 pub fn pairs_of(value: &Value) -> Vec<(&Value, &Value)> {
+    pairs_iter(value).collect()
+}
+
+/// [`pairs_of`] without collecting them.
+fn pairs_iter(value: &Value) -> impl Iterator<Item = (&Value, &Value)> {
+    let (flat, map): (&[Value], &[(Value, Value)]) = match value {
+        Value::Array(items) => (items, &[]),
+        Value::Map(items) => (&[], items),
+        _ => (&[], &[]),
+    };
+    flat.chunks_exact(2)
+        .map(|kv| (&kv[0], &kv[1]))
+        .chain(map.iter().map(|(k, v)| (k, v)))
+}
+
+/// Whether a reply is the string `text`.
+fn is_text(value: &Value, text: &str) -> bool {
     match value {
-        Value::Array(items) => items.chunks_exact(2).map(|kv| (&kv[0], &kv[1])).collect(),
-        Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
-        _ => Vec::new(),
+        Value::BulkString(b) => b == text.as_bytes(),
+        Value::SimpleString(s) => s == text,
+        _ => false,
     }
 }
 
@@ -788,21 +805,20 @@ fn parse_latency_histogram(value: Option<Value>) -> Result<Vec<CommandHistogram>
         Some(v @ (Value::Array(_) | Value::Map(_))) => v,
         other => return Err(format!("answered {}", describe(other.as_ref()))),
     };
+    // Every complete reading has one, of a few hundred values: walked in
+    // place, with nothing made but the command names and bucket lists.
     let mut out = Vec::new();
-    for (cmd, details) in pairs_of(&value) {
+    for (cmd, details) in pairs_iter(&value) {
         let Some(cmd) = bytes_text(cmd) else { continue };
         let mut calls = 0.0;
         let mut buckets = Vec::new();
-        for (key, v) in pairs_of(details) {
-            match bytes_text(key).as_deref() {
-                Some("calls") => calls = int(Some(v)).unwrap_or(0.0),
-                Some("histogram_usec") => {
-                    buckets = pairs_of(v)
-                        .into_iter()
-                        .filter_map(|(le, count)| Some((int(Some(le))?, int(Some(count))?)))
-                        .collect();
-                }
-                _ => {}
+        for (key, v) in pairs_iter(details) {
+            if is_text(key, "calls") {
+                calls = int(Some(v)).unwrap_or(0.0);
+            } else if is_text(key, "histogram_usec") {
+                buckets = pairs_iter(v)
+                    .filter_map(|(le, count)| Some((int(Some(le))?, int(Some(count))?)))
+                    .collect();
             }
         }
         buckets.sort_by(|a: &(f64, f64), b| a.0.total_cmp(&b.0));
