@@ -33,7 +33,7 @@ use crate::queue::{Queue, QueueStats, Record, Writer};
 use crate::remote_write::sender::{Sender, now_ms};
 use crate::schedule::{Bounds, Controller, first_gap};
 use crate::self_metrics::SelfMetrics;
-use crate::series::{Series, TargetLabels, flatten, target_labels};
+use crate::series::{Flattener, Series, TargetLabels, flatten, target_labels};
 use crate::stale::{StaleTracker, is_stale_marker};
 use crate::target::Target;
 use crate::wal::{DiskQueue, WalSettings};
@@ -534,6 +534,7 @@ async fn run_target(
     // the same places.
     let mut last_complete: Option<Arc<Record>> = None;
     let mut last_fast: Option<Arc<Record>> = None;
+    let (mut flatten_complete, mut flatten_fast) = (Flattener::default(), Flattener::default());
     let clock = Instant::now();
     let mut next = Instant::now();
     let mut first = true;
@@ -589,7 +590,12 @@ async fn run_target(
             last_fast.as_ref().map_or(&[][..], |r| r.series.as_slice())
         };
         let mut series = Vec::with_capacity(reading.families.sample_count());
-        let matched = flatten(&reading.families, previous, &mut series);
+        let flattener = if reading.complete {
+            &mut flatten_complete
+        } else {
+            &mut flatten_fast
+        };
+        let matched = flattener.flatten(&reading.families, previous, &mut series);
         drop(reading.families);
         if writer.is_some() {
             if reading.complete {
