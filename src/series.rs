@@ -218,6 +218,16 @@ pub fn merged_wire<'a>(
         .chain(merged.into_iter().flatten())
 }
 
+/// The length of what `merged_wire` yields, without walking the labels when
+/// the target's go in one piece: the encoder sizes every series of every
+/// request with it before writing it.
+pub fn merged_wire_len(shape: &Shape, target: &TargetLabels) -> usize {
+    match splice_at(shape, target) {
+        Some(_) => shape.wire.bytes.len() + target.wire.bytes.len(),
+        None => merged_wire(shape, target).map(<[u8]>::len).sum(),
+    }
+}
+
 /// Where the target's labels go among the shape's when they go in one
 /// piece: none of their names sorts among the shape's own or ties with one
 /// in its first eight bytes, and the shape hides none. That is the usual
@@ -956,6 +966,7 @@ mod tests {
                 .copied()
                 .collect();
             assert_eq!(wire, one_by_one, "{:?}", s.name());
+            assert_eq!(merged_wire_len(&s, &target), wire.len(), "{:?}", s.name());
         }
     }
 
@@ -1040,6 +1051,7 @@ mod tests {
             let s = shape("m", Kind::Gauge, "", &pairs);
             let t = target_labels(target.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             let ours: Vec<u8> = merged_wire(&s, &t).flatten().copied().collect();
+            prop_assert_eq!(merged_wire_len(&s, &t), ours.len());
             let theirs = TimeSeries {
                 labels: merged(&s, &t)
                     .map(|(n, v)| ProtoLabel { name: n.to_string(), value: v.to_string() })

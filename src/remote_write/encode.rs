@@ -21,7 +21,7 @@ use foldhash::HashMap;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::queue::Queued;
-use crate::series::{Shape, TargetLabels, merged_wire};
+use crate::series::{Shape, TargetLabels, merged_wire, merged_wire_len};
 
 /// A batch ready to post.
 #[derive(Debug)]
@@ -112,9 +112,7 @@ fn message_field_len(len: usize) -> usize {
 }
 
 fn timeseries_len(group: &Grouped<'_>) -> usize {
-    let labels: usize = merged_wire(group.shape, group.target)
-        .map(<[u8]>::len)
-        .sum();
+    let labels = merged_wire_len(group.shape, group.target);
     let samples: usize = group
         .samples()
         .map(|&(_, t)| message_field_len(sample_len(t)))
