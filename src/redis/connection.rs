@@ -308,9 +308,7 @@ fn build(buf: &mut &[u8]) -> Option<Value> {
                 Value::SimpleString(text.to_owned())
             })
         }
-        b':' => Some(Value::Int(
-            std::str::from_utf8(rest).ok()?.trim().parse().ok()?,
-        )),
+        b':' => Some(Value::Int(decimal(rest)?)),
         b'$' => {
             let Ok(len) = usize::try_from(length(rest).ok()?) else {
                 return Some(Value::Nil);
@@ -337,12 +335,41 @@ fn build(buf: &mut &[u8]) -> Option<Value> {
 
 /// An element count or byte length: a decimal, -1 for null.
 fn length(digits: &[u8]) -> Result<i64, &'static str> {
-    let text = std::str::from_utf8(digits).map_err(|_| "length is not a number")?;
-    let n: i64 = text.parse().map_err(|_| "length is not a number")?;
+    let n = decimal(digits).ok_or("length is not a number")?;
     if n < -1 || n > i64::from(u32::MAX) {
         return Err("length out of range");
     }
     Ok(n)
+}
+
+/// A RESP decimal, `-?[0-9]+`, read straight from the bytes: a complete
+/// reading's replies hold several hundred of them (the latency histogram's
+/// buckets), and the UTF-8 check and general parser of `str::parse` were
+/// most of the cost of reading them.
+fn decimal(digits: &[u8]) -> Option<i64> {
+    let (negative, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulated towards the sign, so that i64::MIN reads too.
+    let mut n: i64 = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        let digit = i64::from(digit);
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(digit)?
+        } else {
+            n.checked_add(digit)?
+        };
+    }
+    Some(n)
 }
 
 #[cfg(test)]
@@ -428,5 +455,24 @@ mod tests {
     #[test]
     fn a_huge_count_costs_nothing_while_the_bytes_are_missing() {
         assert_eq!(reply_len(b"*4294967295\r\n:1\r\n"), Ok(None));
+    }
+
+    proptest::proptest! {
+        /// `decimal` reads what `str::parse` reads of RESP's decimals, and
+        /// nothing else.
+        #[test]
+        fn decimal_reads_as_str_parse(
+            n in proptest::num::i64::ANY,
+            near in "-?[0-9]{0,21}[ 0-9x]?",
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..22),
+        ) {
+            proptest::prop_assert_eq!(decimal(n.to_string().as_bytes()), Some(n));
+            proptest::prop_assert_eq!(decimal(near.as_bytes()), near.parse::<i64>().ok());
+            let parsed = std::str::from_utf8(&junk).ok().and_then(|t| t.parse::<i64>().ok());
+            // `str::parse` also takes a leading '+', which RESP never sends.
+            if junk.first() != Some(&b'+') {
+                proptest::prop_assert_eq!(decimal(&junk), parsed);
+            }
+        }
     }
 }
