@@ -72,8 +72,14 @@ pub trait Queue: Send + Sync {
     /// Removes every record up to and including `seq`.
     fn ack(&self, seq: u64);
     fn stats(&self) -> QueueStats;
-    /// Woken on every push.
+    /// Notified by a write that finds the queue empty, or that leaves at
+    /// least the samples asked for with `notify_from`.
     fn pushed(&self) -> &Notify;
+    /// How many queued samples make a write notify `pushed` (default 1:
+    /// every write). The sender waits for a full batch or a deadline; with
+    /// many targets a write comes every few milliseconds, and waking it for
+    /// each one only to wait again was a context switch per reading.
+    fn notify_from(&self, samples: usize);
 }
 
 /// Records waiting for the writer thread at most: at 1000 targets every

@@ -538,3 +538,36 @@ proptest! {
         prop_assert_eq!(pending(&q), model.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     }
 }
+
+/// Whether a notification of `pushed` is waiting; takes it.
+fn notified(queue: &dyn Queue) -> bool {
+    use std::future::Future;
+    let mut wait = std::pin::pin!(queue.pushed().notified());
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    wait.as_mut().poll(&mut context).is_ready()
+}
+
+#[test]
+fn writes_notify_from_empty_and_from_a_full_batch() {
+    let dir = TempDir::new().expect("dir");
+    let (q, _) = open(&settings(dir.path()));
+    // By default every write notifies.
+    q.push(record(0, 5));
+    assert!(notified(&q));
+    q.push(record(1, 5));
+    assert!(notified(&q));
+    q.ack(q.peek(usize::MAX).last().expect("records").seq);
+
+    q.notify_from(12);
+    q.push(record(2, 5));
+    assert!(notified(&q), "a write into an empty queue notifies");
+    q.push(record(3, 5));
+    assert!(!notified(&q), "10 samples of the 12 asked for");
+    q.push(record(4, 5));
+    assert!(notified(&q), "15 samples of the 12 asked for");
+    q.push(record(5, 5));
+    assert!(notified(&q), "still over");
+    q.ack(q.peek(usize::MAX).last().expect("records").seq);
+    q.push(record(6, 5));
+    assert!(notified(&q), "empty again");
+}

@@ -221,6 +221,9 @@ impl Sender {
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
         let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
         let mut encoder = encode::Encoder::default();
+        // Woken when the queue fills from empty, or holds a full batch;
+        // otherwise the deadline's timer wakes it.
+        queue.notify_from(self.settings.max_samples_per_send);
         loop {
             let stopping = *shutdown.borrow();
             // The counters decide whether to send yet: woken by every push,

@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -153,6 +154,8 @@ pub struct DiskQueue {
     state: Mutex<State>,
     settings: WalSettings,
     pushed: Notify,
+    /// `Queue::notify_from`.
+    notify_from: AtomicUsize,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -298,6 +301,7 @@ impl DiskQueue {
             state: Mutex::new(state),
             settings,
             pushed: Notify::new(),
+            notify_from: AtomicUsize::new(1),
             metrics,
         };
         {
@@ -659,6 +663,7 @@ impl Queue for DiskQueue {
     fn write(&self, records: Vec<Arc<Record>>) {
         let mut guard = self.lock();
         let state = &mut *guard;
+        let was_empty = state.unacked_samples == 0;
         let mut written = Vec::with_capacity(records.len());
         for record in records {
             match self.write(state, &record) {
@@ -685,8 +690,11 @@ impl Queue for DiskQueue {
             }
         }
         self.enforce_bound(state);
+        let notify = was_empty || state.unacked_samples >= self.notify_from.load(Ordering::Relaxed);
         drop(guard);
-        self.pushed.notify_one();
+        if notify {
+            self.pushed.notify_one();
+        }
     }
 
     fn sync(&self) {
@@ -753,6 +761,10 @@ impl Queue for DiskQueue {
 
     fn pushed(&self) -> &Notify {
         &self.pushed
+    }
+
+    fn notify_from(&self, samples: usize) {
+        self.notify_from.store(samples.max(1), Ordering::Relaxed);
     }
 }
 
