@@ -1,7 +1,7 @@
 # Shared by the bench/ scripts: sourced, not run. Expects `root` (the
 # repository) to be set and a list of "command:debian-package" pairs in
 # `tools`; installs what is missing, builds redpush (unless REDPUSH names a
-# binary), and sets up a work directory whose processes (`pids`) are stopped
+# binary or need_redpush=0), and sets up a work directory whose processes (`pids`) are stopped
 # on exit.
 
 need=()
@@ -13,8 +13,11 @@ if ((${#need[@]})); then
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
-# REDPUSH=path runs another build (to compare two commits) instead.
-if [ -n "${REDPUSH:-}" ]; then
+# REDPUSH=path runs another build (to compare two commits) instead; a script
+# that measures only Redis sets need_redpush=0.
+if [ "${need_redpush:-1}" = 0 ]; then
+    redpush=""
+elif [ -n "${REDPUSH:-}" ]; then
     redpush=$REDPUSH
 else
     (cd "$root" && cargo build --release --locked -q)
@@ -36,4 +39,22 @@ free_port() {
 wait_http() { # url
     for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
     echo "no answer from $1" >&2; return 1
+}
+start_redis() { # [redis-server options...] -> a redis-server 7.0 on a free port, in redis_port
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$work" --logfile "$work/redis.log" "$@" &
+    pids+=($!)
+    for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start_load() { # steady SET/GET on redis_port until exit
+    # Short redis-benchmark runs back to back with a pause, so the load does
+    # not take a whole core of this machine away from the measured side.
+    (
+        while true; do
+            redis-benchmark -p "$redis_port" -t set,get -n 20000 -c 2 -r 10000 -q >/dev/null 2>&1
+            sleep 0.5
+        done
+    ) &
+    pids+=($!)
 }

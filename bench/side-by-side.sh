@@ -74,20 +74,8 @@ start_receiver() { # name -> sets recv_port, meter_port
 }
 
 # --- the monitored server and its load --------------------------------------
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
-# Steady load: short redis-benchmark runs back to back with a pause, so the
-# load does not take a whole core of this machine away from the measured side.
-(
-    while true; do
-        redis-benchmark -p "$redis_port" -t set,get -n 20000 -c 2 -r 10000 -q >/dev/null 2>&1
-        sleep 0.5
-    done
-) &
-pids+=($!)
+start_redis
+start_load
 
 # measure NAME PID... : runs the warm-up and the window, prints one result line.
 measure() {
