@@ -121,6 +121,31 @@ impl Connection {
         skip: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        self.exchange_with(packed, skip, count, |_, reply| value(reply))
+            .await
+    }
+
+    /// Sends the commands of `pipeline` (not as a transaction) and hands
+    /// each reply, framed but not read, to `read` with its position: a
+    /// caller that knows a reply's shape can read it without making the
+    /// general values first (`value` makes them for the others). What
+    /// `query_async` returns for a pipeline that ignores errors.
+    pub async fn round_trip<T>(
+        &mut self,
+        pipeline: &Pipeline,
+        read: impl FnMut(usize, &[u8]) -> RedisResult<T>,
+    ) -> RedisResult<Vec<T>> {
+        self.exchange_with(&pipeline.get_packed_pipeline(), 0, pipeline.len(), read)
+            .await
+    }
+
+    async fn exchange_with<T>(
+        &mut self,
+        packed: &[u8],
+        skip: usize,
+        count: usize,
+        mut read: impl FnMut(usize, &[u8]) -> RedisResult<T>,
+    ) -> RedisResult<Vec<T>> {
         let total = skip + count;
         if total == 0 {
             return Ok(Vec::new());
@@ -175,8 +200,8 @@ impl Connection {
             }
             let mut start = skip.checked_sub(1).map_or(0, |i| ends[i]);
             let mut replies = Vec::with_capacity(count);
-            for &end in &ends[skip..] {
-                replies.push(value(&buf[start..end])?);
+            for (i, &end) in ends[skip..].iter().enumerate() {
+                replies.push(read(i, &buf[start..end])?);
                 start = end;
             }
             Ok(replies)
@@ -284,7 +309,7 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
 
 /// The value of one complete reply (framed by `reply_len`): as the crate's
 /// parser makes it, which it does itself for what `build` leaves to it.
-fn value(reply: &[u8]) -> RedisResult<Value> {
+pub fn value(reply: &[u8]) -> RedisResult<Value> {
     let mut rest = reply;
     match build(&mut rest) {
         Some(value) if rest.is_empty() => Ok(value),
@@ -330,6 +355,77 @@ fn build(buf: &mut &[u8]) -> Option<Value> {
             Some(Value::Array(items))
         }
         _ => None,
+    }
+}
+
+/// The items of a framed RESP2 reply in the order they come, read in place:
+/// for a large reply of known shape (LATENCY HISTOGRAM's few hundred
+/// integers), instead of a tree of values made and dropped again.
+pub struct Items<'a> {
+    rest: &'a [u8],
+}
+
+/// One item of [`Items`]: an aggregate gives its length, and its elements
+/// follow as items of their own.
+#[derive(Debug, PartialEq)]
+pub enum Item<'a> {
+    Array(usize),
+    Int(i64),
+    /// A bulk string's bytes, or a simple string's.
+    Text(&'a [u8]),
+    /// Anything else (an error, a null, a RESP3 type).
+    Other,
+}
+
+impl<'a> Items<'a> {
+    pub fn new(reply: &'a [u8]) -> Self {
+        Items { rest: reply }
+    }
+
+    /// Whether every item has been read.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Skips one whole value, aggregates with all their elements.
+    pub fn skip_value(&mut self) -> Option<()> {
+        let len = reply_len(self.rest).ok()??;
+        self.rest = &self.rest[len..];
+        Some(())
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Item<'a>;
+
+    /// `None` at the end, and for bytes that are no RESP.
+    fn next(&mut self) -> Option<Item<'a>> {
+        let end = self.rest.iter().position(|&b| b == b'\n')?;
+        let line = self.rest[..end].strip_suffix(b"\r")?;
+        let after = &self.rest[end + 1..];
+        let (&kind, digits) = line.split_first()?;
+        let (item, rest) = match kind {
+            b':' => (Item::Int(decimal(digits)?), after),
+            b'+' => (Item::Text(digits), after),
+            b'$' => match usize::try_from(length(digits).ok()?) {
+                Ok(len) => {
+                    let text = after.get(..len)?;
+                    (Item::Text(text), after.get(len + 2..)?)
+                }
+                Err(_) => (Item::Other, after),
+            },
+            b'*' => match usize::try_from(length(digits).ok()?) {
+                Ok(len) => (Item::Array(len), after),
+                Err(_) => (Item::Other, after),
+            },
+            // Whatever it is, it is one value: skipped whole.
+            _ => {
+                self.skip_value()?;
+                return Some(Item::Other);
+            }
+        };
+        self.rest = rest;
+        Some(item)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::config::{MetricsSettings, TargetSettings};
 use crate::metrics::mapper::{
     CONFIG_PARAMS, CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog,
 };
-use crate::redis::connection::Connection;
+use crate::redis::connection::{self, Connection, Item, Items};
 use crate::redis::info::Info;
 use crate::redis::info::pair;
 use crate::redis::transport::{self, Budget, TransportError};
@@ -329,15 +329,15 @@ impl Sampler {
             // the command statistics, the costliest part.
             pipe.cmd("INFO").arg("default");
         }
-        for o in &optional {
-            o.queue(&mut pipe, &self.facts);
-        }
+        let histogram_at = self.queue_optional(&optional, &mut pipe);
         if want_config {
             for param in CONFIG_PARAMS {
                 pipe.cmd("CONFIG").arg("GET").arg(*param);
             }
         }
-        let mut replies = self.run(conn, &pipe, "sample").await?.into_iter();
+        let (replies, mut histograms) =
+            self.run_sample(conn, &pipe, histogram_at, "sample").await?;
+        let mut replies = replies.into_iter();
 
         let info = match replies.next() {
             Some(Value::BulkString(bytes)) => String::from_utf8(bytes)
@@ -359,7 +359,7 @@ impl Sampler {
         if complete {
             self.last_complete = Some(started);
         }
-        self.store(&optional, &mut replies, &mut reading);
+        self.store(&optional, &mut replies, &mut histograms, &mut reading);
 
         if want_config {
             let mut pairs: Vec<(String, String)> = Vec::new();
@@ -412,6 +412,19 @@ impl Sampler {
             .collect()
     }
 
+    /// Queues the commands of `optional`; where the LATENCY HISTOGRAM went,
+    /// if it is one of them.
+    fn queue_optional(&self, optional: &[Optional], pipe: &mut redis::Pipeline) -> Option<usize> {
+        let mut histogram_at = None;
+        for o in optional {
+            if *o == Optional::LatencyHistogram {
+                histogram_at = Some(pipe.len());
+            }
+            o.queue(pipe, &self.facts);
+        }
+        histogram_at
+    }
+
     /// Sends a pipeline within the reply budget, timing the round trip
     /// under `label`.
     async fn run(
@@ -427,12 +440,46 @@ impl Sampler {
             .query_async(conn)
             .await
             .map_err(|e| self.classify(&e, timeout, false));
+        self.time(label, started);
+        result
+    }
+
+    /// Sends a sample's pipeline (`ignore_errors`: a refused command's
+    /// reply is its error) like `run`, reading its `LATENCY HISTOGRAM`
+    /// reply (at `histogram_at`) straight from the bytes: of a few hundred
+    /// values, made and dropped again only to be read once, they were the
+    /// largest part of reading a complete sample's replies.
+    async fn run_sample(
+        &mut self,
+        conn: &mut Connection,
+        pipe: &redis::Pipeline,
+        histogram_at: Option<usize>,
+        label: &'static str,
+    ) -> Result<(Vec<Value>, Option<Histograms>), SampleError> {
+        let mut histograms = None;
+        let timeout = self.target.command_timeout;
+        self.budget.refill(self.target.max_reply_bytes);
+        let started = Instant::now();
+        let result = conn
+            .round_trip(pipe, |i, reply| {
+                if Some(i) == histogram_at {
+                    histograms = Some(latency_histogram_reply(reply));
+                    return Ok(Value::Nil);
+                }
+                connection::value(reply)
+            })
+            .await
+            .map_err(|e| self.classify(&e, timeout, false));
+        self.time(label, started);
+        result.map(|replies| (replies, histograms))
+    }
+
+    fn time(&mut self, label: &'static str, started: Instant) {
         let seconds = started.elapsed().as_secs_f64();
         match self.timings.iter_mut().find(|(l, _)| *l == label) {
             Some(slot) => slot.1 = seconds,
             None => self.timings.push((label, seconds)),
         }
-        result
     }
 
     /// How long the last round trip of each kind took: `sample` (INFO and
@@ -449,10 +496,11 @@ impl Sampler {
         &mut self,
         optional: &[Optional],
         replies: &mut impl Iterator<Item = Value>,
+        histograms: &mut Option<Histograms>,
         reading: &mut RawReading,
     ) {
         for o in optional {
-            if let Err(e) = o.store(replies, reading, &self.facts) {
+            if let Err(e) = o.store(replies, histograms, reading, &self.facts) {
                 self.refused[*o as usize] = true;
                 warn!(
                     instance = %self.target.instance,
@@ -481,11 +529,16 @@ impl Sampler {
         }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for o in &optional {
-            o.queue(&mut pipe, &self.facts);
-        }
-        let mut replies = self.run(conn, &pipe, "sample_extras").await?.into_iter();
-        self.store(&optional, &mut replies, &mut reading);
+        let histogram_at = self.queue_optional(&optional, &mut pipe);
+        let (replies, mut histograms) = self
+            .run_sample(conn, &pipe, histogram_at, "sample_extras")
+            .await?;
+        self.store(
+            &optional,
+            &mut replies.into_iter(),
+            &mut histograms,
+            &mut reading,
+        );
         Ok(reading)
     }
 
@@ -595,10 +648,12 @@ impl Optional {
         }
     }
 
-    /// Takes this command's replies (in the order `queue` sent them).
+    /// Takes this command's replies (in the order `queue` sent them); the
+    /// LATENCY HISTOGRAM's from `histograms` when `run_sample` read it.
     fn store(
         self,
         replies: &mut impl Iterator<Item = Value>,
+        histograms: &mut Option<Histograms>,
         reading: &mut RawReading,
         facts: &ServerFacts,
     ) -> Result<(), String> {
@@ -611,7 +666,11 @@ impl Optional {
                 reading.latency = Some(parse_latency_latest(replies.next())?)
             }
             Optional::LatencyHistogram => {
-                reading.histograms = Some(parse_latency_histogram(replies.next())?)
+                let reply = replies.next();
+                reading.histograms = Some(match histograms.take() {
+                    Some(read) => read?,
+                    None => parse_latency_histogram(reply)?,
+                });
             }
             Optional::ClusterInfo => reading.cluster_info = Some(text_reply(replies.next())?),
             Optional::Sentinel => reading.sentinel = Some(parse_sentinel(replies, facts)?),
@@ -795,6 +854,84 @@ fn is_text(value: &Value, text: &str) -> bool {
         Value::SimpleString(s) => s == text,
         _ => false,
     }
+}
+
+/// `LATENCY HISTOGRAM` read, or the server's refusal.
+type Histograms = Result<Vec<CommandHistogram>, String>;
+
+/// `LATENCY HISTOGRAM` from its framed reply: read in place when it has the
+/// shape Redis 7 gives it, else made into values and read by
+/// [`parse_latency_histogram`], which gives the same result for this shape
+/// (a unit test and a property test compare them) and knows the others.
+fn latency_histogram_reply(reply: &[u8]) -> Histograms {
+    match read_latency_histogram(reply) {
+        Some(histograms) => Ok(histograms),
+        None => parse_latency_histogram(connection::value(reply).ok()),
+    }
+}
+
+/// `[cmd, [calls, n, histogram_usec, [le, count, ...]], ...]`, RESP2 as
+/// Redis 7 writes it; `None` for anything else.
+fn read_latency_histogram(reply: &[u8]) -> Option<Vec<CommandHistogram>> {
+    let mut items = Items::new(reply);
+    let Item::Array(len) = items.next()? else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(len / 2);
+    for _ in 0..len / 2 {
+        let Item::Text(cmd) = items.next()? else {
+            return None;
+        };
+        let Item::Array(fields) = items.next()? else {
+            return None;
+        };
+        let (mut calls, mut buckets) = (0.0, Vec::new());
+        for _ in 0..fields / 2 {
+            let Item::Text(key) = items.next()? else {
+                return None;
+            };
+            match key {
+                b"calls" => {
+                    let Item::Int(n) = items.next()? else {
+                        return None;
+                    };
+                    calls = n as f64;
+                }
+                b"histogram_usec" => {
+                    let Item::Array(n) = items.next()? else {
+                        return None;
+                    };
+                    buckets.reserve(n / 2);
+                    for _ in 0..n / 2 {
+                        let (Item::Int(le), Item::Int(count)) = (items.next()?, items.next()?)
+                        else {
+                            return None;
+                        };
+                        buckets.push((le as f64, count as f64));
+                    }
+                    if n % 2 == 1 {
+                        items.skip_value()?;
+                    }
+                }
+                _ => items.skip_value()?,
+            }
+        }
+        if fields % 2 == 1 {
+            items.skip_value()?;
+        }
+        if !buckets.is_sorted_by(|a, b| a.0 <= b.0) {
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        out.push(CommandHistogram {
+            cmd: String::from_utf8_lossy(cmd).into_owned(),
+            calls,
+            buckets,
+        });
+    }
+    if len % 2 == 1 {
+        items.skip_value()?;
+    }
+    items.is_empty().then_some(out)
 }
 
 /// `LATENCY HISTOGRAM`: per command, `calls` and `histogram_usec` (bucket
@@ -988,5 +1125,127 @@ mod tests {
             config_pairs(map),
             vec![("databases".to_owned(), "16".to_owned())]
         );
+    }
+
+    /// RESP2 bytes of a value tree, as a server writes them.
+    fn resp(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Int(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+            Value::SimpleString(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+            Value::BulkString(b) => {
+                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            Value::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    resp(item, out);
+                }
+            }
+            Value::Nil => out.extend_from_slice(b"$-1\r\n"),
+            other => panic!("not written by these tests: {other:?}"),
+        }
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn command(cmd: &str, calls: i64, buckets: &[(i64, i64)]) -> [Value; 2] {
+        let flat = buckets
+            .iter()
+            .flat_map(|&(le, n)| [Value::Int(le), Value::Int(n)])
+            .collect();
+        [
+            bulk(cmd),
+            Value::Array(vec![
+                bulk("calls"),
+                Value::Int(calls),
+                bulk("histogram_usec"),
+                Value::Array(flat),
+            ]),
+        ]
+    }
+
+    /// Read in place and through values, the reply of Redis 7.0 gives the
+    /// same histograms.
+    #[test]
+    fn latency_histogram_read_in_place_as_through_values() {
+        let reply = Value::Array(
+            [
+                command(
+                    "set",
+                    100_012,
+                    &[(1, 99_000), (2, 99_900), (4, 100_000), (8, 100_012)],
+                ),
+                command("get", 7, &[(16, 7)]),
+                command("config|get", 1, &[(131_072, 1)]),
+            ]
+            .concat(),
+        );
+        let mut bytes = Vec::new();
+        resp(&reply, &mut bytes);
+        let read = read_latency_histogram(&bytes).expect("the usual shape");
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0].cmd, "set");
+        assert_eq!(read[0].calls, 100_012.0);
+        assert_eq!(read[0].buckets[3], (8.0, 100_012.0));
+        assert_eq!(read[2].cmd, "config|get");
+        assert_eq!(Ok(read), parse_latency_histogram(Some(reply)));
+        // An error goes the general way, and says so.
+        let refused = b"-ERR unknown subcommand 'HISTOGRAM'\r\n";
+        assert!(read_latency_histogram(refused).is_none());
+        let error = latency_histogram_reply(refused).expect_err("refused");
+        assert!(error.contains("unknown subcommand"), "{error}");
+    }
+
+    fn histogram_like() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            (-3i64..200_000).prop_map(Value::Int),
+            prop_oneof![
+                Just("calls"),
+                Just("histogram_usec"),
+                Just("set"),
+                Just("x")
+            ]
+            .prop_map(bulk),
+            Just(Value::SimpleString("calls".to_owned())),
+            Just(Value::Nil),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            proptest::collection::vec(inner, 0..8).prop_map(Value::Array)
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the reply, reading it in place (or falling back) gives
+        /// what the general reader gives.
+        #[test]
+        fn latency_histogram_reply_reads_as_values_do(
+            commands in proptest::collection::vec(
+                ("[a-z|]{1,8}", 0i64..1_000_000, proptest::collection::vec((1i64..1 << 30, 0i64..1 << 40), 0..12)),
+                0..6,
+            ),
+            odd in histogram_like(),
+        ) {
+            let mut items: Vec<Value> = commands
+                .iter()
+                .flat_map(|(cmd, calls, buckets)| command(cmd, *calls, buckets))
+                .collect();
+            let mut usual = Vec::new();
+            resp(&Value::Array(items.clone()), &mut usual);
+            proptest::prop_assert!(read_latency_histogram(&usual).is_some(), "the usual shape is read in place");
+            for reply in [Value::Array(items.clone()), {
+                items.push(odd.clone());
+                Value::Array(items.clone())
+            }, odd] {
+                let mut bytes = Vec::new();
+                resp(&reply, &mut bytes);
+                let through_values = parse_latency_histogram(connection::value(&bytes).ok());
+                proptest::prop_assert_eq!(latency_histogram_reply(&bytes), through_values);
+            }
+        }
     }
 }
