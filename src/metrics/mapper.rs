@@ -548,62 +548,56 @@ fn keyspace_metrics(keyspace: &mut Vec<(u32, &str)>, databases: u32, out: &mut F
         }
     }
     keyspace.sort_by_key(|(db, _)| *db);
-    // Each line read once: its `db` label, then keys, expires, avg_ttl and
-    // (KeyDB only) cached_keys.
+    // Each line read once, for every family's field.
     let dbs: Vec<(SmolStr, [Option<f64>; 4])> = keyspace
         .iter()
         .map(|&(db, value)| {
-            let fields = pairs_named(value, ["keys", "expires", "avg_ttl", "cached_keys"]);
+            let fields = pairs_named(value, DB_FAMILIES.map(|(_, field, ..)| field));
             (
                 format_smolstr!("db{db}"),
                 fields.map(|v| v.and_then(number)),
             )
         })
         .collect();
-    let db_label = |db: &SmolStr| -> Labels { smallvec![("db", db.clone())] };
-    for (db, fields) in &dbs {
-        out.push(
-            "redis_db_keys",
-            Kind::Gauge,
-            "",
-            db_label(db),
-            fields[0].unwrap_or(0.0),
-        );
-    }
-    for (db, fields) in &dbs {
-        out.push(
-            "redis_db_keys_expiring",
-            Kind::Gauge,
-            "",
-            db_label(db),
-            fields[1].unwrap_or(0.0),
-        );
-    }
-    for (db, fields) in &dbs {
-        if let Some(ttl) = fields[2] {
-            out.push(
-                "redis_db_avg_ttl_seconds",
-                Kind::Gauge,
-                "",
-                db_label(db),
-                ttl / 1000.0,
-            );
-        }
-    }
-    for (db, fields) in &dbs {
-        // KeyDB only. The exporter takes the fourth field whatever its name,
-        // which on Redis 7.4+ is `subexpiry`; only the real field is used here.
-        if let Some(cached) = fields[3] {
-            out.push(
-                "redis_db_keys_cached",
-                Kind::Gauge,
-                "",
-                db_label(db),
-                cached,
-            );
+    for (i, (name, _, absent, divisor)) in DB_FAMILIES.into_iter().enumerate() {
+        for (db, fields) in &dbs {
+            if let Some(v) = fields[i].or(absent) {
+                out.push(
+                    name,
+                    Kind::Gauge,
+                    "",
+                    smallvec![("db", db.clone())],
+                    v / divisor,
+                );
+            }
         }
     }
 }
+
+/// The families of a `dbN` line, in the exporter's order: name, the line's
+/// field, the value when the field is absent (`None`: no series), and what
+/// the field is divided by.
+const DB_FAMILIES: [(&str, &str, Option<f64>, f64); 4] = [
+    ("redis_db_keys", "keys", Some(0.0), 1.0),
+    ("redis_db_keys_expiring", "expires", Some(0.0), 1.0),
+    // Milliseconds.
+    ("redis_db_avg_ttl_seconds", "avg_ttl", None, 1000.0),
+    // KeyDB only. The exporter takes the fourth field whatever its name,
+    // which on Redis 7.4+ is `subexpiry`; only the real field is used here.
+    ("redis_db_keys_cached", "cached_keys", None, 1.0),
+];
+
+/// The families of a `cmdstat_` line, in the exporter's order, and each
+/// one's value (`None`: no series, as before Redis 6.2 for the last two).
+type CommandValue = fn(&CommandStat<'_>) -> Option<f64>;
+const COMMAND_FAMILIES: [(&str, CommandValue); 4] = [
+    ("redis_commands_total", |s| Some(s.calls)),
+    ("redis_commands_duration_seconds_total", |s| {
+        Some(s.usec / 1e6)
+    }),
+    ("redis_commands_rejected_calls_total", |s| s.rejected),
+    ("redis_commands_failed_calls_total", |s| s.failed),
+];
 
 fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
     // Each command's label made once for its four families.
@@ -611,44 +605,11 @@ fn command_metrics(stats: &[CommandStat<'_>], out: &mut Families) {
         .iter()
         .map(|s| smallvec![("cmd", s.cmd.into())])
         .collect();
-    for (s, cmd) in stats.iter().zip(&labels) {
-        out.push(
-            "redis_commands_total",
-            Kind::Counter,
-            "",
-            cmd.clone(),
-            s.calls,
-        );
-    }
-    for (s, cmd) in stats.iter().zip(&labels) {
-        out.push(
-            "redis_commands_duration_seconds_total",
-            Kind::Counter,
-            "",
-            cmd.clone(),
-            s.usec / 1e6,
-        );
-    }
-    for (s, cmd) in stats.iter().zip(&labels) {
-        if let Some(v) = s.rejected {
-            out.push(
-                "redis_commands_rejected_calls_total",
-                Kind::Counter,
-                "",
-                cmd.clone(),
-                v,
-            );
-        }
-    }
-    for (s, cmd) in stats.iter().zip(labels) {
-        if let Some(v) = s.failed {
-            out.push(
-                "redis_commands_failed_calls_total",
-                Kind::Counter,
-                "",
-                cmd,
-                v,
-            );
+    for (name, value) in COMMAND_FAMILIES {
+        for (s, cmd) in stats.iter().zip(&labels) {
+            if let Some(v) = value(s) {
+                out.push(name, Kind::Counter, "", cmd.clone(), v);
+            }
         }
     }
 }
