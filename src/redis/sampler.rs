@@ -433,15 +433,7 @@ impl Sampler {
         pipe: &redis::Pipeline,
         label: &'static str,
     ) -> Result<Vec<Value>, SampleError> {
-        let timeout = self.target.command_timeout;
-        self.budget.refill(self.target.max_reply_bytes);
-        let started = Instant::now();
-        let result = pipe
-            .query_async(conn)
-            .await
-            .map_err(|e| self.classify(&e, timeout, false));
-        self.time(label, started);
-        result
+        self.timed(label, pipe.query_async(conn)).await
     }
 
     /// Sends a sample's pipeline (`ignore_errors`: a refused command's
@@ -457,29 +449,36 @@ impl Sampler {
         label: &'static str,
     ) -> Result<(Vec<Value>, Option<Histograms>), SampleError> {
         let mut histograms = None;
+        let round_trip = conn.round_trip(pipe, |i, reply| {
+            if Some(i) == histogram_at {
+                histograms = Some(latency_histogram_reply(reply));
+                return Ok(Value::Nil);
+            }
+            connection::value(reply)
+        });
+        let replies = self.timed(label, round_trip).await?;
+        Ok((replies, histograms))
+    }
+
+    /// Runs a round trip (which starts when awaited) within a fresh reply
+    /// budget, timing it under `label`.
+    async fn timed<T>(
+        &mut self,
+        label: &'static str,
+        round_trip: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SampleError> {
         let timeout = self.target.command_timeout;
         self.budget.refill(self.target.max_reply_bytes);
         let started = Instant::now();
-        let result = conn
-            .round_trip(pipe, |i, reply| {
-                if Some(i) == histogram_at {
-                    histograms = Some(latency_histogram_reply(reply));
-                    return Ok(Value::Nil);
-                }
-                connection::value(reply)
-            })
+        let result = round_trip
             .await
             .map_err(|e| self.classify(&e, timeout, false));
-        self.time(label, started);
-        result.map(|replies| (replies, histograms))
-    }
-
-    fn time(&mut self, label: &'static str, started: Instant) {
         let seconds = started.elapsed().as_secs_f64();
         match self.timings.iter_mut().find(|(l, _)| *l == label) {
             Some(slot) => slot.1 = seconds,
             None => self.timings.push((label, seconds)),
         }
+        result
     }
 
     /// How long the last round trip of each kind took: `sample` (INFO and
