@@ -47,6 +47,13 @@ start_redis() { # [redis-server options...] -> a redis-server 7.0 on a free port
     pids+=($!)
     for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
 }
+start_redis_with_history() { # start_redis for many targets, with 3,000 keys in 3
+    # databases and the command history of a redis-benchmark run (about 660
+    # samples per reading)
+    start_redis --maxclients 10000
+    redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
+    for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
+}
 start_load() { # steady SET/GET on redis_port until exit
     # Short redis-benchmark runs back to back with a pause, so the load does
     # not take a whole core of this machine away from the measured side.

@@ -27,13 +27,7 @@ tools=(redis-server:redis-server redis-cli:redis-tools victoria-metrics:victoria
 source "$root/bench/common.sh"
 ulimit -n "$(ulimit -Hn)"
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$work" --logfile "$work/redis.log" --maxclients 10000 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
-redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
-for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
+start_redis_with_history
 
 coproc FANOUT { exec python3 "$root/bench/fanout.py" "$TARGETS" "127.0.0.1:$redis_port"; }
 pids+=("$FANOUT_PID")

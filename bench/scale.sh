@@ -35,13 +35,7 @@ cpu_ticks() { # pid -> "utime stime" in clock ticks
 }
 
 # --- one real Redis with some data and command history -----------------------
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$work" --logfile "$work/redis.log" --maxclients 10000 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break; sleep 0.1; done
-redis-benchmark -p "$redis_port" -n 20000 -q >/dev/null 2>&1
-for db in 0 1 2; do redis-cli -p "$redis_port" -n "$db" DEBUG POPULATE 1000 >/dev/null; done
+start_redis_with_history
 
 printf '%8s %10s %10s %7s %7s %9s %8s %12s %10s %10s %8s %9s %10s\n' targets samples/s "CPU %core" user sys \
     "peak MiB" threads "redis_up pts" "max gap s" "late tgts" missing "queued@0" "queued@end"
