@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use redpush::metrics::exposition::write_series;
-use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
-use redpush::metrics::{Families, Kind};
-use redpush::queue::{Queued, Record};
-use redpush::redis::info::Info;
-use redpush::remote_write::encode::{Encoder, encode};
-use redpush::series::{Flattener, Matched, flatten, target_labels};
-use redpush::stale::StaleTracker;
-use redpush::wal::frame;
+use redpush::testing::Info;
+use redpush::testing::StaleTracker;
+use redpush::testing::frame;
+use redpush::testing::write_series;
+use redpush::testing::{Encoder, encode};
+use redpush::testing::{Families, Kind};
+use redpush::testing::{Flattener, Matched, flatten, target_labels};
+use redpush::testing::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
+use redpush::testing::{Queued, Record};
 
 /// Counts allocations so the figures include allocations per reading.
 struct Counting;

@@ -15,17 +15,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use crate::wal::Fsync;
+use crate::secret::Secret;
 
 /// The longest interval allowed: Prometheus marks a series stale when it has
 /// no sample for 5 minutes, so a slower interval would show gaps.
-pub const MAX_INTERVAL_LIMIT: Duration = Duration::from_secs(290);
+pub(crate) const MAX_INTERVAL_LIMIT: Duration = Duration::from_secs(290);
 
-pub const DEFAULT_TARGET: &str = "redis://127.0.0.1:6379";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9121";
+pub(crate) const DEFAULT_TARGET: &str = "redis://127.0.0.1:6379";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9121";
 /// Most bytes a sample may read from Redis by default (INFO ALL of a busy
 /// server is tens of KiB; 8 MiB leaves room and still bounds memory).
-pub const DEFAULT_MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,31 +59,6 @@ impl fmt::Display for Origin {
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::Default => f.write_str("default"),
         }
-    }
-}
-
-/// A secret value (password, token). Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -296,6 +271,16 @@ pub struct HttpSettings {
     pub basic_auth: Option<(String, PathBuf)>,
     /// Certificate chain and key (PEM): serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// When appended records reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// fsync what was written within `queue::SYNC_WINDOW`: nothing pushed
+    /// is lost to a crash of the machine or a power loss.
+    Always,
+    /// Leave it to the operating system: survives `kill -9`, not power loss.
+    Never,
 }
 
 /// The on-disk queue under `state_dir/wal`.
@@ -1203,7 +1188,11 @@ fn check_label_name(name: &str) -> Result<(), String> {
 
 /// Parses `redis://[user[:password]@]host[:port][/db]` or
 /// `unix:///path/to/redis.sock`. The password never appears in an error.
-pub fn parse_target(value: &str, origin: Origin, key: &str) -> Result<TargetSettings, ConfigError> {
+pub(crate) fn parse_target(
+    value: &str,
+    origin: Origin,
+    key: &str,
+) -> Result<TargetSettings, ConfigError> {
     let url = url::Url::parse(value)
         .map_err(|e| invalid(origin.clone(), key, format!("is not a Redis URL ({e})")))?;
     let username = Some(url.username()).filter(|u| !u.is_empty()).map(decode);

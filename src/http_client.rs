@@ -5,36 +5,45 @@
 //! would turn a POST into a GET; a moved endpoint is a configuration error to
 //! report); response bodies read up to a bound.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap;
 
 use crate::config::TlsSettings;
+use crate::secret::{SecretError, read_secret};
 
-pub const USER_AGENT: &str = concat!("redpush/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("redpush/", env!("CARGO_PKG_VERSION"));
 
 /// Most bytes of an error response kept for the log: enough for the
 /// receiver's reason, and a huge body costs nothing.
-pub const MAX_ERROR_BODY: usize = 1024;
+pub(crate) const MAX_ERROR_BODY: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read {path}: {error}")]
-    File { path: String, error: String },
-    #[error("{path}: {error}")]
-    Pem { path: String, error: String },
+    #[error("cannot read {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Pem {
+        path: PathBuf,
+        source: reqwest::Error,
+    },
     #[error("cannot build the HTTP client: {0}")]
-    Build(String),
+    Build(#[source] reqwest::Error),
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|e| ClientError::File {
-        path: path.display().to_string(),
-        error: e.to_string(),
+fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::File {
+        path: path.to_owned(),
+        source,
     })
 }
 
-pub fn build(
+pub(crate) fn build(
     timeout: Duration,
     tls: Option<&TlsSettings>,
     headers: HeaderMap,
@@ -46,10 +55,10 @@ pub fn build(
         .redirect(reqwest::redirect::Policy::none());
     if let Some(tls) = tls {
         if let Some(path) = &tls.ca_file {
-            let certs = reqwest::Certificate::from_pem_bundle(&read(path)?).map_err(|e| {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(path)?).map_err(|source| {
                 ClientError::Pem {
-                    path: path.display().to_string(),
-                    error: e.to_string(),
+                    path: path.clone(),
+                    source,
                 }
             })?;
             for cert in certs {
@@ -60,23 +69,39 @@ pub fn build(
             let mut pem = read(cert)?;
             pem.push(b'\n');
             pem.extend(read(key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::Pem {
-                path: cert.display().to_string(),
-                error: e.to_string(),
-            })?;
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|source| ClientError::Pem {
+                    path: cert.clone(),
+                    source,
+                })?;
             builder = builder.identity(identity);
         }
         if tls.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         }
     }
-    builder
-        .build()
-        .map_err(|e| ClientError::Build(e.to_string()))
+    builder.build().map_err(ClientError::Build)
+}
+
+/// Adds the endpoint's credentials to `request`, read from their files now
+/// so that a rotated one is picked up: basic auth (user and password file)
+/// and a bearer token (file).
+pub(crate) fn authorize(
+    mut request: RequestBuilder,
+    basic_auth: Option<&(String, PathBuf)>,
+    bearer_token_file: Option<&Path>,
+) -> Result<RequestBuilder, SecretError> {
+    if let Some((user, file)) = basic_auth {
+        request = request.basic_auth(user, Some(read_secret(file)?.expose()));
+    }
+    if let Some(file) = bearer_token_file {
+        request = request.bearer_auth(read_secret(file)?.expose());
+    }
+    Ok(request)
 }
 
 /// The start of a response body, at most `MAX_ERROR_BODY` bytes, as text.
-pub async fn error_body(mut response: reqwest::Response) -> String {
+pub(crate) async fn error_body(mut response: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
         match response.chunk().await {

@@ -1,23 +1,59 @@
 //! redpush: samples Redis, maps the readings to the community exporter's
 //! metric names, and pushes them (Prometheus remote write, Pushgateway) or
 //! serves them on `/metrics`. See ARCHITECTURE.md for the data flow.
+//!
+//! The crate is the binary's: its root exposes what `main.rs` starts, and
+//! [`testing`] what the integration tests and benchmarks drive directly.
+//! Everything else is `pub(crate)`.
 
-pub mod agent;
+#![warn(unreachable_pub)]
+
+pub(crate) mod agent;
 pub mod cli;
-pub mod config;
-pub mod discovery;
-pub mod http;
-pub mod http_client;
-pub mod intern;
-pub mod metrics;
-pub mod once;
-pub mod pushgateway;
-pub mod queue;
-pub mod redis;
-pub mod remote_write;
-pub mod schedule;
-pub mod self_metrics;
-pub mod series;
-pub mod stale;
-pub mod target;
-pub mod wal;
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod exposition;
+pub(crate) mod http_client;
+pub(crate) mod log_throttle;
+pub(crate) mod metrics;
+pub(crate) mod once;
+pub(crate) mod pushgateway;
+pub(crate) mod queue;
+pub(crate) mod reading;
+pub(crate) mod redis;
+pub(crate) mod remote_write;
+pub(crate) mod schedule;
+pub(crate) mod secret;
+pub(crate) mod self_metrics;
+pub(crate) mod series;
+pub(crate) mod target;
+pub(crate) mod tls;
+pub(crate) mod wal;
+
+pub use agent::run as run_agent;
+pub use config::{ConfigError, Overrides, Settings};
+pub use once::{EXIT_CONFIG, run as run_once};
+pub use wal::inspect as inspect_queue;
+
+/// What the integration tests and benchmarks use of the crate's insides.
+/// Not an interface: it changes with them.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::clock::now_ms;
+    pub use crate::config::{Fsync, Overrides, RemoteWriteSettings, Settings};
+    pub use crate::exposition::{write_families, write_series};
+    pub use crate::metrics::mapper::{Extras, MAX_CLIENT_GROUPS, MapOptions, Reading, map_reading};
+    pub use crate::metrics::{Families, Kind};
+    pub use crate::queue::{DropReason, Queue, QueueEvents, Queued, Writer};
+    pub use crate::reading::{CommandHistogram, LatencyEvent, ServerConfig, Slowlog};
+    pub use crate::redis::info::Info;
+    pub use crate::remote_write::encode::{Encoder, encode};
+    pub use crate::remote_write::proto::WriteRequest;
+    pub use crate::remote_write::sender::Sender;
+    pub use crate::self_metrics::SelfMetrics;
+    pub use crate::series::{
+        Flattener, Matched, Record, Series, StaleTracker, TargetSeries, flatten, is_stale_marker,
+        shape, target_labels,
+    };
+    pub use crate::wal::{Disk, DiskQueue, FileSystem, SegmentFile, WalSettings, frame};
+}

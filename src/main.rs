@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use redpush::cli::{Cli, Command, WalCommand};
-use redpush::config::Settings;
-use redpush::once::EXIT_CONFIG;
+use redpush::{EXIT_CONFIG, Settings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -42,7 +41,7 @@ fn main() -> ExitCode {
         Some(Command::Wal {
             command: WalCommand::Inspect,
         }) => {
-            return match redpush::wal::inspect(&settings.state_dir.join("wal")) {
+            return match redpush::inspect_queue(&settings.state_dir.join("wal")) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -74,9 +73,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Once) => runtime.block_on(redpush::once::run(settings)),
+        Some(Command::Once) => runtime.block_on(redpush::run_once(settings)),
         _ => runtime
-            .block_on(redpush::agent::run(settings, overrides))
+            .block_on(redpush::run_agent(settings, overrides))
             .map(|()| ExitCode::SUCCESS),
     };
     match result {

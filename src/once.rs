@@ -9,19 +9,20 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::metrics::exposition::{write_series, write_targets};
+use crate::exposition::{write_series, write_targets};
 use crate::pushgateway::Pushgateway;
-use crate::queue::{Queued, Record};
+use crate::queue::Queued;
 use crate::remote_write::encode::encode;
 use crate::remote_write::sender::{Delivery, Sender};
 use crate::self_metrics::SelfMetrics;
+use crate::series::Record;
 use crate::series::flatten;
 use crate::target::{Target, TargetReading};
 
 /// Exit codes of `redpush once`, documented in README.md.
-pub const EXIT_NO_TARGET: u8 = 1;
+pub(crate) const EXIT_NO_TARGET: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
-pub const EXIT_PUSH_FAILED: u8 = 3;
+pub(crate) const EXIT_PUSH_FAILED: u8 = 3;
 
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let readings = read_all(&settings).await;

@@ -6,12 +6,17 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::PushgatewaySettings;
-use crate::http_client;
+use crate::http_client::{self, ClientError};
+use crate::secret::SecretError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PushError {
+pub(crate) enum PushError {
+    #[error("Pushgateway client: {0}")]
+    Client(#[from] ClientError),
     #[error("Pushgateway request failed: {0}")]
-    Request(String),
+    Credentials(#[from] SecretError),
+    #[error("Pushgateway request failed: {0}")]
+    Request(#[source] reqwest::Error),
     #[error("Pushgateway answered {status}: {message}")]
     Status { status: u16, message: String },
 }
@@ -19,7 +24,7 @@ pub enum PushError {
 /// One path segment pair. A value that is empty or holds characters that
 /// do not belong in a URL path is written base64url-encoded with the
 /// Pushgateway's `@base64` suffix (an empty value as `=`).
-pub fn segment(name: &str, value: &str) -> String {
+pub(crate) fn segment(name: &str, value: &str) -> String {
     let plain = !value.is_empty()
         && value
             .bytes()
@@ -35,7 +40,12 @@ pub fn segment(name: &str, value: &str) -> String {
 
 /// The group URL for `job`, `instance` and extra grouping labels under the
 /// Pushgateway at `base`.
-pub fn group_url(base: &str, job: &str, instance: &str, grouping: &[(String, String)]) -> String {
+pub(crate) fn group_url(
+    base: &str,
+    job: &str,
+    instance: &str,
+    grouping: &[(String, String)],
+) -> String {
     let mut url = format!(
         "{}/metrics/{}/{}",
         base.trim_end_matches('/'),
@@ -50,20 +60,19 @@ pub fn group_url(base: &str, job: &str, instance: &str, grouping: &[(String, Str
 }
 
 /// A Pushgateway client for one configuration: groups, auth, timeouts.
-pub struct Pushgateway {
+pub(crate) struct Pushgateway {
     client: reqwest::Client,
     settings: PushgatewaySettings,
 }
 
 impl Pushgateway {
-    pub fn new(settings: PushgatewaySettings) -> Result<Self, PushError> {
+    pub(crate) fn new(settings: PushgatewaySettings) -> Result<Self, PushError> {
         let client =
-            http_client::build(settings.timeout, settings.tls.as_ref(), Default::default())
-                .map_err(|e| PushError::Request(e.to_string()))?;
+            http_client::build(settings.timeout, settings.tls.as_ref(), Default::default())?;
         Ok(Pushgateway { client, settings })
     }
 
-    pub fn settings(&self) -> &PushgatewaySettings {
+    pub(crate) fn settings(&self) -> &PushgatewaySettings {
         &self.settings
     }
 
@@ -80,40 +89,32 @@ impl Pushgateway {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, PushError> {
-        let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| PushError::Request(format!("cannot read {}: {e}", path.display())))
-        };
-        let mut request = request;
-        if let Some((user, file)) = &self.settings.basic_auth {
-            request = request.basic_auth(user, Some(read(file)?));
-        }
-        if let Some(file) = &self.settings.bearer_token_file {
-            request = request.bearer_auth(read(file)?);
-        }
-        Ok(request)
+        Ok(http_client::authorize(
+            request,
+            self.settings.basic_auth.as_ref(),
+            self.settings.bearer_token_file.as_deref(),
+        )?)
     }
 
     /// Replaces the group of `instance` with `body` (text exposition format).
-    pub async fn put(&self, instance: &str, body: String) -> Result<(), PushError> {
+    pub(crate) async fn put(&self, instance: &str, body: String) -> Result<(), PushError> {
         let request = self
             .client
             .put(self.url(instance))
-            .header("Content-Type", crate::metrics::exposition::CONTENT_TYPE)
+            .header("Content-Type", crate::exposition::CONTENT_TYPE)
             .body(body);
         check(self.authorize(request)?.send().await).await
     }
 
     /// Deletes the group of `instance`.
-    pub async fn delete(&self, instance: &str) -> Result<(), PushError> {
+    pub(crate) async fn delete(&self, instance: &str) -> Result<(), PushError> {
         let request = self.client.delete(self.url(instance));
         check(self.authorize(request)?.send().await).await
     }
 }
 
 async fn check(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), PushError> {
-    let response = sent.map_err(|e| PushError::Request(e.without_url().to_string()))?;
+    let response = sent.map_err(|e| PushError::Request(e.without_url()))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

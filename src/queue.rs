@@ -1,32 +1,67 @@
-//! The queue between the mapper and the sender.
+//! The queue between the targets and the sender.
 //!
-//! Samplers push one [`Record`] per reading; the sender peeks a batch from
+//! Targets push one [`Record`] per reading; the sender peeks a batch from
 //! the head, sends it, and acknowledges it only once the receiver accepted
 //! (or finally rejected) it, so a record is never lost between the two.
-//! The implementation is the durable log in `wal/`; samplers hand their
-//! records to it through a [`Writer`].
+//! The implementation is the durable log in `wal/`; targets hand their
+//! records to it through a [`Writer`]. What the queue loses (a full disk,
+//! an old backlog) it reports through [`QueueEvents`], which the agent's
+//! counters implement.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::self_metrics::SelfMetrics;
+use crate::log_throttle::LogThrottle;
+use crate::series::Record;
 
-pub use crate::series::{Label, Series, TargetLabels};
+/// Why samples were dropped rather than delivered:
+/// `redpush_samples_dropped_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue reached `max_disk_bytes`, or its disk fell behind.
+    QueueFull,
+    /// Older than `max_age` before they could be sent.
+    TooOld,
+    /// The receiver refused the batch for good (a 4xx).
+    Rejected,
+    /// The disk refused the write.
+    WriteError,
+    /// A sample not later than its series' last one in the same request.
+    OutOfOrder,
+}
 
-/// Everything one reading of one target produced, stamped with one time:
-/// its series (shared shapes, see `series`) and the target's labels, which
-/// the encoder adds to each of them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    pub target: Arc<TargetLabels>,
-    pub series: Vec<Series>,
+impl DropReason {
+    /// Every reason, in the order the counters are reported.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::TooOld,
+        DropReason::Rejected,
+        DropReason::WriteError,
+        DropReason::OutOfOrder,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::TooOld => "too_old",
+            DropReason::Rejected => "rejected",
+            DropReason::WriteError => "write_error",
+            DropReason::OutOfOrder => "out_of_order",
+        }
+    }
+}
+
+/// Where the queue reports what it could not keep.
+pub trait QueueEvents: Send + Sync {
+    /// `samples` were dropped for `reason`.
+    fn dropped(&self, reason: DropReason, samples: u64);
+    /// A write or fsync of the queue's files failed.
+    fn write_failed(&self);
 }
 
 /// A record as handed out by [`Queue::peek`], with the sequence number to
@@ -92,7 +127,7 @@ const WAITING: usize = 1024;
 /// of one per reading makes the agent's whole CPU about a tenth lower. What
 /// the window can lose is a power loss's last tenth of a second of
 /// readings, of which the one being taken is lost anyway.
-pub const SYNC_WINDOW: Duration = Duration::from_millis(100);
+pub(crate) const SYNC_WINDOW: Duration = Duration::from_millis(100);
 
 /// Hands records to the queue from a thread of its own, so that a target
 /// never waits for the disk and the runtime's workers never block on a
@@ -103,8 +138,8 @@ pub const SYNC_WINDOW: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Arc<Record>>,
-    metrics: Arc<SelfMetrics>,
-    last_warning: Arc<Mutex<Option<Instant>>>,
+    events: Arc<dyn QueueEvents>,
+    behind: Arc<LogThrottle>,
 }
 
 /// The thread behind the [`Writer`]s: it ends, having written everything
@@ -114,7 +149,7 @@ pub struct WriterThread(JoinHandle<()>);
 impl Writer {
     pub fn start(
         queue: Arc<dyn Queue>,
-        metrics: Arc<SelfMetrics>,
+        events: Arc<dyn QueueEvents>,
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (tx, rx) = std::sync::mpsc::sync_channel(WAITING);
         let thread = std::thread::Builder::new()
@@ -122,8 +157,8 @@ impl Writer {
             .spawn(move || write_all(&*queue, &rx))?;
         let writer = Writer {
             tx,
-            metrics,
-            last_warning: Arc::default(),
+            events,
+            behind: Arc::default(),
         };
         Ok((writer, WriterThread(thread)))
     }
@@ -136,14 +171,12 @@ impl Writer {
             Ok(()) => return,
             Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => record,
         };
-        self.metrics
-            .dropped("queue_full", record.series.len() as u64);
-        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        self.events
+            .dropped(DropReason::QueueFull, record.series.len() as u64);
+        if self.behind.ready() {
             warn!(
                 "the queue's disk is {WAITING} readings behind; readings are dropped until it catches up (more within a minute are only counted)"
             );
-            *last = Some(Instant::now());
         }
     }
 }

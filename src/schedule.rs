@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::redis::info::{Info, number};
 
 /// A sample this slow means the server is struggling.
-pub const SLOW_SAMPLE: Duration = Duration::from_millis(500);
+pub(crate) const SLOW_SAMPLE: Duration = Duration::from_millis(500);
 /// Quiet readings in a row before the interval lengthens one step.
 const QUIET_READINGS: u32 = 3;
 /// Ops/s differing from their moving average by more than this fraction
@@ -32,7 +32,7 @@ const EWMA_WEIGHT: f64 = 0.2;
 
 /// What the controller needs from one sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Observation {
+pub(crate) struct Observation {
     pub ok: bool,
     pub duration: Duration,
     pub commands_processed: Option<f64>,
@@ -46,7 +46,7 @@ pub struct Observation {
 
 impl Observation {
     /// Reads the fields the controller uses from a parsed INFO.
-    pub fn from_info(info: &Info<'_>, duration: Duration) -> Observation {
+    pub(crate) fn from_info(info: &Info<'_>, duration: Duration) -> Observation {
         let field = |key: &str| info.get(key).and_then(number);
         Observation {
             ok: true,
@@ -61,7 +61,7 @@ impl Observation {
         }
     }
 
-    pub fn failed(duration: Duration) -> Observation {
+    pub(crate) fn failed(duration: Duration) -> Observation {
         Observation {
             ok: false,
             duration,
@@ -71,7 +71,7 @@ impl Observation {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     pub base: Duration,
     pub min: Duration,
     pub max: Duration,
@@ -79,14 +79,14 @@ pub struct Bounds {
 
 /// A change of interval and why.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Change {
+pub(crate) struct Change {
     pub from: Duration,
     pub to: Duration,
     pub reason: String,
 }
 
 #[derive(Clone, Debug)]
-pub struct Controller {
+pub(crate) struct Controller {
     bounds: Bounds,
     adaptive: bool,
     current: Duration,
@@ -97,7 +97,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(bounds: Bounds, adaptive: bool) -> Controller {
+    pub(crate) fn new(bounds: Bounds, adaptive: bool) -> Controller {
         Controller {
             bounds,
             adaptive,
@@ -108,13 +108,13 @@ impl Controller {
         }
     }
 
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.current
     }
 
     /// Takes one sample's observation at `now` and returns the change of
     /// interval it causes, if any.
-    pub fn observe(&mut self, now: Duration, obs: Observation) -> Option<Change> {
+    pub(crate) fn observe(&mut self, now: Duration, obs: Observation) -> Option<Change> {
         let event = self.event(now, &obs);
         if obs.ok {
             self.previous = Some((now, obs));
@@ -220,7 +220,7 @@ impl Controller {
 /// (encoding, queue writes, requests) every interval and an idle agent in
 /// between; spreading the phases, as Prometheus spreads its scrapes, turns
 /// it into a steady trickle. Stable per name, so a restart keeps the phase.
-pub fn first_gap(name: &str, interval: Duration) -> Duration {
+pub(crate) fn first_gap(name: &str, interval: Duration) -> Duration {
     // FNV-1a (stable across runs and builds, unlike the std hasher), then
     // a 64-bit finaliser: FNV alone leaves names that differ only in their
     // last characters (ports) close together in the high bits.

@@ -5,11 +5,36 @@
 //! reading instead, so they carry that target's `instance` label.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::metrics::{Families, Kind, smallvec};
-use crate::queue::QueueStats;
+use crate::queue::{DropReason, QueueEvents, QueueStats};
+
+/// Why a request to the receiver failed, as `redpush_send_errors_total`'s
+/// `status` label says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SendFailure {
+    /// The receiver answered with this HTTP status.
+    Status(u16),
+    /// No answer: the connection failed or broke.
+    Network,
+    /// No answer within the request timeout.
+    Timeout,
+    /// The request was not sent: its credentials could not be read.
+    Credentials,
+}
+
+impl SendFailure {
+    fn label(self) -> String {
+        match self {
+            SendFailure::Status(status) => status.to_string(),
+            SendFailure::Network => "network".to_owned(),
+            SendFailure::Timeout => "timeout".to_owned(),
+            SendFailure::Credentials => "credentials".to_owned(),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct SelfMetrics {
@@ -21,10 +46,10 @@ pub struct SelfMetrics {
     pushgateway_errors: AtomicU64,
     send_seconds_sum_micros: AtomicU64,
     last_success_ms: AtomicU64,
-    /// reason → samples dropped.
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
-    /// HTTP status (or "network") → failed requests.
-    send_errors: Mutex<BTreeMap<String, u64>>,
+    /// Samples dropped, by `DropReason as usize`.
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Failed requests by why they failed.
+    send_errors: Mutex<BTreeMap<SendFailure, u64>>,
 }
 
 impl SelfMetrics {
@@ -50,28 +75,16 @@ impl SelfMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn queue_write_error(&self) {
-        self.queue_write_errors.fetch_add(1, Ordering::Relaxed);
+    pub fn dropped_count(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
     }
 
-    pub fn dropped(&self, reason: &'static str, samples: u64) {
-        let mut map = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(reason).or_default() += samples;
-    }
-
-    pub fn dropped_count(&self, reason: &str) -> u64 {
-        let map = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(reason).copied().unwrap_or(0)
-    }
-
-    pub fn send_error(&self, status: &str) {
-        let mut map = self.send_errors.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get_mut(status) {
-            Some(n) => *n += 1,
-            None => {
-                map.insert(status.to_owned(), 1);
-            }
-        }
+    pub fn send_error(&self, failure: SendFailure) {
+        let mut map = self
+            .send_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry(failure).or_default() += 1;
     }
 
     pub fn samples_sent(&self) -> u64 {
@@ -144,41 +157,39 @@ impl SelfMetrics {
         }
         // Every reason is always present, so a rate over it starts at 0
         // instead of appearing with the first drop.
-        let dropped = self
-            .dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for reason in [
-            "queue_full",
-            "too_old",
-            "rejected",
-            "write_error",
-            "out_of_order",
-        ] {
-            let n = dropped.get(reason).copied().unwrap_or(0);
+        for reason in DropReason::ALL {
             out.push(
                 "redpush_samples_dropped_total",
                 Kind::Counter,
                 "",
-                smallvec![("reason", reason.into())],
-                n as f64,
+                smallvec![("reason", reason.as_str().into())],
+                self.dropped_count(reason) as f64,
             );
         }
         let errors = self
             .send_errors
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        for (status, n) in errors {
+        for (failure, n) in errors {
             out.push(
                 "redpush_send_errors_total",
                 Kind::Counter,
                 "",
-                smallvec![("status", status.into())],
+                smallvec![("status", failure.label().into())],
                 n as f64,
             );
         }
         out
+    }
+}
+
+impl QueueEvents for SelfMetrics {
+    fn dropped(&self, reason: DropReason, samples: u64) {
+        self.dropped[reason as usize].fetch_add(samples, Ordering::Relaxed);
+    }
+
+    fn write_failed(&self) {
+        self.queue_write_errors.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,23 +1,24 @@
 //! One monitored Redis: its sampler, its labels, and the step from a sample
-//! to metric families (`redis_up`, the mapped INFO, its own `redpush_*`).
+//! to metric families (`redis_up`, the mapped replies, its own `redpush_*`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::{info, warn};
+
+use crate::clock::Timestamps;
 use crate::config::{Settings, TargetSettings};
-use crate::metrics::keys::ScriptOutcome;
 use crate::metrics::mapper::{Extras, MapOptions, Reading, map_reading};
 use crate::metrics::{Families, Kind, smallvec};
+use crate::reading::{Replies, ScriptOutcome};
 use crate::redis::info::Info;
-use crate::redis::sampler::{Sampler, ServerFacts, log_transition};
-use crate::remote_write::sender::now_ms;
+use crate::redis::plan::ServerFacts;
+use crate::redis::replies;
+use crate::redis::sampler::{ErrorReason, RoundTrip, SampleError, Sampler};
 use crate::schedule::Observation;
 use crate::series::{TargetLabels, target_labels};
 
-/// Reasons counted in `redpush_target_errors_total`, always all present.
-const ERROR_REASONS: &[&str] = &["connect", "auth", "tls", "timeout", "command", "reply"];
-
-pub struct Target {
+pub(crate) struct Target {
     sampler: Sampler,
     options: MapOptions,
     /// `job`, `instance` and external labels for pushed series, as
@@ -25,8 +26,9 @@ pub struct Target {
     base_labels: Vec<(String, String)>,
     labels: Arc<TargetLabels>,
     was_up: Option<bool>,
-    last_timestamp_ms: i64,
-    errors: [u64; ERROR_REASONS.len()],
+    stamps: Timestamps,
+    /// Failures by `ErrorReason as usize`.
+    errors: [u64; ErrorReason::ALL.len()],
     /// The last key and stream metrics, added to every reading until the
     /// next key run (so they do not go stale in between).
     key_families: Families,
@@ -37,22 +39,30 @@ pub struct Target {
     last_points: usize,
 }
 
+/// Why a target is down.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DownError {
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("INFO answered no fields")]
+    NoFields,
+}
+
 /// The outcome of one sample.
-pub struct TargetReading {
+pub(crate) struct TargetReading {
     pub families: Families,
     pub timestamp_ms: i64,
-    pub up: bool,
-    /// False for a reading between complete ones (see `Sampler`): series it
-    /// lacks have not ended, they were not read this time.
+    /// False for a reading between complete ones (see `redis::plan`):
+    /// series it lacks have not ended, they were not read this time.
     pub complete: bool,
     /// Why the target is down, for `once`.
-    pub error: Option<String>,
+    pub error: Option<DownError>,
     /// What the interval controller needs from this sample.
     pub observation: Observation,
 }
 
 impl Target {
-    pub fn new(settings: &Settings, target: TargetSettings) -> Self {
+    pub(crate) fn new(settings: &Settings, target: TargetSettings) -> Self {
         let client_detail = target.client_list_detail;
         // Earlier labels win (`series::target_labels`): a target's own labels over external ones.
         let mut base_labels = vec![
@@ -71,86 +81,49 @@ impl Target {
             base_labels,
             labels,
             was_up: None,
-            last_timestamp_ms: 0,
-            errors: [0; ERROR_REASONS.len()],
+            stamps: Timestamps::default(),
+            errors: [0; ErrorReason::ALL.len()],
             key_families: Families::new(),
             keys_due: None,
             last_points: 0,
         }
     }
 
-    pub fn settings(&self) -> &TargetSettings {
+    pub(crate) fn settings(&self) -> &TargetSettings {
         self.sampler.target()
     }
 
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.sampler.target().instance
     }
 
-    pub fn base_labels(&self) -> &[(String, String)] {
+    pub(crate) fn base_labels(&self) -> &[(String, String)] {
         &self.base_labels
     }
 
     /// The labels every pushed series of this target carries.
-    pub fn labels(&self) -> &Arc<TargetLabels> {
+    pub(crate) fn labels(&self) -> &Arc<TargetLabels> {
         &self.labels
+    }
+
+    /// A stamp for this target's next record (see `clock::Timestamps`).
+    pub(crate) fn next_timestamp(&mut self) -> i64 {
+        self.stamps.next()
     }
 
     /// Samples the target once. Never fails: a target that cannot be read
     /// yields `redis_up 0` (and the agent's own metrics for it).
-    pub async fn read(&mut self, interval: Duration) -> TargetReading {
+    pub(crate) async fn read(&mut self, interval: Duration) -> TargetReading {
         let started = Instant::now();
-        let timestamp_ms = self.next_timestamp();
-
+        let timestamp_ms = self.stamps.next();
         let result = self.sampler.sample().await;
         log_transition(self.instance(), self.was_up, &result);
         let mut families = Families::with_capacity(self.last_points);
-        let mut error = None;
-        let mut observation = Observation::failed(started.elapsed());
-        let mut learned = None;
-        let mut complete = true;
-        let up = match &result {
-            Ok(raw) => {
-                let info = Info::parse(&raw.info);
-                if info.is_empty() {
-                    error = Some("INFO answered no fields".to_owned());
-                    self.count_error("reply");
-                    families.plain("redis_up", Kind::Gauge, 0.0);
-                    false
-                } else {
-                    families.plain("redis_up", Kind::Gauge, 1.0);
-                    let cluster_info = raw.cluster_info.as_deref().map(Info::parse);
-                    let reading = Reading {
-                        info: &info,
-                        config: raw.config.as_deref(),
-                        slowlog: raw.slowlog,
-                        extras: Extras {
-                            latency: raw.latency.as_deref(),
-                            histograms: raw.histograms.as_deref(),
-                            cluster_info: cluster_info.as_ref(),
-                            sentinel: raw.sentinel.as_deref(),
-                            clients: raw.clients.as_deref(),
-                        },
-                        now_secs: timestamp_ms as f64 / 1000.0,
-                    };
-                    map_reading(&reading, self.options, &mut families);
-                    observation = Observation::from_info(&info, started.elapsed());
-                    complete = raw.complete;
-                    // Version and mode are in the `server` section, which
-                    // only a complete reading has.
-                    if complete {
-                        learned = Some(ServerFacts::from_info(&info));
-                    }
-                    true
-                }
-            }
-            Err(e) => {
-                self.count_error(e.reason());
-                error = Some(e.to_string());
-                families.plain("redis_up", Kind::Gauge, 0.0);
-                false
-            }
+        let mapped = match result {
+            Ok(replies) => self.map(&replies, timestamp_ms, started, &mut families),
+            Err(e) => Err(DownError::Sample(e)),
         };
+        let up = mapped.is_ok();
         self.was_up = Some(up);
         if up {
             self.read_keys().await;
@@ -159,46 +132,102 @@ impl Target {
         } else {
             self.key_families = Families::new();
         }
-        if let Some(facts) = learned {
-            self.sampler.learn(facts);
-        }
-
-        families.plain(
-            "redpush_sample_duration_seconds",
-            Kind::Gauge,
-            started.elapsed().as_secs_f64(),
-        );
-        families.plain(
-            "redpush_sample_interval_seconds",
-            Kind::Gauge,
-            interval.as_secs_f64(),
-        );
-        for (cmd, seconds) in self.sampler.timings() {
-            families.push(
-                "redpush_redis_command_duration_seconds",
-                Kind::Gauge,
-                "",
-                smallvec![("cmd", (*cmd).into())],
-                *seconds,
-            );
-        }
-        for (reason, n) in ERROR_REASONS.iter().zip(self.errors) {
-            families.push(
-                "redpush_target_errors_total",
-                Kind::Counter,
-                "",
-                smallvec![("reason", (*reason).into())],
-                n as f64,
-            );
-        }
+        let (complete, observation, error) = match mapped {
+            Ok((complete, observation)) => (complete, observation, None),
+            Err(e) => {
+                if let Some(reason) = match &e {
+                    DownError::Sample(e) => e.reason(),
+                    DownError::NoFields => Some(ErrorReason::Reply),
+                } {
+                    self.errors[reason as usize] += 1;
+                }
+                families.plain("redis_up", Kind::Gauge, 0.0);
+                (true, Observation::failed(started.elapsed()), Some(e))
+            }
+        };
+        self.own_metrics(started, interval, &mut families);
         self.last_points = self.last_points.max(families.sample_count());
         TargetReading {
             families,
             timestamp_ms,
-            up,
             complete,
             error,
             observation,
+        }
+    }
+
+    /// `redis_up 1` and the mapped replies into `out`; whether the reading
+    /// is complete and what the interval controller needs of the sample
+    /// that began at `started`. Learns what the server is from a complete
+    /// reading.
+    fn map(
+        &mut self,
+        replies: &Replies,
+        timestamp_ms: i64,
+        started: Instant,
+        out: &mut Families,
+    ) -> Result<(bool, Observation), DownError> {
+        let info = Info::parse(&replies.info);
+        if info.is_empty() {
+            return Err(DownError::NoFields);
+        }
+        out.plain("redis_up", Kind::Gauge, 1.0);
+        let cluster_info = replies.cluster_info.as_deref().map(Info::parse);
+        let reading = Reading {
+            info: &info,
+            config: replies.config.as_deref(),
+            slowlog: replies.slowlog,
+            extras: Extras {
+                latency: replies.latency.as_deref(),
+                histograms: replies.histograms.as_deref(),
+                cluster_info: cluster_info.as_ref(),
+                sentinel: replies.sentinel.as_deref(),
+                clients: replies.clients.as_deref(),
+            },
+            now_secs: timestamp_ms as f64 / 1000.0,
+        };
+        map_reading(&reading, self.options, out);
+        // Version and mode are in the `server` section, which only a
+        // complete reading has.
+        if replies.complete {
+            self.sampler.learn(ServerFacts::from_info(&info));
+        }
+        Ok((
+            replies.complete,
+            Observation::from_info(&info, started.elapsed()),
+        ))
+    }
+
+    /// The target's own `redpush_*` series: how long the sample and each
+    /// kind of round trip took, the interval, failures by reason.
+    fn own_metrics(&self, started: Instant, interval: Duration, out: &mut Families) {
+        out.plain(
+            "redpush_sample_duration_seconds",
+            Kind::Gauge,
+            started.elapsed().as_secs_f64(),
+        );
+        out.plain(
+            "redpush_sample_interval_seconds",
+            Kind::Gauge,
+            interval.as_secs_f64(),
+        );
+        for (kind, seconds) in self.sampler.timings() {
+            out.push(
+                "redpush_redis_command_duration_seconds",
+                Kind::Gauge,
+                "",
+                smallvec![("cmd", kind.as_str().into())],
+                seconds,
+            );
+        }
+        for (reason, n) in ErrorReason::ALL.iter().zip(self.errors) {
+            out.push(
+                "redpush_target_errors_total",
+                Kind::Counter,
+                "",
+                smallvec![("reason", reason.as_str().into())],
+                n as f64,
+            );
         }
     }
 
@@ -212,19 +241,13 @@ impl Target {
         }
         self.keys_due = Some(Instant::now() + settings.interval);
         let db = format!("db{}", self.sampler.target().db);
+        self.key_families = Families::new();
         match crate::redis::keys::read_keys(&mut self.sampler, &settings, &db).await {
-            Ok(reading) => {
-                let mut families = Families::new();
-                crate::metrics::keys::map_keys(&reading, &mut families);
-                self.key_families = families;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    instance = self.instance(),
-                    "reading the configured keys failed: {e}"
-                );
-                self.key_families = Families::new();
-            }
+            Ok(reading) => crate::metrics::keys::map_keys(&reading, &mut self.key_families),
+            Err(e) => warn!(
+                instance = self.instance(),
+                "reading the configured keys failed: {e}"
+            ),
         }
     }
 
@@ -241,7 +264,7 @@ impl Target {
         );
         let outcome = match std::fs::read_to_string(&path) {
             Err(e) => {
-                tracing::warn!(
+                warn!(
                     instance = self.instance(),
                     "cannot read script_file {}: {e}",
                     path.display()
@@ -252,62 +275,31 @@ impl Target {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 pipe.cmd("EVAL").arg(script).arg(0);
-                match self.sampler.query(&pipe, "script").await {
+                let outcome = match self.sampler.query(&pipe, RoundTrip::Script).await {
                     Ok(replies) => {
-                        script_outcome(replies.into_iter().next(), self.instance(), &filename)
+                        replies::script(replies.into_iter().next()).map_err(|e| e.to_string())
                     }
-                    Err(e) => {
-                        tracing::warn!(instance = self.instance(), "script {filename} failed: {e}");
-                        ScriptOutcome::Failed
-                    }
-                }
+                    Err(e) => Err(e.to_string()),
+                };
+                outcome.unwrap_or_else(|e| {
+                    warn!(instance = self.instance(), "script {filename} failed: {e}");
+                    ScriptOutcome::Failed
+                })
             }
         };
         crate::metrics::keys::map_script(&filename, &outcome, families);
     }
-
-    /// A timestamp for this target's next record. Samples of one series must
-    /// have strictly increasing timestamps, even if the wall clock steps back
-    /// or two samples share a millisecond.
-    pub fn next_timestamp(&mut self) -> i64 {
-        let timestamp_ms = now_ms().max(self.last_timestamp_ms + 1);
-        self.last_timestamp_ms = timestamp_ms;
-        timestamp_ms
-    }
-
-    fn count_error(&mut self, reason: &str) {
-        if let Some(i) = ERROR_REASONS.iter().position(|r| *r == reason) {
-            self.errors[i] += 1;
-        }
-    }
 }
 
-/// The reply of a user's script: a flat array of key, value, key, value...
-fn script_outcome(reply: Option<redis::Value>, instance: &str, filename: &str) -> ScriptOutcome {
-    use crate::redis::sampler::{bytes_text, int};
-    match reply {
-        Some(redis::Value::Array(items)) if items.is_empty() => ScriptOutcome::Empty,
-        Some(redis::Value::Array(items)) => ScriptOutcome::Values(
-            items
-                .chunks_exact(2)
-                .filter_map(|kv| {
-                    let key = bytes_text(&kv[0])?;
-                    let value = int(Some(&kv[1])).or_else(|| bytes_text(&kv[1])?.parse().ok())?;
-                    Some((key, value))
-                })
-                .collect(),
-        ),
-        Some(redis::Value::Nil) | None => ScriptOutcome::Empty,
-        Some(redis::Value::ServerError(e)) => {
-            tracing::warn!(instance, "script {filename} failed: {e}");
-            ScriptOutcome::Failed
+/// Logs a target going down or coming back, once per change.
+fn log_transition(instance: &str, was_up: Option<bool>, result: &Result<Replies, SampleError>) {
+    match (was_up, result) {
+        (Some(true) | None, Err(e)) => {
+            let reason = e.reason().map_or("backoff", ErrorReason::as_str);
+            warn!(instance, reason, "target down: {e}");
         }
-        Some(_) => {
-            tracing::warn!(
-                instance,
-                "script {filename} must return a flat array of key, value pairs"
-            );
-            ScriptOutcome::Failed
-        }
+        (Some(false), Ok(_)) => info!(instance, "target up again"),
+        (None, Ok(_)) => info!(instance, "target up"),
+        _ => {}
     }
 }

@@ -18,7 +18,7 @@ fn config(redis: &Redis, write_url: &str) -> String {
 }
 
 fn now_ms() -> i64 {
-    redpush::remote_write::sender::now_ms()
+    redpush::testing::now_ms()
 }
 
 /// Waits until the receiver has accepted a `redis_up` sample taken after `after_ms`.

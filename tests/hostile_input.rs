@@ -12,11 +12,11 @@ use std::path::Path;
 use common::exposition::Page;
 use common::fixture;
 use proptest::prelude::*;
-use redpush::config::{Overrides, Settings};
-use redpush::metrics::Families;
-use redpush::metrics::exposition::write_families;
-use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
-use redpush::redis::info::Info;
+use redpush::testing::Families;
+use redpush::testing::Info;
+use redpush::testing::write_families;
+use redpush::testing::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
+use redpush::testing::{Overrides, Settings};
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES")

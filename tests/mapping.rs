@@ -7,10 +7,10 @@ mod common;
 
 use common::exposition::Page;
 use common::{TYPE_CHANGED_SINCE_1_45, exporter_internal, fixture};
-use redpush::metrics::Families;
-use redpush::metrics::exposition::write_families;
-use redpush::metrics::mapper::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
-use redpush::redis::info::Info;
+use redpush::testing::Families;
+use redpush::testing::Info;
+use redpush::testing::write_families;
+use redpush::testing::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
 
 /// What the exporter read with CONFIG GET on the reference instance.
 fn reference_config() -> ServerConfig {
@@ -30,7 +30,7 @@ fn reference_config() -> ServerConfig {
 fn map_text(text: &str, config: Option<&ServerConfig>, options: MapOptions) -> Page {
     let info = Info::parse(text);
     let mut families = Families::new();
-    families.plain("redis_up", redpush::metrics::Kind::Gauge, 1.0);
+    families.plain("redis_up", redpush::testing::Kind::Gauge, 1.0);
     let reading = Reading {
         info: &info,
         config,
@@ -441,7 +441,7 @@ fn every_family_name_appears_once() {
     }
 }
 
-fn map_with(text: &str, extras: redpush::metrics::mapper::Extras<'_>) -> Page {
+fn map_with(text: &str, extras: redpush::testing::Extras<'_>) -> Page {
     let info = Info::parse(text);
     let mut families = Families::new();
     let reading = Reading {
@@ -504,7 +504,7 @@ fn sentinel_info_lines() {
 
 #[test]
 fn latency_events_histograms_and_cluster_info() {
-    use redpush::metrics::mapper::{CommandHistogram, Extras, LatencyEvent};
+    use redpush::testing::{CommandHistogram, Extras, LatencyEvent};
     let events = [LatencyEvent {
         event: "command".into(),
         last_timestamp: 1_700_000_000.0,
@@ -578,7 +578,7 @@ fn latency_events_histograms_and_cluster_info() {
 
 #[test]
 fn client_summaries_are_capped() {
-    use redpush::metrics::mapper::{Extras, MAX_CLIENT_GROUPS};
+    use redpush::testing::{Extras, MAX_CLIENT_GROUPS};
     let list: String = (0..60)
         .map(|i| {
             format!(

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
-use redpush::config::RemoteWriteSettings;
-use redpush::metrics::Kind;
-use redpush::queue::{Queue, Record, Series};
-use redpush::remote_write::sender::Sender;
-use redpush::self_metrics::SelfMetrics;
-use redpush::series::{shape, target_labels};
-use redpush::wal::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::Kind;
+use redpush::testing::RemoteWriteSettings;
+use redpush::testing::SelfMetrics;
+use redpush::testing::Sender;
+use redpush::testing::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::{DropReason, Queue, Record, Series};
+use redpush::testing::{shape, target_labels};
 use tokio::sync::watch;
 
 fn settings(url: &str) -> RemoteWriteSettings {
@@ -137,7 +137,7 @@ fn retries_5xx_and_429_then_delivers_in_order() {
 fn a_400_drops_the_batch_counts_it_and_goes_on() {
     let receiver = FaultReceiver::start(vec![Fault::Status(400)], Fault::Status(204));
     let metrics = drain(&receiver.url, vec![record(1_000, 1.0)]);
-    assert_eq!(metrics.dropped_count("rejected"), 2);
+    assert_eq!(metrics.dropped_count(DropReason::Rejected), 2);
     assert_eq!(metrics.samples_sent(), 0);
     // The next batch goes through.
     let metrics = drain(&receiver.url, vec![record(2_000, 2.0)]);
@@ -213,10 +213,6 @@ fn requests_follow_the_protocol() {
 
 fn render(metrics: &SelfMetrics) -> String {
     let mut out = String::new();
-    redpush::metrics::exposition::write_families(
-        &mut out,
-        &metrics.families(Default::default(), 0),
-        &[],
-    );
+    redpush::testing::write_families(&mut out, &metrics.families(Default::default(), 0), &[]);
     out
 }

@@ -56,7 +56,7 @@ fn one_stopped_or_hanging_target_does_not_delay_the_others() {
         &targets_config(&[a.url(), b.url(), c.url(), hanging_url], &receiver.url),
         &[],
     );
-    let start = redpush::remote_write::sender::now_ms();
+    let start = redpush::testing::now_ms();
     std::thread::sleep(Duration::from_secs(4));
 
     // Stop b for a while, then bring it back on its port.
@@ -141,7 +141,7 @@ fn sighup_adds_and_removes_targets_and_keeps_the_queue() {
         None,
         "b still shown"
     );
-    let reload_ms = redpush::remote_write::sender::now_ms();
+    let reload_ms = redpush::testing::now_ms();
     receiver.set_mode(Fault::Status(204));
     wait_until("c pushed", Duration::from_secs(20), || {
         !receiver
@@ -154,7 +154,7 @@ fn sighup_adds_and_removes_targets_and_keeps_the_queue() {
     let b_up = receiver.accepted("redis_up", &[("instance", &b.instance())]);
     let (last_ts, last_value) = *b_up.last().expect("b samples");
     assert!(
-        redpush::stale::is_stale_marker(last_value),
+        redpush::testing::is_stale_marker(last_value),
         "b's last sample is not a stale marker: {b_up:?}"
     );
     assert!(last_ts <= reload_ms + 1000);

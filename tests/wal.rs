@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use redpush::metrics::Kind;
-use redpush::queue::{Queue, Record, Series};
-use redpush::self_metrics::SelfMetrics;
-use redpush::series::{shape, target_labels};
-use redpush::wal::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::Kind;
+use redpush::testing::SelfMetrics;
+use redpush::testing::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::{DropReason, Queue, Record, Series};
+use redpush::testing::{shape, target_labels};
 use tempfile::TempDir;
 
 fn now_ms() -> i64 {
-    redpush::remote_write::sender::now_ms()
+    redpush::testing::now_ms()
 }
 
 /// A record whose series values identify it: `n` series, each valued
@@ -167,7 +167,7 @@ fn the_read_position_is_kept_in_place_and_a_torn_one_resends_rather_than_loses()
 
 #[test]
 fn the_writer_thread_writes_everything_before_it_ends() {
-    use redpush::queue::Writer;
+    use redpush::testing::Writer;
     let dir = TempDir::new().expect("dir");
     let s = settings(dir.path());
     {
@@ -182,7 +182,7 @@ fn the_writer_thread_writes_everything_before_it_ends() {
         drop((writer, second));
         thread.join();
         assert_eq!(pending(&*q), (0..200).collect::<Vec<_>>());
-        assert_eq!(metrics.dropped_count("queue_full"), 0);
+        assert_eq!(metrics.dropped_count(DropReason::QueueFull), 0);
     }
     // Synced before the thread ended: a new process finds all of it.
     let (q, _) = open(&s);
@@ -334,7 +334,7 @@ fn the_bound_drops_oldest_segments_and_counts_them() {
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     let lost = 200 - ids.len() as u64;
     assert!(lost > 0, "200 records fit in {} bytes", s.max_disk_bytes);
-    assert_eq!(metrics.dropped_count("queue_full"), lost * 10);
+    assert_eq!(metrics.dropped_count(DropReason::QueueFull), lost * 10);
     assert_eq!(stats.samples as u64, ids.len() as u64 * 10);
 }
 
@@ -349,7 +349,7 @@ fn samples_older_than_max_age_are_dropped_as_too_old() {
     q.push(Arc::new(old));
     q.push(record(2, 4));
     assert_eq!(pending(&q), vec![2]);
-    assert_eq!(metrics.dropped_count("too_old"), 4);
+    assert_eq!(metrics.dropped_count(DropReason::TooOld), 4);
     assert_eq!(q.stats().records, 1);
 }
 
@@ -394,14 +394,10 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
     for id in 2..100 {
         q.push(record(id, 10));
     }
-    assert!(metrics.dropped_count("write_error") > 0);
+    assert!(metrics.dropped_count(DropReason::WriteError) > 0);
     let text = {
         let mut out = String::new();
-        redpush::metrics::exposition::write_families(
-            &mut out,
-            &metrics.families(q.stats(), now_ms()),
-            &[],
-        );
+        redpush::testing::write_families(&mut out, &metrics.families(q.stats(), now_ms()), &[]);
         out
     };
     assert!(

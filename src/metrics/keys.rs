@@ -3,43 +3,7 @@
 //! with the exporter's names.
 
 use super::{Families, Kind, Labels, smallvec};
-
-/// What was read about one key.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KeyReading {
-    pub key: String,
-    /// Length for its type (STRLEN, LLEN, SCARD, ZCARD, HLEN, XLEN).
-    pub size: Option<f64>,
-    pub memory_bytes: Option<f64>,
-    /// Seconds to live, for keys with an expiry.
-    pub ttl_seconds: Option<f64>,
-    pub stream: Option<StreamReading>,
-}
-
-/// `XINFO STREAM` and `XINFO GROUPS` of a stream key.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StreamReading {
-    /// (field of XINFO STREAM, value); ids already reduced to their ms part.
-    pub fields: Vec<(String, f64)>,
-    pub groups: Vec<GroupReading>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GroupReading {
-    pub name: String,
-    /// (field of XINFO GROUPS, value); ids reduced to their ms part.
-    pub fields: Vec<(String, f64)>,
-}
-
-/// Everything one run of the key sampler read.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KeysReading {
-    /// `db0`, ...
-    pub db: String,
-    pub keys: Vec<KeyReading>,
-    /// (pattern, number of matching keys) for `count_keys`.
-    pub counts: Vec<(String, f64)>,
-}
+use crate::reading::{KeyReading, KeysReading, ScriptOutcome, StreamReading};
 
 /// XINFO STREAM field → metric (all gauges but entries-added).
 const STREAM_FIELDS: &[(&str, &str, Kind)] = &[
@@ -83,15 +47,10 @@ const GROUP_FIELDS: &[(&str, &str)] = &[
     ("lag", "redis_stream_group_lag"),
 ];
 
-/// The millisecond part of a stream id (`1795576414841-0`), as the exporter reports ids.
-pub fn stream_id_ms(id: &str) -> Option<f64> {
-    id.split('-').next()?.parse().ok()
-}
-
 /// Reads one figure of a key.
 type KeyField = fn(&KeyReading) -> Option<f64>;
 
-pub fn map_keys(reading: &KeysReading, out: &mut Families) {
+pub(crate) fn map_keys(reading: &KeysReading, out: &mut Families) {
     let key_labels = |k: &KeyReading| -> Labels {
         smallvec![
             ("db", reading.db.as_str().into()),
@@ -153,19 +112,9 @@ pub fn map_keys(reading: &KeysReading, out: &mut Families) {
     }
 }
 
-/// The outcome of a user's Lua script, as the exporter reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ScriptOutcome {
-    /// The (key, value) pairs the script returned; values that are not
-    /// numbers are left out.
-    Values(Vec<(String, f64)>),
-    Empty,
-    Failed,
-}
-
 /// `redis_script_result{filename}` (1 ok, 0 error, 2 empty) and
 /// `redis_script_values{key,filename}`.
-pub fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
+pub(crate) fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
     let result = match outcome {
         ScriptOutcome::Values(_) => 1.0,
         ScriptOutcome::Failed => 0.0,
@@ -189,6 +138,7 @@ pub fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reading::GroupReading;
 
     #[test]
     fn keys_streams_and_counts() {
@@ -221,7 +171,7 @@ mod tests {
         let mut families = Families::new();
         map_keys(&reading, &mut families);
         let mut text = String::new();
-        crate::metrics::exposition::write_families(&mut text, &families, &[]);
+        crate::exposition::write_families(&mut text, &families, &[]);
         assert!(
             text.contains("redis_key_size{db=\"db0\",key=\"queue\"} 3\n"),
             "{text}"
@@ -242,6 +192,5 @@ mod tests {
             text.contains("redis_keys_count{db=\"db0\",key=\"session:*\"} 42\n"),
             "{text}"
         );
-        assert_eq!(stream_id_ms("1795576414841-0"), Some(1795576414841.0));
     }
 }

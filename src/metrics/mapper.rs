@@ -11,98 +11,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use super::table::{self, IDENTITY_FIELDS, INFO_FIELDS};
 use super::{Families, Kind, Labels, Name, SmolStr, format_smolstr, smallvec};
+use crate::reading::{CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog};
 use crate::redis::info::{Info, number, pair, pairs, pairs_named};
-
-/// Settings read with `CONFIG GET` (absent when CONFIG is disabled, as on
-/// most managed Redis services).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ServerConfig {
-    pub maxmemory: Option<f64>,
-    pub maxclients: Option<f64>,
-    pub io_threads: Option<f64>,
-    pub repl_backlog_size: Option<f64>,
-    pub databases: Option<u32>,
-    pub client_output_buffer_limit: Option<String>,
-}
-
-/// The `CONFIG GET` parameters the metrics need, one per request: Redis
-/// before 7.0 accepts a single pattern per `CONFIG GET`.
-pub const CONFIG_PARAMS: &[&str] = &[
-    "maxmemory",
-    "maxclients",
-    "io-threads",
-    "repl-backlog-size",
-    "databases",
-    "client-output-buffer-limit",
-];
-
-impl ServerConfig {
-    /// Builds the settings from `CONFIG GET` name/value pairs; unknown names
-    /// and unparsable values are ignored.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut config = ServerConfig::default();
-        for (name, value) in pairs {
-            match name {
-                "maxmemory" => config.maxmemory = value.parse().ok(),
-                "maxclients" => config.maxclients = value.parse().ok(),
-                "io-threads" => config.io_threads = value.parse().ok(),
-                "repl-backlog-size" => config.repl_backlog_size = value.parse().ok(),
-                "databases" => config.databases = value.parse().ok(),
-                "client-output-buffer-limit" => {
-                    config.client_output_buffer_limit = Some(value.to_owned())
-                }
-                _ => {}
-            }
-        }
-        config
-    }
-}
-
-/// What `SLOWLOG LEN` and `SLOWLOG GET 1` reported.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Slowlog {
-    pub length: f64,
-    pub last_id: f64,
-    pub last_duration_micros: f64,
-}
-
-/// One `LATENCY LATEST` entry.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LatencyEvent {
-    pub event: String,
-    /// Unix time of the latest spike.
-    pub last_timestamp: f64,
-    pub latest_ms: f64,
-}
-
-/// One command of `LATENCY HISTOGRAM` (Redis 7.0+).
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommandHistogram {
-    pub cmd: String,
-    pub calls: f64,
-    /// (upper bound in µs, cumulative count), ascending.
-    pub buckets: Vec<(f64, f64)>,
-}
-
-/// One master a Sentinel watches: `SENTINEL MASTERS` fields and the
-/// results of CKQUORUM, SENTINELS and SLAVES for it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SentinelMaster {
-    pub name: String,
-    /// `ip:port`.
-    pub address: String,
-    pub quorum: Option<f64>,
-    pub failover_timeout_ms: Option<f64>,
-    pub parallel_syncs: Option<f64>,
-    pub down_after_ms: Option<f64>,
-    pub config_epoch: Option<f64>,
-    pub last_ok_ping_reply_ms: Option<f64>,
-    /// `Ok(message)` or `Err(message)` of SENTINEL CKQUORUM.
-    pub ckquorum: Option<Result<String, String>>,
-    /// Sentinels (this one included) and replicas not flagged down.
-    pub ok_sentinels: Option<f64>,
-    pub ok_slaves: Option<f64>,
-}
 
 /// Replies of commands beyond INFO, CONFIG and SLOWLOG; each is absent when
 /// the server does not have (or allow) the command.
@@ -149,7 +59,7 @@ impl Default for MapOptions {
 }
 
 /// Most databases reported with zero keys when empty.
-pub const MAX_DATABASES: u32 = 1024;
+pub(crate) const MAX_DATABASES: u32 = 1024;
 
 /// Names the mapper produces itself; an unmapped field must never take one.
 const SPECIAL_NAMES: &[&str] = &[
@@ -950,7 +860,7 @@ fn latency_histograms(
         let cmd: SmolStr = h.cmd.as_str().into();
         for &(le, count) in &h.buckets {
             let mut bound = smol_str::SmolStrBuilder::new();
-            super::exposition::write_value(&mut bound, le);
+            super::write_value(&mut bound, le);
             let labels = smallvec![("cmd", cmd.clone()), ("le", bound.finish())];
             out.push(NAME, Kind::Histogram, "_bucket", labels, count);
         }

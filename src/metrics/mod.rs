@@ -9,17 +9,17 @@
 //! code), a point's labels sit inline, and so do label values up to 23 bytes
 //! (`cmd`, `db`, a replica's address), which is nearly all of them.
 
-pub mod exposition;
-pub mod keys;
-pub mod mapper;
-pub mod table;
+pub(crate) mod keys;
+pub(crate) mod mapper;
+pub(crate) mod table;
 
+use std::fmt::Write;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
-pub use smallvec::smallvec;
-pub use smol_str::{SmolStr, format_smolstr};
+pub(crate) use smallvec::smallvec;
+pub(crate) use smol_str::{SmolStr, format_smolstr};
 
 /// Prometheus metric type, as written in `# TYPE` lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Kind {
 
 /// Label pairs of one point, name first: inline up to two, the most any
 /// frequent point has.
-pub type Labels = SmallVec<[(&'static str, SmolStr); 2]>;
+pub(crate) type Labels = SmallVec<[(&'static str, SmolStr); 2]>;
 
 /// One value of a family. `suffix` is `""` for plain samples and `_sum`,
 /// `_count` or `_bucket` for the parts of a summary or histogram.
@@ -232,5 +232,45 @@ impl<'a> IntoIterator for &'a Families {
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
+    }
+}
+
+/// Floats as Prometheus parses them: `NaN`, `+Inf`, `-Inf`, else the
+/// shortest decimal that round-trips.
+pub(crate) fn write_value(out: &mut impl Write, value: f64) {
+    // Below 2^53 every integer is exact, and its digits are what the float
+    // formatting would print; writing them as an integer costs a fraction
+    // of it (most values are counts, and every histogram bound is one).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let _ = if value.is_nan() {
+        out.write_str("NaN")
+    } else if value.is_infinite() {
+        out.write_str(if value > 0.0 { "+Inf" } else { "-Inf" })
+    } else if value.fract() == 0.0 && value.abs() < EXACT && !value.is_sign_negative() {
+        write!(out, "{}", value as u64)
+    } else {
+        write!(out, "{value}")
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_written_as_the_float_formatting_writes_them() {
+        let mut values = vec![0.0, -0.0, 1.0, -1.0, 0.5, 1e15, 1e16, 1e17, 2f64.powi(53)];
+        values.extend((0..64).map(|i| 2f64.powi(i)));
+        values.extend((0..64).map(|i| 2f64.powi(i) - 1.0));
+        values.extend([
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_993.0,
+            123_456_789.0,
+        ]);
+        for v in values {
+            let mut ours = String::new();
+            write_value(&mut ours, v);
+            assert_eq!(ours, format!("{v}"), "{v}");
+        }
     }
 }

@@ -14,14 +14,14 @@ use super::Kind;
 
 /// How an INFO value becomes the metric value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scale {
+pub(crate) enum Scale {
     One,
     /// INFO reports microseconds, the metric is in seconds.
     MicrosToSeconds,
 }
 
 impl Scale {
-    pub fn apply(self, value: f64) -> f64 {
+    pub(crate) fn apply(self, value: f64) -> f64 {
         match self {
             Scale::One => value,
             Scale::MicrosToSeconds => value / 1e6,
@@ -30,12 +30,12 @@ impl Scale {
 }
 
 /// One row: INFO field, metric name, type, unit conversion.
-pub type Row = (&'static str, &'static str, Kind, Scale);
+pub(crate) type Row = (&'static str, &'static str, Kind, Scale);
 
 /// Looks up an INFO field: one hash and one comparison. Every field of
 /// every reading is looked up, and a binary search compared about eight
 /// strings for each.
-pub fn lookup(field: &str) -> Option<&'static Row> {
+pub(crate) fn lookup(field: &str) -> Option<&'static Row> {
     // Seeded per process: the keys looked up come from the server.
     static INDEX: LazyLock<HashMap<&str, &Row, foldhash::fast::RandomState>> =
         LazyLock::new(|| INFO_FIELDS.iter().map(|row| (row.0, row)).collect());
@@ -45,7 +45,7 @@ pub fn lookup(field: &str) -> Option<&'static Row> {
 /// Fields that identify the server rather than measure it. Some of them can
 /// look like numbers (`redis_git_sha1:00000000`, a run id of only digits) but
 /// belong in `redis_instance_info` labels, not in a series of their own.
-pub const IDENTITY_FIELDS: &[&str] = &[
+pub(crate) const IDENTITY_FIELDS: &[&str] = &[
     "arch_bits",
     "atomicvar_api",
     "config_file",
@@ -68,7 +68,7 @@ pub const IDENTITY_FIELDS: &[&str] = &[
 ];
 
 /// Every known INFO field, sorted by field name.
-pub static INFO_FIELDS: &[Row] = &[
+pub(crate) static INFO_FIELDS: &[Row] = &[
     (
         "acl_access_denied_auth",
         "redis_acl_access_denied_auth_total",

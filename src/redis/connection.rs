@@ -62,7 +62,7 @@ impl Drop for ReadBuffer {
     }
 }
 
-pub struct Connection {
+pub(crate) struct Connection {
     stream: Metered,
     db: i64,
     /// For each round trip: sending the commands and reading every reply.
@@ -73,7 +73,7 @@ impl Connection {
     /// Takes an open stream and logs in: `AUTH` (with `username` for an ACL
     /// user) when there is a password, then `SELECT` unless `db` is 0.
     /// The caller bounds the time this takes.
-    pub async fn open(
+    pub(crate) async fn open(
         stream: Metered,
         username: Option<&str>,
         password: Option<&str>,
@@ -130,7 +130,7 @@ impl Connection {
     /// caller that knows a reply's shape can read it without making the
     /// general values first (`value` makes them for the others). What
     /// `query_async` returns for a pipeline that ignores errors.
-    pub async fn round_trip<T>(
+    pub(crate) async fn round_trip<T>(
         &mut self,
         pipeline: &Pipeline,
         read: impl FnMut(usize, &[u8]) -> RedisResult<T>,
@@ -250,7 +250,7 @@ impl ConnectionLike for Connection {
 /// recursion and no allocation, whatever the server sends: nesting deeper
 /// than `MAX_DEPTH` is an error, and the stream's byte budget bounds how
 /// much a server can send.
-pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
     let mut at = 0;
     // Values still to read at each open level of nesting, innermost last.
     let mut open = [0u64; MAX_DEPTH + 1];
@@ -309,7 +309,7 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, &'static str> {
 
 /// The value of one complete reply (framed by `reply_len`): as the crate's
 /// parser makes it, which it does itself for what `build` leaves to it.
-pub fn value(reply: &[u8]) -> RedisResult<Value> {
+pub(crate) fn value(reply: &[u8]) -> RedisResult<Value> {
     let mut rest = reply;
     match build(&mut rest) {
         Some(value) if rest.is_empty() => Ok(value),
@@ -361,34 +361,33 @@ fn build(buf: &mut &[u8]) -> Option<Value> {
 /// The items of a framed RESP2 reply in the order they come, read in place:
 /// for a large reply of known shape (LATENCY HISTOGRAM's few hundred
 /// integers), instead of a tree of values made and dropped again.
-pub struct Items<'a> {
+pub(crate) struct Items<'a> {
     rest: &'a [u8],
 }
 
 /// One item of [`Items`]: an aggregate gives its length, and its elements
 /// follow as items of their own.
-#[derive(Debug, PartialEq)]
-pub enum Item<'a> {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Item<'a> {
     Array(usize),
+    /// A RESP3 map of this many keys, each followed by its value.
+    Map(usize),
     Int(i64),
-    /// A bulk string's bytes, or a simple string's.
-    Text(&'a [u8]),
-    /// Anything else (an error, a null, a RESP3 type).
+    /// A bulk string's bytes.
+    Bulk(&'a [u8]),
+    /// A simple string's bytes.
+    Simple(&'a [u8]),
+    /// Anything else (an error, a null, another RESP3 type), skipped whole.
     Other,
 }
 
 impl<'a> Items<'a> {
-    pub fn new(reply: &'a [u8]) -> Self {
+    pub(crate) fn new(reply: &'a [u8]) -> Self {
         Items { rest: reply }
     }
 
-    /// Whether every item has been read.
-    pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
     /// Skips one whole value, aggregates with all their elements.
-    pub fn skip_value(&mut self) -> Option<()> {
+    pub(crate) fn skip_value(&mut self) -> Option<()> {
         let len = reply_len(self.rest).ok()??;
         self.rest = &self.rest[len..];
         Some(())
@@ -406,11 +405,11 @@ impl<'a> Iterator for Items<'a> {
         let (&kind, digits) = line.split_first()?;
         let (item, rest) = match kind {
             b':' => (Item::Int(decimal(digits)?), after),
-            b'+' => (Item::Text(digits), after),
+            b'+' => (Item::Simple(digits), after),
             b'$' => match usize::try_from(length(digits).ok()?) {
                 Ok(len) => {
                     let text = after.get(..len)?;
-                    (Item::Text(text), after.get(len + 2..)?)
+                    (Item::Bulk(text), after.get(len + 2..)?)
                 }
                 Err(_) => (Item::Other, after),
             },
@@ -418,6 +417,10 @@ impl<'a> Iterator for Items<'a> {
                 Ok(len) => (Item::Array(len), after),
                 Err(_) => (Item::Other, after),
             },
+            b'%' => (
+                Item::Map(usize::try_from(length(digits).ok()?).ok()?),
+                after,
+            ),
             // Whatever it is, it is one value: skipped whole.
             _ => {
                 self.skip_value()?;

@@ -70,12 +70,12 @@ impl<'a> Info<'a> {
 
 /// Splits a structured value such as `keys=1,expires=0,avg_ttl=0` into
 /// `(name, value)` pairs. Parts without `=` are skipped.
-pub fn pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
     value.split(',').filter_map(|part| part.split_once('='))
 }
 
 /// The value of `name` within a structured value.
-pub fn pair<'v>(value: &'v str, name: &str) -> Option<&'v str> {
+pub(crate) fn pair<'v>(value: &'v str, name: &str) -> Option<&'v str> {
     pairs(value).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
@@ -83,7 +83,10 @@ pub fn pair<'v>(value: &'v str, name: &str) -> Option<&'v str> {
 /// pass: `[pair(value, names[0]), pair(value, names[1]), ...]`. A
 /// `cmdstat_` line has five of them, and asking `pair` for each read the
 /// line five times: a third of the mapper's time.
-pub fn pairs_named<'v, const N: usize>(value: &'v str, names: [&str; N]) -> [Option<&'v str>; N] {
+pub(crate) fn pairs_named<'v, const N: usize>(
+    value: &'v str,
+    names: [&str; N],
+) -> [Option<&'v str>; N] {
     let mut found = [None; N];
     for (k, v) in pairs(value) {
         if let Some(i) = names.iter().position(|name| *name == k) {
@@ -96,7 +99,7 @@ pub fn pairs_named<'v, const N: usize>(value: &'v str, names: [&str; N]) -> [Opt
 /// Reads an INFO value as a number the way the community exporter does:
 /// `ok`/`true` are 1, `err`/`fail`/`false` are 0, anything else must parse as
 /// a float. Values such as `97.42%` or `jemalloc-5.3.0` are not numbers.
-pub fn number(value: &str) -> Option<f64> {
+pub(crate) fn number(value: &str) -> Option<f64> {
     // Most values are counts: up to 15 digits are exact in an f64 and
     // summed here at a fraction of the cost of parsing a float.
     let digits = value.as_bytes();

@@ -9,8 +9,9 @@ use std::time::Instant;
 use redis::Value;
 
 use crate::config::KeySettings;
-use crate::metrics::keys::{GroupReading, KeyReading, KeysReading, StreamReading, stream_id_ms};
-use crate::redis::sampler::{SampleError, Sampler, bytes_text, int, pairs_of};
+use crate::reading::{GroupReading, KeyReading, KeysReading, StreamReading};
+use crate::redis::replies::{bytes_text, int, pairs_of};
+use crate::redis::sampler::{RoundTrip, SampleError, Sampler};
 
 /// What one SCAN pass found: the keys, and whether it saw the whole keyspace.
 struct Scan {
@@ -34,11 +35,16 @@ async fn scan(
             .arg(pattern)
             .arg("COUNT")
             .arg(settings.scan_count);
-        let reply = sampler.query(&pipe, "scan").await?.into_iter().next();
+        let reply = sampler
+            .query(&pipe, RoundTrip::Scan)
+            .await?
+            .into_iter()
+            .next();
         let Some(Value::Array(parts)) = reply else {
-            return Err(SampleError::Reply(
-                "SCAN answered something else than [cursor, keys]".to_owned(),
-            ));
+            return Err(SampleError::Unexpected {
+                command: "SCAN",
+                what: "something else than [cursor, keys]",
+            });
         };
         cursor = parts
             .first()
@@ -63,7 +69,7 @@ async fn scan(
 }
 
 /// One run of the key sampler on `db` (`db0`, ...).
-pub async fn read_keys(
+pub(crate) async fn read_keys(
     sampler: &mut Sampler,
     settings: &KeySettings,
     db: &str,
@@ -111,7 +117,7 @@ pub async fn read_keys(
     let replies = if names.is_empty() {
         Vec::new()
     } else {
-        sampler.query(&pipe, "keys").await?
+        sampler.query(&pipe, RoundTrip::Keys).await?
     };
     let mut keys: Vec<(KeyReading, String)> = Vec::new();
     for (key, r) in names.iter().zip(replies.chunks(3)) {
@@ -153,7 +159,7 @@ pub async fn read_keys(
     let replies = if keys.is_empty() {
         Vec::new()
     } else {
-        sampler.query(&pipe, "keys").await?
+        sampler.query(&pipe, RoundTrip::Keys).await?
     };
     let mut replies = replies.into_iter();
     let mut out = Vec::with_capacity(keys.len());
@@ -225,4 +231,24 @@ fn stream_reading(info: Option<&Value>, groups: Option<&Value>) -> StreamReading
         _ => Vec::new(),
     };
     StreamReading { fields, groups }
+}
+
+/// The millisecond part of a stream id (`1795576414841-0`), as the exporter reports ids.
+fn stream_id_ms(id: &str) -> Option<f64> {
+    id.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_their_milliseconds() {
+        assert_eq!(stream_id_ms("1795576414841-0"), Some(1795576414841.0));
+        assert_eq!(
+            figure(&Value::BulkString(b"1795576414841-7".to_vec())),
+            Some(1795576414841.0)
+        );
+        assert_eq!(figure(&Value::Int(3)), Some(3.0));
+    }
 }

@@ -5,44 +5,40 @@
 //! gigabytes must cost an error, not the agent's memory).
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::{Address, TargetSettings, TlsSettings};
+use crate::config::{Address, TargetSettings};
+use crate::tls::{self, TlsError};
 
 /// Any stream the Redis client can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 /// Bytes a sample may still read; shared by the stream and the sampler,
 /// which refills it before every sample.
 #[derive(Clone, Debug, Default)]
-pub struct Budget(Arc<AtomicI64>);
+pub(crate) struct Budget(Arc<AtomicI64>);
 
 impl Budget {
-    pub fn refill(&self, bytes: u64) {
+    pub(crate) fn refill(&self, bytes: u64) {
         self.0
             .store(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
-    pub fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         self.0.load(Ordering::Relaxed) < 0
     }
 }
 
 /// A stream that fails its reads once the budget is spent.
-pub struct Metered {
+pub(crate) struct Metered {
     inner: Box<dyn Io>,
     budget: Budget,
 }
@@ -83,18 +79,18 @@ impl AsyncWrite for Metered {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("TLS setup: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     #[error("TLS handshake: {0}")]
     Handshake(io::Error),
 }
 
 /// Opens the stream to `target` within `timeout` (TCP connect and TLS
 /// handshake together).
-pub async fn connect(
+pub(crate) async fn connect(
     target: &TargetSettings,
     budget: Budget,
     timeout: Duration,
@@ -109,10 +105,10 @@ pub async fn connect(
                 match &target.tls {
                     None => Box::new(tcp),
                     Some(tls) => {
-                        let config = client_config(tls)?;
-                        let name = tls.server_name.clone().unwrap_or_else(|| host.clone());
-                        let name = ServerName::try_from(name)
-                            .map_err(|e| TransportError::Tls(format!("server name: {e}")))?;
+                        let config = tls::client_config(tls)?;
+                        let name = tls::server_name(
+                            tls.server_name.clone().unwrap_or_else(|| host.clone()),
+                        )?;
                         let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
                             .connect(name, tcp)
                             .await
@@ -131,116 +127,4 @@ pub async fn connect(
         )
     })??;
     Ok(Metered { inner, budget })
-}
-
-/// The TLS client configuration, read from its files at every connect so
-/// that renewed certificates are picked up.
-pub fn client_config(tls: &TlsSettings) -> Result<ClientConfig, TransportError> {
-    let builder = ClientConfig::builder();
-    let builder = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new()))
-    } else {
-        let mut roots = RootCertStore::empty();
-        match &tls.ca_file {
-            Some(path) => {
-                for cert in certificates(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| TransportError::Tls(format!("{}: {e}", path.display())))?;
-                }
-            }
-            None => {
-                // The system's trust store, as other TLS clients on the host use.
-                let native = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(native.certs);
-            }
-        }
-        builder.with_root_certificates(roots)
-    };
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let key = private_key(key)?;
-            builder
-                .with_client_auth_cert(certificates(cert)?, key)
-                .map_err(|e| TransportError::Tls(format!("client certificate: {e}")))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// The private key in a PEM file.
-pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| TransportError::Tls(format!("{}: {e}", path.display())))
-}
-
-/// The certificates in a PEM file; none is an error.
-pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TransportError::Tls(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(TransportError::Tls(format!(
-            "{}: no certificate in it",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// `insecure_skip_verify`: accepts any server certificate. The agent logs a
-/// warning at start when a target uses it.
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    schemes: Vec<SignatureScheme>,
-}
-
-impl AcceptAnyCertificate {
-    fn new() -> Self {
-        let schemes = rustls::crypto::CryptoProvider::get_default()
-            .map(|p| p.signature_verification_algorithms.supported_schemes())
-            .unwrap_or_else(|| {
-                rustls::crypto::aws_lc_rs::default_provider()
-                    .signature_verification_algorithms
-                    .supported_schemes()
-            });
-        AcceptAnyCertificate { schemes }
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
 }

@@ -1,7 +1,7 @@
 //! Pure encoding: a batch of queued records → `WriteRequest` → snappy.
 //!
 //! The rules the receiver enforces live here: labels sorted byte-wise by
-//! name with no duplicates and no empty values (`series::merged`), and per
+//! name with no duplicates and no empty values (`labels.rs`), and per
 //! series strictly increasing timestamps within a request (across requests
 //! the sender keeps them increasing by sending the queue in order, one
 //! request at a time).
@@ -20,8 +20,10 @@ use foldhash::HashMap;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+use super::field;
+use super::labels::{merged_wire, merged_wire_len};
 use crate::queue::Queued;
-use crate::series::{Shape, TargetLabels, merged_wire, merged_wire_len};
+use crate::series::{Shape, TargetLabels};
 
 /// A batch ready to post.
 #[derive(Debug)]
@@ -96,12 +98,6 @@ fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     (groups, samples, out_of_order)
 }
 
-// Field numbers of proto/remote_write.proto (labels: `series::merged_wire`).
-const WRITE_REQUEST_TIMESERIES: u32 = 1;
-const TIMESERIES_SAMPLES: u32 = 2;
-const SAMPLE_VALUE: u32 = 1;
-const SAMPLE_TIMESTAMP: u32 = 2;
-
 fn sample_len(timestamp: i64) -> usize {
     // The double (tag + 8 bytes), then the timestamp (tag + varint).
     9 + 1 + encoded_len_varint(timestamp as u64)
@@ -127,7 +123,11 @@ fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
     let lens: Vec<usize> = groups.iter().map(timeseries_len).collect();
     out.reserve(lens.iter().map(|&len| message_field_len(len)).sum());
     for (group, &len) in groups.iter().zip(&lens) {
-        encode_key(WRITE_REQUEST_TIMESERIES, WireType::LengthDelimited, out);
+        encode_key(
+            field::WRITE_REQUEST_TIMESERIES,
+            WireType::LengthDelimited,
+            out,
+        );
         encode_varint(len as u64, out);
         for label in merged_wire(group.shape, group.target) {
             out.extend_from_slice(label);
@@ -147,22 +147,22 @@ const fn key(field: u32, wire_type: WireType) -> u8 {
 /// copied once: every sample of every request passes here, and writing it
 /// a key and a varint at a time into the vector was a tenth of encoding.
 fn write_sample(value: f64, timestamp: i64, out: &mut Vec<u8>) {
-    let mut field = [0u8; 22];
-    field[0] = key(TIMESERIES_SAMPLES, WireType::LengthDelimited);
+    let mut sample = [0u8; 22];
+    sample[0] = key(field::TIMESERIES_SAMPLES, WireType::LengthDelimited);
     // At most 9 + 1 + 10 bytes: its length is one byte.
-    field[1] = sample_len(timestamp) as u8;
-    field[2] = key(SAMPLE_VALUE, WireType::SixtyFourBit);
-    field[3..11].copy_from_slice(&value.to_le_bytes());
-    field[11] = key(SAMPLE_TIMESTAMP, WireType::Varint);
+    sample[1] = sample_len(timestamp) as u8;
+    sample[2] = key(field::SAMPLE_VALUE, WireType::SixtyFourBit);
+    sample[3..11].copy_from_slice(&value.to_le_bytes());
+    sample[11] = key(field::SAMPLE_TIMESTAMP, WireType::Varint);
     let mut at = 12;
     let mut rest = timestamp as u64;
     while rest >= 0x80 {
-        field[at] = (rest as u8) | 0x80;
+        sample[at] = (rest as u8) | 0x80;
         rest >>= 7;
         at += 1;
     }
-    field[at] = rest as u8;
-    out.extend_from_slice(&field[..=at]);
+    sample[at] = rest as u8;
+    out.extend_from_slice(&sample[..=at]);
 }
 
 /// Encodes a batch as one snappy-compressed `WriteRequest`.
@@ -216,8 +216,8 @@ impl Encoder {
 mod tests {
     use super::*;
     use crate::metrics::Kind;
-    use crate::queue::{Record, Series};
     use crate::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+    use crate::series::{Record, Series};
     use crate::series::{shape, target_labels};
     use prost::Message;
 

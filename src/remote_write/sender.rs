@@ -14,13 +14,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::clock::now_ms;
 use crate::config::RemoteWriteSettings;
-use crate::http_client;
-use crate::queue::Queue;
+use crate::http_client::{self, ClientError};
+use crate::log_throttle::LogThrottle;
+use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
-use crate::self_metrics::SelfMetrics;
-
-pub use crate::http_client::USER_AGENT;
+use crate::self_metrics::{SelfMetrics, SendFailure};
 
 /// The longest `Retry-After` honoured; a receiver asking for more is retried
 /// sooner rather than holding the backlog for hours.
@@ -34,9 +34,10 @@ pub enum Answer {
     /// A 4xx other than 429 (or another status that retrying will not fix):
     /// the batch is dropped.
     Rejected { status: u16, message: String },
-    /// 5xx, 429 or a network error: the same batch is sent again.
+    /// 5xx, 429, a network error or unreadable credentials: the same
+    /// batch is sent again.
     Retry {
-        reason: String,
+        reason: SendFailure,
         after: Option<Duration>,
     },
 }
@@ -54,19 +55,17 @@ pub enum Delivery {
 pub enum SenderError {
     #[error("remote_write.headers: invalid header {0}")]
     Header(String),
-    #[error("cannot read {path}: {error}")]
-    SecretFile { path: String, error: String },
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 pub struct Sender {
     client: reqwest::Client,
     settings: RemoteWriteSettings,
     metrics: Arc<SelfMetrics>,
-    /// When a rejection was last logged: at most one line a minute, so a
-    /// receiver that refuses everything does not flood the log.
-    last_reject_log: std::sync::Mutex<Option<Instant>>,
+    /// Rejections are logged at most once a minute, so a receiver that
+    /// refuses everything does not flood the log.
+    rejections: LogThrottle,
 }
 
 impl Sender {
@@ -83,19 +82,18 @@ impl Sender {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = http_client::build(settings.timeout, settings.tls.as_ref(), headers)
-            .map_err(|e| SenderError::Client(e.to_string()))?;
+        let client = http_client::build(settings.timeout, settings.tls.as_ref(), headers)?;
         Ok(Sender {
             client,
             settings,
             metrics,
-            last_reject_log: std::sync::Mutex::new(None),
+            rejections: LogThrottle::default(),
         })
     }
 
     /// Posts one encoded batch once.
     pub async fn post(&self, body: bytes::Bytes) -> Answer {
-        let mut request = self
+        let request = self
             .client
             .post(&self.settings.url)
             .header("Content-Encoding", "snappy")
@@ -103,35 +101,31 @@ impl Sender {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body);
         // Credentials are read per request so that a rotated file is picked up.
-        if let Some((user, file)) = &self.settings.basic_auth {
-            match read_secret(file) {
-                Ok(password) => request = request.basic_auth(user, Some(password)),
-                Err(e) => {
-                    return Answer::Retry {
-                        reason: e.to_string(),
-                        after: None,
-                    };
-                }
+        let credentials = http_client::authorize(
+            request,
+            self.settings.basic_auth.as_ref(),
+            self.settings.bearer_token_file.as_deref(),
+        );
+        let request = match credentials {
+            Ok(request) => request,
+            Err(e) => {
+                debug!("remote write request not sent: {e}");
+                return Answer::Retry {
+                    reason: SendFailure::Credentials,
+                    after: None,
+                };
             }
-        }
-        if let Some(file) = &self.settings.bearer_token_file {
-            match read_secret(file) {
-                Ok(token) => request = request.bearer_auth(token),
-                Err(e) => {
-                    return Answer::Retry {
-                        reason: e.to_string(),
-                        after: None,
-                    };
-                }
-            }
-        }
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                let reason = if e.is_timeout() { "timeout" } else { "network" };
                 debug!("remote write request failed: {}", without_url(&e));
                 return Answer::Retry {
-                    reason: reason.to_owned(),
+                    reason: if e.is_timeout() {
+                        SendFailure::Timeout
+                    } else {
+                        SendFailure::Network
+                    },
                     after: None,
                 };
             }
@@ -148,7 +142,7 @@ impl Sender {
             .map(|d| d.min(MAX_RETRY_AFTER));
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Answer::Retry {
-                reason: status.as_u16().to_string(),
+                reason: SendFailure::Status(status.as_u16()),
                 after,
             };
         }
@@ -182,31 +176,26 @@ impl Sender {
                     return Delivery::Accepted;
                 }
                 Answer::Rejected { status, message } => {
-                    self.metrics.send_error(&status.to_string());
-                    self.metrics.dropped("rejected", samples as u64);
-                    let mut last = self
-                        .last_reject_log
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    self.metrics.send_error(SendFailure::Status(status));
+                    self.metrics.dropped(DropReason::Rejected, samples as u64);
+                    if self.rejections.ready() {
                         warn!(
                             status,
                             samples,
                             "remote write rejected a batch; dropping it (more rejections within a minute are only counted): {message}"
                         );
-                        *last = Some(Instant::now());
                     }
                     return Delivery::Rejected;
                 }
                 Answer::Retry { reason, after } => {
-                    self.metrics.send_error(&reason);
+                    self.metrics.send_error(reason);
                     if *shutdown.borrow() {
                         return Delivery::Abandoned;
                     }
                     self.metrics.retried();
                     let delay = backoff.next().unwrap_or(self.settings.max_backoff);
                     let delay = after.map_or(delay, |after| after.max(delay));
-                    debug!(%reason, ?delay, "remote write will retry");
+                    debug!(?reason, ?delay, "remote write will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => {}
@@ -249,7 +238,7 @@ impl Sender {
                 }
                 continue;
             }
-            let batch = queue.peek(self.settings.max_samples_per_send);
+            let batch = peek(&queue, self.settings.max_samples_per_send).await;
             let Some(first) = batch.first() else {
                 // Expired at the head meanwhile, or unreadable (logged by the
                 // queue): do not spin on it.
@@ -266,14 +255,14 @@ impl Sender {
             let encoded = encoder.encode(&batch);
             if encoded.out_of_order > 0 {
                 self.metrics
-                    .dropped("out_of_order", encoded.out_of_order as u64);
+                    .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
             }
             let last_seq = batch.last().map_or(first.seq, |q| q.seq);
             match self
                 .deliver(encoded.body, encoded.samples, &mut shutdown)
                 .await
             {
-                Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
+                Delivery::Accepted | Delivery::Rejected => ack(&queue, last_seq).await,
                 Delivery::Abandoned => {
                     let left = queue.stats().samples;
                     warn!(
@@ -288,7 +277,7 @@ impl Sender {
 }
 
 /// `Retry-After` is either seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -300,13 +289,20 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-fn read_secret(path: &std::path::Path) -> Result<String, SenderError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|e| SenderError::SecretFile {
-            path: path.display().to_string(),
-            error: e.to_string(),
-        })
+/// A batch from the queue's head, read on the blocking pool: when the
+/// sender is behind, it comes from disk.
+async fn peek(queue: &Arc<dyn Queue>, max_samples: usize) -> Vec<Queued> {
+    let queue = queue.clone();
+    tokio::task::spawn_blocking(move || queue.peek(max_samples))
+        .await
+        .unwrap_or_default()
+}
+
+/// Acknowledges up to `seq` on the blocking pool: it writes the position
+/// and may delete segment files.
+async fn ack(queue: &Arc<dyn Queue>, seq: u64) {
+    let queue = queue.clone();
+    let _ = tokio::task::spawn_blocking(move || queue.ack(seq)).await;
 }
 
 /// A reqwest error's text without the URL, which may carry a token in its query.
@@ -316,12 +312,6 @@ fn without_url(e: &reqwest::Error) -> String {
         e.truncate(i);
     }
     e
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -32,8 +32,7 @@ use foldhash::{HashMap, HashSet};
 use prost::encoding::{decode_varint, encode_varint};
 
 use crate::metrics::Kind;
-use crate::queue::Record;
-use crate::series::{self, Series, Shape, TargetLabels};
+use crate::series::{self, Record, Series, Shape, TargetLabels};
 
 pub const HEADER_LEN: usize = 20;
 const VERSION_LABELS: u8 = 1;
@@ -497,9 +496,10 @@ mod tests {
             frame.extend_from_slice(part);
         }
         let (decoded, _) = decode(&frame, &mut Definitions::default()).expect("decode");
-        let got: Vec<(String, String)> = series::merged(&decoded.series[0].shape, &decoded.target)
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        let got: Vec<(String, String)> =
+            crate::remote_write::labels::merged(&decoded.series[0].shape, &decoded.target)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
         assert_eq!(got, labels.map(|(n, v)| (n.to_owned(), v.to_owned())));
         assert_eq!((decoded.timestamp_ms, decoded.series[0].value), (5, 1.0));
     }

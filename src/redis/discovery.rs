@@ -10,13 +10,14 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Address, MetricsSettings, TargetSettings};
-use crate::redis::sampler::Sampler;
+use crate::redis::replies::{bytes_text, pairs_of};
+use crate::redis::sampler::{RoundTrip, SampleError, Sampler};
 
 /// The node addresses of a `CLUSTER NODES` reply, in reply order.
 ///
 /// A line is `<id> <ip:port@cport[,hostname]> <flags> ...`; nodes without
 /// an address (`noaddr`, `:0`) or still in `handshake` are left out.
-pub fn cluster_nodes(reply: &str) -> Vec<(String, u16)> {
+pub(crate) fn cluster_nodes(reply: &str) -> Vec<(String, u16)> {
     let mut nodes = Vec::new();
     for line in reply.lines() {
         let mut parts = line.split_whitespace();
@@ -46,7 +47,7 @@ pub fn cluster_nodes(reply: &str) -> Vec<(String, u16)> {
 }
 
 /// The targets for `nodes`: the seed's settings at each node's address.
-pub fn node_targets(seed: &TargetSettings, nodes: &[(String, u16)]) -> Vec<TargetSettings> {
+pub(crate) fn node_targets(seed: &TargetSettings, nodes: &[(String, u16)]) -> Vec<TargetSettings> {
     nodes
         .iter()
         .map(|(host, port)| {
@@ -72,11 +73,11 @@ pub fn node_targets(seed: &TargetSettings, nodes: &[(String, u16)]) -> Vec<Targe
 }
 
 /// What a discovery task reports: the seed's instance and its nodes.
-pub type Discovered = (String, Vec<TargetSettings>);
+pub(crate) type Discovered = (String, Vec<TargetSettings>);
 
 /// Reads `CLUSTER NODES` from `seed` every `seed.discovery_interval` and
 /// reports the node set whenever it changes.
-pub async fn run(
+pub(crate) async fn run(
     seed: TargetSettings,
     metrics: MetricsSettings,
     updates: mpsc::Sender<Discovered>,
@@ -133,10 +134,7 @@ pub async fn run(
 }
 
 /// The masters a Sentinel watches and their replicas, as `host:port`.
-async fn sentinel_nodes(
-    sampler: &mut Sampler,
-) -> Result<Vec<(String, u16)>, crate::redis::sampler::SampleError> {
-    use crate::redis::sampler::{bytes_text, pairs_of};
+async fn sentinel_nodes(sampler: &mut Sampler) -> Result<Vec<(String, u16)>, SampleError> {
     let address = |entry: &redis::Value| -> Option<(String, String, u16)> {
         let fields: Vec<(String, String)> = pairs_of(entry)
             .into_iter()
@@ -148,7 +146,7 @@ async fn sentinel_nodes(
     let mut pipe = redis::pipe();
     pipe.cmd("SENTINEL").arg("MASTERS");
     let masters = match sampler
-        .query(&pipe, "sentinel_discovery")
+        .query(&pipe, RoundTrip::SentinelDiscovery)
         .await?
         .into_iter()
         .next()
@@ -170,7 +168,7 @@ async fn sentinel_nodes(
         for name in &names {
             pipe.cmd("SENTINEL").arg("SLAVES").arg(name);
         }
-        for replicas in sampler.query(&pipe, "sentinel_discovery").await? {
+        for replicas in sampler.query(&pipe, RoundTrip::SentinelDiscovery).await? {
             if let redis::Value::Array(items) = replicas {
                 nodes.extend(
                     items

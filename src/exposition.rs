@@ -9,13 +9,11 @@ use std::fmt::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::Families;
-use crate::queue::Record;
-use crate::series::{Series, flatten};
-use crate::stale::is_stale_marker;
+use crate::metrics::{Families, write_value};
+use crate::series::{Record, Series, flatten, is_stale_marker};
 
 /// Content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Appends every family of `families`, each point carrying `extra` labels
 /// first (e.g. `instance` when one page shows several targets).
@@ -91,7 +89,7 @@ fn write_run(out: &mut String, run: &[Series], extra: &[(&str, &str)], with_type
 /// Appends the series of several targets, each labelled with its target's
 /// `instance`. All series of one name are written together under one
 /// `# TYPE` line, as the format requires.
-pub fn write_targets(out: &mut String, targets: Vec<(String, Arc<Record>)>) {
+pub(crate) fn write_targets(out: &mut String, targets: Vec<(String, Arc<Record>)>) {
     let mut page = Page::new(targets, true);
     while page.write_next(out, usize::MAX) {}
 }
@@ -101,7 +99,7 @@ pub fn write_targets(out: &mut String, targets: Vec<(String, Arc<Record>)>) {
 /// than holding all of it in memory at once. The page holds the targets'
 /// records (shared, not copied) and, per run of one family of one target,
 /// 16 bytes of order.
-pub struct Page {
+pub(crate) struct Page {
     targets: Vec<(String, Arc<Record>)>,
     /// Whether each series is labelled with its target's `instance`: when
     /// the page shows more than one target.
@@ -123,7 +121,7 @@ struct RunAt {
 impl Page {
     /// The page of `targets`' records; `labelled`: each series carries its
     /// target's `instance` (a page of more than one target).
-    pub fn new(targets: Vec<(String, Arc<Record>)>, labelled: bool) -> Page {
+    pub(crate) fn new(targets: Vec<(String, Arc<Record>)>, labelled: bool) -> Page {
         let mut families: HashMap<&str, u32> = HashMap::new();
         let mut runs_at = Vec::new();
         for (t, (_, record)) in targets.iter().enumerate() {
@@ -153,7 +151,7 @@ impl Page {
 
     /// Appends whole runs until `out` holds at least `bytes` bytes or the
     /// page is done; returns whether more is left.
-    pub fn write_next(&mut self, out: &mut String, bytes: usize) -> bool {
+    pub(crate) fn write_next(&mut self, out: &mut String, bytes: usize) -> bool {
         while self.next < self.runs.len() && out.len() < bytes {
             let run = self.runs[self.next];
             let first_of_family = self
@@ -183,46 +181,11 @@ fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// Floats as Prometheus parses them: `NaN`, `+Inf`, `-Inf`, else the
-/// shortest decimal that round-trips.
-pub fn write_value(out: &mut impl Write, value: f64) {
-    // Below 2^53 every integer is exact, and its digits are what the float
-    // formatting would print; writing them as an integer costs a fraction
-    // of it (most values are counts, and every histogram bound is one).
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    let _ = if value.is_nan() {
-        out.write_str("NaN")
-    } else if value.is_infinite() {
-        out.write_str(if value > 0.0 { "+Inf" } else { "-Inf" })
-    } else if value.fract() == 0.0 && value.abs() < EXACT && !value.is_sign_negative() {
-        write!(out, "{}", value as u64)
-    } else {
-        write!(out, "{value}")
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::Kind;
     use crate::metrics::smallvec;
-
-    #[test]
-    fn integers_are_written_as_the_float_formatting_writes_them() {
-        let mut values = vec![0.0, -0.0, 1.0, -1.0, 0.5, 1e15, 1e16, 1e17, 2f64.powi(53)];
-        values.extend((0..64).map(|i| 2f64.powi(i)));
-        values.extend((0..64).map(|i| 2f64.powi(i) - 1.0));
-        values.extend([
-            9_007_199_254_740_991.0,
-            9_007_199_254_740_993.0,
-            123_456_789.0,
-        ]);
-        for v in values {
-            let mut ours = String::new();
-            write_value(&mut ours, v);
-            assert_eq!(ours, format!("{v}"), "{v}");
-        }
-    }
 
     #[test]
     fn families_with_labels_suffixes_and_escapes() {
@@ -352,7 +315,7 @@ mod tests {
         families.plain("redis_up", Kind::Gauge, 1.0);
         families.plain("gone", Kind::Gauge, 1.0);
         let mut series = series_of(&families);
-        series[1].value = crate::stale::stale_nan();
+        series[1].value = crate::series::stale_nan();
         let mut out = String::new();
         write_series(&mut out, &series, &[]);
         assert_eq!(out, "# TYPE redis_up gauge\nredis_up 1\n");

@@ -27,7 +27,7 @@ static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 const SWEEP_FROM: usize = 1024;
 
 /// The shared copy of `s`.
-pub fn intern(s: &str) -> Arc<str> {
+pub(super) fn intern(s: &str) -> Arc<str> {
     // A panic elsewhere while holding the lock leaves the table valid (an
     // insert either happened or not), so a poisoned lock is used as is.
     let mut guard = TABLE.lock().unwrap_or_else(PoisonError::into_inner);

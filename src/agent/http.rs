@@ -24,20 +24,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio_rustls::TlsAcceptor;
 
-use crate::agent::AgentState;
+use super::state::AgentState;
 use crate::config::HttpSettings;
-use crate::metrics::exposition::{CONTENT_TYPE, Page};
-use crate::redis::transport::{certificates, private_key};
+use crate::exposition::{CONTENT_TYPE, Page};
+use crate::tls::{certificates, private_key, server_config};
 
 /// Who may read `/metrics`: the expected `Authorization` header value.
 #[derive(Clone, Default)]
-pub struct Access {
+pub(super) struct Access {
     basic: Option<String>,
 }
 
 impl Access {
     /// Reads the password file now: the endpoint's credentials are fixed at start.
-    pub fn new(settings: &HttpSettings) -> anyhow::Result<Access> {
+    pub(super) fn new(settings: &HttpSettings) -> anyhow::Result<Access> {
         let basic = match &settings.basic_auth {
             None => None,
             Some((user, file)) => {
@@ -73,21 +73,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The TLS acceptor for `http.tls_cert_file` / `http.tls_key_file`.
-pub fn tls_acceptor(settings: &HttpSettings) -> anyhow::Result<Option<TlsAcceptor>> {
+pub(super) fn tls_acceptor(settings: &HttpSettings) -> anyhow::Result<Option<TlsAcceptor>> {
     let Some((cert, key)) = &settings.tls else {
         return Ok(None);
     };
     let certs = certificates(cert).context("http.tls_cert_file")?;
     let key = private_key(key).context("http.tls_key_file")?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("http TLS certificate and key")?;
+    let config = server_config(certs, key).context("http TLS")?;
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<AgentState>,
     access: Access,
@@ -206,7 +203,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// it: the page's memory is a chunk, not the page (with 1000 targets the
 /// page is tens of megabytes). The series are those of the moment the page
 /// was asked for: the targets' readings are shared, not copied.
-pub struct PageBody {
+pub(super) struct PageBody {
     page: Page,
     /// The agent's own metrics, written last.
     own: Option<String>,

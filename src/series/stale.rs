@@ -16,16 +16,18 @@
 
 use std::sync::Arc;
 
-use crate::series::{Matched, Series, Shape};
+use super::catalogue::Shape;
+use super::flatten::Matched;
+use super::record::Series;
 
 /// Up to this many series that may have ended are each looked for in the
 /// reading; more, and both are sorted and merged.
 const FEW: usize = 8;
 
 /// The NaN Prometheus reserves for "this series ended here".
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub(super) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
-pub fn stale_nan() -> f64 {
+pub(crate) fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
 }
 
@@ -168,7 +170,7 @@ impl StaleTracker {
 mod tests {
     use super::*;
     use crate::metrics::Kind;
-    use crate::series::shape;
+    use crate::series::catalogue::shape;
 
     /// A reading of series named `names`.
     fn reading(names: &[&str]) -> Vec<Series> {

@@ -1,0 +1,79 @@
+//! The Pushgateway pusher: every `pushgateway.interval`, each target's
+//! latest reading PUT to its group and the agent's own metrics to a group
+//! of their own; on stop, the groups deleted if `delete_on_shutdown`.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tracing::warn;
+
+use super::state::AgentState;
+use crate::exposition::{write_families, write_series};
+use crate::log_throttle::LogThrottle;
+use crate::pushgateway::Pushgateway;
+use crate::self_metrics::SelfMetrics;
+
+pub(super) async fn run(
+    pushgateway: Pushgateway,
+    agent_instance: String,
+    state: Arc<AgentState>,
+    metrics: Arc<SelfMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(pushgateway.settings().interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Groups pushed so far, for delete_on_shutdown.
+    let mut pushed: Vec<String> = Vec::new();
+    let failures = LogThrottle::default();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        for (instance, body) in groups(&state, &agent_instance) {
+            match pushgateway.put(&instance, body).await {
+                Ok(()) => {
+                    metrics.pushgateway_push(true);
+                    if !pushed.contains(&instance) {
+                        pushed.push(instance);
+                    }
+                }
+                Err(e) => {
+                    metrics.pushgateway_push(false);
+                    if failures.ready() {
+                        warn!(
+                            instance,
+                            "Pushgateway push failed (more failures within a minute are only counted): {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if pushgateway.settings().delete_on_shutdown {
+        for instance in pushed {
+            if let Err(e) = pushgateway.delete(&instance).await {
+                warn!(instance, "cannot delete the Pushgateway group: {e}");
+            }
+        }
+    }
+}
+
+/// Each target's group body (targets not read yet left out), then the
+/// agent's own under `agent_instance`.
+fn groups(state: &AgentState, agent_instance: &str) -> Vec<(String, String)> {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for (instance, record) in state.latest() {
+        let Some(record) = record.filter(|r| !r.series.is_empty()) else {
+            continue;
+        };
+        let mut body = String::new();
+        write_series(&mut body, &record.series, &[]);
+        groups.push((instance, body));
+    }
+    let mut body = String::new();
+    write_families(&mut body, &state.self_families(), &[]);
+    groups.push((agent_instance.to_owned(), body));
+    groups
+}

@@ -1,0 +1,25 @@
+//! The record model: what one reading of one target becomes, and what the
+//! queue stores, the page shows and the encoder sends.
+
+use std::sync::Arc;
+
+use super::catalogue::{Shape, TargetLabels};
+
+/// One series of a reading: its shape and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub shape: Arc<Shape>,
+    pub value: f64,
+}
+
+/// Everything one reading of one target produced, stamped with one time:
+/// its series (shared shapes, see `catalogue`) and the target's labels,
+/// which an encoder adds to each of them. A complete reading's record may
+/// end with stale markers (`stale`) for series that ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub target: Arc<TargetLabels>,
+    pub series: Vec<Series>,
+}

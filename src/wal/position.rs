@@ -1,0 +1,113 @@
+//! The acknowledged position on disk: `ack`, the number of the first
+//! record the receiver has not accepted yet, so a restart resumes there.
+//!
+//! The file is kept open and overwritten in place with one fixed-width
+//! line. Creating a file and renaming it over `ack` after every batch cost
+//! the agent a twentieth of its CPU at 1000 targets, most of it in the file
+//! system's inode allocation. A write that a power loss tears leaves the
+//! line unreadable: the queue then starts at its oldest record and sends
+//! what was sent already, which at-least-once delivery allows (receivers
+//! take an identical sample twice).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Digits of the widest `u64`, and the newline.
+const ACK_LEN: usize = 21;
+
+/// The position recorded in `dir`, if it holds a readable one.
+pub(super) fn read(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join("ack")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The `ack` file of a queue, opened at its first write.
+#[derive(Debug)]
+pub(super) struct AckFile {
+    path: PathBuf,
+    file: Option<File>,
+    /// The position last written: a position never goes back, even when
+    /// two writers of it (the sender, the disk bound) race.
+    written: Option<u64>,
+}
+
+impl AckFile {
+    pub(super) fn new(dir: &Path) -> AckFile {
+        AckFile {
+            path: dir.join("ack"),
+            file: None,
+            written: None,
+        }
+    }
+
+    /// Records `seq` as the position, unless a later one is recorded.
+    pub(super) fn write(&mut self, seq: u64) -> io::Result<()> {
+        if self.written.is_some_and(|written| written > seq) {
+            return Ok(());
+        }
+        let line = format!("{seq:020}\n");
+        let written = self
+            .open()
+            .and_then(|file| write_at_start(file, line.as_bytes()));
+        match written {
+            Ok(()) => self.written = Some(seq),
+            // Reopened at the next write: the file may have been removed.
+            Err(_) => self.file = None,
+        }
+        written
+    }
+
+    fn open(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.path)?;
+            // A line of an earlier version may be shorter or longer.
+            file.set_len(ACK_LEN as u64)?;
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("ack file not open"))
+    }
+}
+
+#[cfg(unix)]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_position_is_overwritten_in_place_and_read_back() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        assert_eq!(read(dir.path()), None);
+        let mut ack = AckFile::new(dir.path());
+        ack.write(7).expect("write");
+        ack.write(123_456).expect("write");
+        assert_eq!(read(dir.path()), Some(123_456));
+        ack.write(7).expect("an older position is not written");
+        assert_eq!(read(dir.path()), Some(123_456));
+        let len = fs::metadata(dir.path().join("ack")).expect("file").len();
+        assert_eq!(len, ACK_LEN as u64);
+        // A line of another length (an earlier version's) is replaced whole.
+        fs::write(dir.path().join("ack"), "12\n").expect("write");
+        let mut again = AckFile::new(dir.path());
+        again.write(5).expect("write");
+        assert_eq!(read(dir.path()), Some(5));
+    }
+}
