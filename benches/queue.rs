@@ -15,9 +15,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use redpush::testing::Info;
-use redpush::testing::RemoteWriteSettings;
 use redpush::testing::SelfMetrics;
 use redpush::testing::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::{Endpoint, RemoteWriteSettings};
 use redpush::testing::{Families, Kind};
 use redpush::testing::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
 use redpush::testing::{Queue, Record};
@@ -143,16 +143,18 @@ fn main() {
         let url = null_receiver().await;
         let metrics = Arc::new(SelfMetrics::default());
         let settings = RemoteWriteSettings {
-            url,
-            timeout: Duration::from_secs(30),
+            endpoint: Endpoint {
+                url,
+                timeout: Duration::from_secs(30),
+                basic_auth: None,
+                bearer_token_file: None,
+                tls: None,
+            },
             flush_deadline: Duration::from_secs(5),
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             max_samples_per_send: 5000,
             headers: Vec::new(),
-            basic_auth: None,
-            bearer_token_file: None,
-            tls: None,
         };
         let sender = Sender::new(settings, metrics.clone()).expect("sender");
         let (stop, stop_rx) = watch::channel(false);

@@ -6,12 +6,11 @@
 //! report); response bodies read up to a bound.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap;
 
-use crate::config::TlsSettings;
+use crate::config::Endpoint;
 use crate::secret::{SecretError, read_secret};
 
 pub(crate) const USER_AGENT: &str = concat!("redpush/", env!("CARGO_PKG_VERSION"));
@@ -43,17 +42,17 @@ fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
     })
 }
 
+/// The client of `endpoint`, sending `headers` with every request.
 pub(crate) fn build(
-    timeout: Duration,
-    tls: Option<&TlsSettings>,
+    endpoint: &Endpoint,
     headers: HeaderMap,
 ) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .default_headers(headers)
-        .timeout(timeout)
+        .timeout(endpoint.timeout)
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(tls) = tls {
+    if let Some(tls) = &endpoint.tls {
         if let Some(path) = &tls.ca_file {
             let certs = reqwest::Certificate::from_pem_bundle(&read(path)?).map_err(|source| {
                 ClientError::Pem {
@@ -88,13 +87,12 @@ pub(crate) fn build(
 /// and a bearer token (file).
 pub(crate) fn authorize(
     mut request: RequestBuilder,
-    basic_auth: Option<&(String, PathBuf)>,
-    bearer_token_file: Option<&Path>,
+    endpoint: &Endpoint,
 ) -> Result<RequestBuilder, SecretError> {
-    if let Some((user, file)) = basic_auth {
+    if let Some((user, file)) = &endpoint.basic_auth {
         request = request.basic_auth(user, Some(read_secret(file)?.expose()));
     }
-    if let Some(file) = bearer_token_file {
+    if let Some(file) = &endpoint.bearer_token_file {
         request = request.bearer_auth(read_secret(file)?.expose());
     }
     Ok(request)

@@ -40,7 +40,7 @@ pub use wal::inspect as inspect_queue;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::clock::now_ms;
-    pub use crate::config::{Fsync, Overrides, RemoteWriteSettings, Settings};
+    pub use crate::config::{Endpoint, Fsync, Overrides, RemoteWriteSettings, Settings};
     pub use crate::exposition::{write_families, write_series};
     pub use crate::metrics::mapper::{Extras, MAX_CLIENT_GROUPS, MapOptions, Reading, map_reading};
     pub use crate::metrics::{Families, Kind};

@@ -58,7 +58,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         // Retries run for at most one request timeout in all; a batch job
         // must end.
         let (stop_tx, mut stop_rx) = watch::channel(false);
-        let timeout = rw.timeout;
+        let timeout = rw.endpoint.timeout;
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let _ = stop_tx.send(true);

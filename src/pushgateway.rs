@@ -67,8 +67,7 @@ pub(crate) struct Pushgateway {
 
 impl Pushgateway {
     pub(crate) fn new(settings: PushgatewaySettings) -> Result<Self, PushError> {
-        let client =
-            http_client::build(settings.timeout, settings.tls.as_ref(), Default::default())?;
+        let client = http_client::build(&settings.endpoint, Default::default())?;
         Ok(Pushgateway { client, settings })
     }
 
@@ -78,7 +77,7 @@ impl Pushgateway {
 
     fn url(&self, instance: &str) -> String {
         group_url(
-            &self.settings.url,
+            &self.settings.endpoint.url,
             &self.settings.job,
             instance,
             &self.settings.grouping,
@@ -89,11 +88,7 @@ impl Pushgateway {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, PushError> {
-        Ok(http_client::authorize(
-            request,
-            self.settings.basic_auth.as_ref(),
-            self.settings.bearer_token_file.as_deref(),
-        )?)
+        Ok(http_client::authorize(request, &self.settings.endpoint)?)
     }
 
     /// Replaces the group of `instance` with `body` (text exposition format).

@@ -11,26 +11,28 @@ use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
 use redpush::testing::Kind;
-use redpush::testing::RemoteWriteSettings;
 use redpush::testing::SelfMetrics;
 use redpush::testing::Sender;
 use redpush::testing::{DiskQueue, Fsync, WalSettings};
 use redpush::testing::{DropReason, Queue, Record, Series};
+use redpush::testing::{Endpoint, RemoteWriteSettings};
 use redpush::testing::{shape, target_labels};
 use tokio::sync::watch;
 
 fn settings(url: &str) -> RemoteWriteSettings {
     RemoteWriteSettings {
-        url: url.to_owned(),
-        timeout: Duration::from_secs(5),
+        endpoint: Endpoint {
+            url: url.to_owned(),
+            timeout: Duration::from_secs(5),
+            basic_auth: None,
+            bearer_token_file: None,
+            tls: None,
+        },
         flush_deadline: Duration::from_millis(200),
         min_backoff: Duration::from_millis(30),
         max_backoff: Duration::from_millis(200),
         max_samples_per_send: 1000,
         headers: vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())],
-        basic_auth: None,
-        bearer_token_file: None,
-        tls: None,
     }
 }
 
@@ -157,7 +159,7 @@ fn a_202_counts_as_accepted() {
 fn a_hung_or_closed_connection_is_retried() {
     let receiver = FaultReceiver::start(vec![Fault::Hang, Fault::Close], Fault::Status(204));
     let mut s = settings(&receiver.url);
-    s.timeout = Duration::from_millis(500);
+    s.endpoint.timeout = Duration::from_millis(500);
     let metrics = drain_with(s, vec![record(1_000, 1.0)]);
     assert_eq!(receiver.requests(), 3);
     assert_eq!(receiver.accepted("redis_up", &[]), vec![(1000, 1.0)]);

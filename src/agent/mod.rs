@@ -84,7 +84,7 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
         let pushgateway = Pushgateway::new(pg.clone()).context("pushgateway")?;
         info!(
             "pushing to {} (Pushgateway) every {:?}",
-            redact_url(&pg.url),
+            redact_url(&pg.endpoint.url),
             pg.interval
         );
         helpers.push(tokio::spawn(pushgateway_task::run(
@@ -153,7 +153,7 @@ impl RemoteWrite {
         let (writer, writer_thread) = Writer::start(queue.clone(), metrics.clone())
             .context("cannot start the queue's writer thread")?;
         let sender = Sender::new(rw.clone(), metrics.clone()).context("remote_write")?;
-        info!("pushing to {} (remote write)", redact_url(&rw.url));
+        info!("pushing to {} (remote write)", redact_url(&rw.endpoint.url));
         let (stop_sender, stop) = watch::channel(false);
         let drained = queue.clone();
         let sender = tokio::spawn(async move { sender.run(drained, stop).await });

@@ -82,7 +82,7 @@ impl Sender {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = http_client::build(settings.timeout, settings.tls.as_ref(), headers)?;
+        let client = http_client::build(&settings.endpoint, headers)?;
         Ok(Sender {
             client,
             settings,
@@ -95,17 +95,13 @@ impl Sender {
     pub async fn post(&self, body: bytes::Bytes) -> Answer {
         let request = self
             .client
-            .post(&self.settings.url)
+            .post(&self.settings.endpoint.url)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body);
         // Credentials are read per request so that a rotated file is picked up.
-        let credentials = http_client::authorize(
-            request,
-            self.settings.basic_auth.as_ref(),
-            self.settings.bearer_token_file.as_deref(),
-        );
+        let credentials = http_client::authorize(request, &self.settings.endpoint);
         let request = match credentials {
             Ok(request) => request,
             Err(e) => {

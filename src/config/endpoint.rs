@@ -1,0 +1,238 @@
+//! Where pushes go: `[remote_write]` and `[pushgateway]`. Each is an
+//! endpoint (url, timeout, basic auth, bearer token, TLS), read by one
+//! reader for both, and settings of its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::{
+    FileBasicAuth, FileHttpTls, FilePushgateway, FileRemoteWrite, Locator, file_count,
+    file_duration, invalid, labels,
+};
+use super::{
+    ConfigError, Endpoint, Origin, Overrides, PushgatewaySettings, RemoteWriteSettings, TlsSettings,
+};
+
+/// The endpoint part of a push table as written.
+struct FileEndpoint<'a> {
+    url: Option<&'a Spanned<String>>,
+    timeout: Option<&'a Spanned<String>>,
+    basic_auth: Option<&'a FileBasicAuth>,
+    bearer_token_file: Option<&'a PathBuf>,
+    tls: Option<&'a FileHttpTls>,
+}
+
+impl<'a> From<&'a FileRemoteWrite> for FileEndpoint<'a> {
+    fn from(f: &'a FileRemoteWrite) -> Self {
+        FileEndpoint {
+            url: f.url.as_ref(),
+            timeout: f.timeout.as_ref(),
+            basic_auth: f.basic_auth.as_ref(),
+            bearer_token_file: f.bearer_token_file.as_ref(),
+            tls: f.tls.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a FilePushgateway> for FileEndpoint<'a> {
+    fn from(f: &'a FilePushgateway) -> Self {
+        FileEndpoint {
+            url: Some(&f.url),
+            timeout: f.timeout.as_ref(),
+            basic_auth: f.basic_auth.as_ref(),
+            bearer_token_file: f.bearer_token_file.as_ref(),
+            tls: f.tls.as_ref(),
+        }
+    }
+}
+
+/// The endpoint of table `section`: its url from `flag` (which replaces
+/// the file's url only) or the file; none without either.
+fn endpoint(
+    section: &str,
+    file: Option<FileEndpoint<'_>>,
+    flag: (Option<&str>, &'static str),
+    default_timeout: Duration,
+    loc: &Locator<'_>,
+) -> Result<Option<Endpoint>, ConfigError> {
+    let url = match (flag.0, file.as_ref().and_then(|f| f.url)) {
+        (Some(url), _) => http_url(url, Origin::Flag(flag.1), section, section)?,
+        (None, Some(url)) => {
+            let key = format!("{section}.url");
+            http_url(url.get_ref(), loc.origin(url), &key, section)?
+        }
+        (None, None) => return Ok(None),
+    };
+    let file = file.as_ref();
+    Ok(Some(Endpoint {
+        url,
+        timeout: file_duration(
+            file.and_then(|f| f.timeout),
+            loc,
+            &format!("{section}.timeout"),
+            default_timeout,
+        )?,
+        basic_auth: file
+            .and_then(|f| f.basic_auth)
+            .map(|b| (b.username.clone(), b.password_file.clone())),
+        bearer_token_file: file.and_then(|f| f.bearer_token_file.cloned()),
+        tls: file
+            .and_then(|f| f.tls)
+            .map(|t| tls(t, &format!("{section}.tls")))
+            .transpose()?,
+    }))
+}
+
+/// An http:// or https:// URL without a password in it.
+fn http_url(value: &str, origin: Origin, key: &str, section: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+            if u.password().is_some() {
+                return Err(invalid(
+                    origin,
+                    key,
+                    format!(
+                        "must not carry a password; use {section}.basic_auth with password_file"
+                    ),
+                ));
+            }
+            Ok(value.to_owned())
+        }
+        Ok(u) => Err(invalid(
+            origin,
+            key,
+            format!("must be an http:// or https:// URL, not {}://", u.scheme()),
+        )),
+        Err(e) => Err(invalid(origin, key, format!("is not a URL ({e})"))),
+    }
+}
+
+/// TLS towards a push endpoint.
+fn tls(file: &FileHttpTls, key: &str) -> Result<TlsSettings, ConfigError> {
+    if file.cert_file.is_some() != file.key_file.is_some() {
+        return Err(invalid(
+            Origin::Default,
+            &format!("{key}.cert_file"),
+            "and key_file go together (mutual TLS needs both)",
+        ));
+    }
+    Ok(TlsSettings {
+        ca_file: file.ca_file.clone(),
+        cert_file: file.cert_file.clone(),
+        key_file: file.key_file.clone(),
+        server_name: None,
+        insecure_skip_verify: file.insecure_skip_verify,
+    })
+}
+
+/// `[remote_write]`, when a url is set (there or by `--remote-write`).
+pub(super) fn remote_write(
+    file: Option<&FileRemoteWrite>,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Result<Option<RemoteWriteSettings>, ConfigError> {
+    let flag = (overrides.remote_write.as_deref(), "--remote-write");
+    let Some(endpoint) = endpoint(
+        "remote_write",
+        file.map(FileEndpoint::from),
+        flag,
+        Duration::from_secs(30),
+        loc,
+    )?
+    else {
+        return Ok(None);
+    };
+    let d = |s: Option<&Spanned<String>>, key: &str, default: Duration| {
+        file_duration(s, loc, key, default)
+    };
+    let settings = RemoteWriteSettings {
+        endpoint,
+        flush_deadline: d(
+            file.and_then(|f| f.flush_deadline.as_ref()),
+            "remote_write.flush_deadline",
+            Duration::from_secs(5),
+        )?,
+        min_backoff: d(
+            file.and_then(|f| f.min_backoff.as_ref()),
+            "remote_write.min_backoff",
+            Duration::from_millis(30),
+        )?,
+        max_backoff: d(
+            file.and_then(|f| f.max_backoff.as_ref()),
+            "remote_write.max_backoff",
+            Duration::from_secs(5),
+        )?,
+        max_samples_per_send: file_count(
+            file.and_then(|f| f.max_samples_per_send.as_ref()),
+            loc,
+            "remote_write.max_samples_per_send",
+            5000,
+        )?,
+        headers: file
+            .map(|f| {
+                f.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if settings.min_backoff > settings.max_backoff {
+        return Err(invalid(
+            Origin::Default,
+            "remote_write.min_backoff",
+            "must not be above remote_write.max_backoff",
+        ));
+    }
+    Ok(Some(settings))
+}
+
+/// `[pushgateway]`, when a url is set (there or by `--pushgateway`); `job`
+/// and `interval` default to the top-level ones.
+pub(super) fn pushgateway(
+    file: Option<&FilePushgateway>,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+    job: &str,
+    interval: Duration,
+) -> Result<Option<PushgatewaySettings>, ConfigError> {
+    let flag = (overrides.pushgateway.as_deref(), "--pushgateway");
+    let Some(endpoint) = endpoint(
+        "pushgateway",
+        file.map(FileEndpoint::from),
+        flag,
+        Duration::from_secs(10),
+        loc,
+    )?
+    else {
+        return Ok(None);
+    };
+    let job = match file.and_then(|p| p.job.as_ref()) {
+        Some(j) if j.get_ref().is_empty() => {
+            return Err(invalid(
+                loc.origin(j),
+                "pushgateway.job",
+                "must not be empty",
+            ));
+        }
+        Some(j) => j.get_ref().clone(),
+        None => job.to_owned(),
+    };
+    Ok(Some(PushgatewaySettings {
+        endpoint,
+        job,
+        interval: file_duration(
+            file.and_then(|p| p.interval.as_ref()),
+            loc,
+            "pushgateway.interval",
+            interval,
+        )?,
+        grouping: match file {
+            Some(p) => labels(&p.grouping, loc, "pushgateway.grouping")?,
+            None => Vec::new(),
+        },
+        delete_on_shutdown: file.is_some_and(|p| p.delete_on_shutdown),
+    }))
+}

@@ -1,0 +1,599 @@
+//! Configuration: the TOML file and the command-line overrides, validated
+//! into typed [`Settings`].
+//!
+//! Every error names where the bad value came from: the file and line, or
+//! the flag. Unknown keys are errors (a typo must not silently fall back to
+//! a default). Secrets are held in [`Secret`], whose `Debug` and `Display`
+//! never show the value.
+//!
+//! Parts: `file.rs` (the file as written and the readers of its values),
+//! `sections.rs` (the agent-wide settings), `targets.rs`, `endpoint.rs`
+//! (`[remote_write]` and `[pushgateway]`, one endpoint reader for both),
+//! `describe.rs` (what `check-config` prints).
+
+mod describe;
+mod endpoint;
+mod file;
+mod sections;
+mod targets;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secret::Secret;
+use file::{FileConfig, Locator};
+#[cfg(test)]
+pub(crate) use targets::parse_target;
+
+/// The longest interval allowed: Prometheus marks a series stale when it has
+/// no sample for 5 minutes, so a slower interval would show gaps.
+pub(crate) const MAX_INTERVAL_LIMIT: Duration = Duration::from_secs(290);
+
+pub(crate) const DEFAULT_TARGET: &str = "redis://127.0.0.1:6379";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9121";
+/// Most bytes a sample may read from Redis by default (INFO ALL of a busy
+/// server is tens of KiB; 8 MiB leaves room and still bounds memory).
+pub(crate) const DEFAULT_MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{key}` {message}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    File { path: PathBuf, line: usize },
+    Flag(&'static str),
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub redis: Vec<String>,
+    pub remote_write: Option<String>,
+    pub pushgateway: Option<String>,
+    pub interval: Option<String>,
+    pub min_interval: Option<String>,
+    pub max_interval: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub job: String,
+    pub intervals: Intervals,
+    /// Labels added to every pushed series, sorted by name.
+    pub external_labels: Vec<(String, String)>,
+    pub targets: Vec<TargetSettings>,
+    pub remote_write: Option<RemoteWriteSettings>,
+    pub pushgateway: Option<PushgatewaySettings>,
+    pub metrics: MetricsSettings,
+    pub queue: QueueSettings,
+    pub http: HttpSettings,
+}
+
+/// Protection of the agent's own endpoint (`/metrics`; `/healthz` stays
+/// open for probes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub basic_auth: Option<(String, PathBuf)>,
+    /// Certificate chain and key (PEM): serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// When appended records reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// fsync what was written within `queue::SYNC_WINDOW`: nothing pushed
+    /// is lost to a crash of the machine or a power loss.
+    Always,
+    /// Leave it to the operating system: survives `kill -9`, not power loss.
+    Never,
+}
+
+/// The on-disk queue under `state_dir/wal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub max_disk_bytes: u64,
+    pub max_age: Duration,
+    pub fsync: Fsync,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intervals {
+    pub interval: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// How to reach a Redis server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetSettings {
+    pub address: Address,
+    /// Labels added to this target's pushed series.
+    pub labels: Vec<(String, String)>,
+    pub intervals: Intervals,
+    pub adaptive: bool,
+    /// The `instance` label: `host:port`, or the socket path.
+    pub instance: String,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Read at every (re)connect, so a rotated password is picked up.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password, read at every connect.
+    pub password_env: Option<String>,
+    /// TLS, for `rediss://` targets.
+    pub tls: Option<TlsSettings>,
+    /// Most bytes one sample may read from the server.
+    pub max_reply_bytes: u64,
+    /// A seed that stands for every node of its Redis Cluster.
+    pub cluster: bool,
+    /// A Sentinel whose watched masters and replicas become targets too.
+    pub sentinel_discovery: bool,
+    /// How often a cluster seed's `CLUSTER NODES` is re-read.
+    pub discovery_interval: Duration,
+    /// Key and stream metrics, when any key is configured.
+    pub keys: Option<KeySettings>,
+    /// Summarise CLIENT LIST on every sample.
+    pub client_list: bool,
+    /// Also the exporter's series per client (implies reading CLIENT LIST).
+    pub client_list_detail: bool,
+    /// A Lua script run with EVAL on every sample; its key/value pairs
+    /// become `redis_script_values`. Read at every run.
+    pub script_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// The key sampler of a target (opt-in: it costs the server).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySettings {
+    /// Patterns found with SCAN MATCH.
+    pub check_keys: Vec<String>,
+    /// Exact key names, read without SCAN.
+    pub check_single_keys: Vec<String>,
+    /// Patterns whose matching keys are counted.
+    pub count_keys: Vec<String>,
+    /// How often the keys are read (a longer interval than sampling).
+    pub interval: Duration,
+    /// Time allowed for the SCANs of one run.
+    pub budget: Duration,
+    /// COUNT hint of each SCAN call.
+    pub scan_count: u32,
+    /// Most keys read per run.
+    pub max_keys: usize,
+}
+
+/// TLS client settings; files are read at every connect, so renewed
+/// certificates are picked up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// CA certificates (PEM) to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server's certificate against, if not the host.
+    pub server_name: Option<String>,
+    /// Accept any server certificate (logged as a warning).
+    pub insecure_skip_verify: bool,
+}
+
+/// Where a push goes, and how it gets there: what remote write and the
+/// Pushgateway have in common.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub url: String,
+    /// Of each request.
+    pub timeout: Duration,
+    /// User and password file, read per request.
+    pub basic_auth: Option<(String, PathBuf)>,
+    /// Read per request.
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteWriteSettings {
+    pub endpoint: Endpoint,
+    /// Longest wait of a sample before it is sent.
+    pub flush_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_samples_per_send: usize,
+    /// Sent with every request; values never logged.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushgatewaySettings {
+    pub endpoint: Endpoint,
+    /// The `job` of the pushed groups (default: the top-level `job`).
+    pub job: String,
+    /// How often the agent pushes (default: the base interval).
+    pub interval: Duration,
+    /// Extra grouping labels, after `job` and `instance` in the group path.
+    pub grouping: Vec<(String, String)>,
+    /// Delete the agent's groups when it stops.
+    pub delete_on_shutdown: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricsSettings {
+    pub unmapped_info_fields: bool,
+    pub config_refresh: Duration,
+    /// Longest time between complete readings (`INFO ALL` and the costly
+    /// commands); samples in between read only the fast-moving sections.
+    /// Zero: every sample is complete.
+    pub detail_interval: Duration,
+}
+
+impl Settings {
+    /// Reads the file named by `overrides.config` (if any), applies the
+    /// flags and validates the result.
+    pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let (path, text) = match &overrides.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (path.clone(), text)
+            }
+            None => (PathBuf::from("<no config file>"), String::new()),
+        };
+        Settings::from_toml(&path, &text, overrides)
+    }
+
+    /// Parses `text` (the contents of `path`) and applies `overrides`.
+    pub fn from_toml(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let loc = Locator { path, text };
+        let job = sections::job(&file, &loc)?;
+        let intervals = sections::intervals(&file, overrides, &loc)?;
+        let adaptive = file.adaptive.unwrap_or(true);
+        Ok(Settings {
+            listen: sections::listen(&file, overrides, &loc)?,
+            state_dir: sections::state_dir(&file, overrides),
+            external_labels: file::labels(&file.external_labels, &loc, "external_labels")?,
+            targets: targets::targets(&file, overrides, &loc, intervals, adaptive)?,
+            remote_write: endpoint::remote_write(file.remote_write.as_ref(), overrides, &loc)?,
+            pushgateway: endpoint::pushgateway(
+                file.pushgateway.as_ref(),
+                overrides,
+                &loc,
+                &job,
+                intervals.interval,
+            )?,
+            metrics: sections::metrics(&file.metrics, &loc)?,
+            queue: sections::queue(&file.queue, &loc)?,
+            http: sections::http(&file.http)?,
+            job,
+            intervals,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(Path::new("redpush.toml"), text, &Overrides::default())
+    }
+
+    fn load_with(text: &str, overrides: Overrides) -> Result<Settings, ConfigError> {
+        Settings::from_toml(Path::new("redpush.toml"), text, &overrides)
+    }
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let s = load("").expect("defaults are valid");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9121");
+        assert_eq!(s.targets.len(), 1);
+        assert_eq!(s.targets[0].instance, "127.0.0.1:6379");
+        assert_eq!(
+            s.intervals,
+            Intervals {
+                interval: Duration::from_secs(10),
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(60)
+            }
+        );
+        assert!(s.remote_write.is_none());
+        assert_eq!(s.job, "redis");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = load("job = \"redis\"\n\n[remote_write]\nurl = \"http://x/api/v1/write\"\nflush_dedline = \"5s\"\n").unwrap_err().to_string();
+        assert!(err.contains("flush_dedline"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let err = load("\n\ninterval = \"ten seconds\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("redpush.toml:3: `interval` is not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_interval_refused() {
+        let err = load("interval = \"0s\"").unwrap_err().to_string();
+        assert!(err.contains("`interval` must be greater than 0"), "{err}");
+    }
+
+    #[test]
+    fn min_above_max_refused() {
+        let err = load("min_interval = \"2m\"\nmax_interval = \"1m\"\ninterval=\"1m\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redpush.toml:1: `min_interval` is 2m, above max_interval 1m"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn detail_interval_zero_allowed_beyond_staleness_refused() {
+        let settings = load("[metrics]\ndetail_interval = \"0s\"").expect("0s is allowed");
+        assert_eq!(settings.metrics.detail_interval, Duration::ZERO);
+        let default = load("").expect("defaults");
+        assert_eq!(default.metrics.detail_interval, Duration::from_secs(10));
+        let err = load("[metrics]\ndetail_interval = \"5m\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redpush.toml:2"), "{err}");
+        assert!(err.contains("metrics.detail_interval"), "{err}");
+    }
+
+    #[test]
+    fn max_interval_below_staleness() {
+        let err = load("max_interval = \"5m\"").unwrap_err().to_string();
+        assert!(err.contains("max_interval"), "{err}");
+        assert!(err.contains("stale"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let overrides = Overrides {
+            interval: Some("2s".into()),
+            redis: vec![
+                "redis://10.0.0.1:7000/2".into(),
+                "unix:///run/redis.sock".into(),
+            ],
+            remote_write: Some("http://rw:9090/api/v1/write".into()),
+            listen: Some("0.0.0.0:9999".into()),
+            ..Overrides::default()
+        };
+        let s = load_with(
+            "interval = \"30s\"\n[[targets]]\nurl = \"redis://a:1\"\n",
+            overrides,
+        )
+        .expect("valid");
+        assert_eq!(s.intervals.interval, Duration::from_secs(2));
+        assert_eq!(
+            s.targets
+                .iter()
+                .map(|t| t.instance.as_str())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1:7000", "/run/redis.sock"]
+        );
+        assert_eq!(s.targets[0].db, 2);
+        assert_eq!(
+            s.remote_write.map(|r| r.endpoint.url),
+            Some("http://rw:9090/api/v1/write".to_owned())
+        );
+        assert_eq!(s.listen.port(), 9999);
+    }
+
+    #[test]
+    fn bad_flag_is_named() {
+        let overrides = Overrides {
+            interval: Some("fast".into()),
+            ..Overrides::default()
+        };
+        let err = load_with("", overrides).unwrap_err().to_string();
+        assert!(err.starts_with("flag --interval: `interval`"), "{err}");
+    }
+
+    #[test]
+    fn password_stays_out_of_errors_and_display() {
+        let s = load("[[targets]]\nurl = \"redis://user:s3cr3t@h:7000\"\n").expect("valid");
+        assert_eq!(
+            s.targets[0].password.as_ref().map(Secret::expose),
+            Some("s3cr3t")
+        );
+        assert_eq!(s.targets[0].username.as_deref(), Some("user"));
+        let shown = format!("{s} {s:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let err = load("[[targets]]\nurl = \"redis://user:s3cr3t@h:notaport\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(err.contains("targets[0].url"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_instance_keeps_brackets() {
+        let s = load("[[targets]]\nurl = \"redis://[::1]:6380\"\n").expect("valid");
+        assert_eq!(s.targets[0].instance, "[::1]:6380");
+        assert_eq!(
+            s.targets[0].address,
+            Address::Tcp {
+                host: "::1".into(),
+                port: 6380
+            }
+        );
+    }
+
+    #[test]
+    fn external_label_rules() {
+        assert!(load("[external_labels]\nregion = \"eu\"\n").is_ok());
+        let err = load("[external_labels]\n__x = \"eu\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redpush.toml:2: `external_labels.__x`"),
+            "{err}"
+        );
+        assert!(load("[external_labels]\ninstance = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn per_target_settings_and_their_errors() {
+        let text = "interval = \"5s\"\nadaptive = false\n[[targets]]\nurl = \"redis://a:1\"\n\n[[targets]]\nurl = \"redis://b:2\"\ninterval = \"2s\"\nmax_interval = \"30s\"\nadaptive = true\nlabels = { role = \"cache\" }\n";
+        let s = load(text).expect("valid");
+        assert_eq!(s.targets[0].intervals.interval, Duration::from_secs(5));
+        assert!(!s.targets[0].adaptive);
+        assert_eq!(
+            s.targets[1].intervals,
+            Intervals {
+                interval: Duration::from_secs(2),
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(30)
+            }
+        );
+        assert!(s.targets[1].adaptive);
+        assert_eq!(
+            s.targets[1].labels,
+            vec![("role".to_owned(), "cache".to_owned())]
+        );
+        let err = load("[[targets]]\nurl = \"redis://a:1\"\n\n[[targets]]\nurl = \"redis://b:2\"\ninterval = \"2m\"\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("redpush.toml:6: `targets[1].interval` is 2m, outside"),
+            "{err}"
+        );
+        let err = load("[[targets]]\nurl = \"redis://a:1\"\nlabels = { instance = \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("targets[0].labels.instance"), "{err}");
+        assert!(
+            load("[[targets]]\nurl = \"redis://a:1\"\n[[targets]]\nurl = \"redis://a:1/2\"\n")
+                .is_err(),
+            "same instance twice"
+        );
+        // Flag targets take the global settings.
+        let overrides = Overrides {
+            redis: vec!["redis://c:3".into()],
+            interval: Some("3s".into()),
+            ..Overrides::default()
+        };
+        let s = load_with("adaptive = false\n", overrides).expect("valid");
+        assert_eq!(s.targets[0].intervals.interval, Duration::from_secs(3));
+        assert!(!s.targets[0].adaptive);
+    }
+
+    #[test]
+    fn pushgateway_settings() {
+        let text = "job = \"cache\"\n[pushgateway]\nurl = \"http://pg:9091\"\ninterval = \"30s\"\ndelete_on_shutdown = true\ngrouping = { dc = \"eu\" }\n";
+        let p = load(text).expect("valid").pushgateway.expect("set");
+        assert_eq!(
+            (p.job.as_str(), p.interval, p.delete_on_shutdown),
+            ("cache", Duration::from_secs(30), true)
+        );
+        assert_eq!(p.grouping, vec![("dc".to_owned(), "eu".to_owned())]);
+        let flag = Overrides {
+            pushgateway: Some("http://other:9091".into()),
+            ..Overrides::default()
+        };
+        let p = load_with(text, flag)
+            .expect("valid")
+            .pushgateway
+            .expect("set");
+        assert_eq!(p.endpoint.url, "http://other:9091");
+        assert!(p.delete_on_shutdown, "the flag replaces the URL only");
+    }
+
+    #[test]
+    fn queue_sizes_and_fsync() {
+        let s = load("[queue]\nmax_disk_bytes = \"64MiB\"\nmax_age = \"30m\"\nfsync = \"never\"\n")
+            .expect("valid");
+        assert_eq!(s.queue.max_disk_bytes, 64 << 20);
+        assert_eq!(s.queue.max_age, Duration::from_secs(1800));
+        assert_eq!(s.queue.fsync, Fsync::Never);
+        assert_eq!(
+            load("[queue]\nmax_disk_bytes = 2000000\n")
+                .expect("valid")
+                .queue
+                .max_disk_bytes,
+            2_000_000
+        );
+        let err = load("[queue]\nmax_disk_bytes = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redpush.toml:2: `queue.max_disk_bytes`"),
+            "{err}"
+        );
+        assert!(load("[queue]\nfsync = \"sometimes\"\n").is_err());
+        let d = load("").expect("defaults").queue;
+        assert_eq!(
+            (d.max_disk_bytes, d.max_age, d.fsync),
+            (256 << 20, Duration::from_secs(7200), Fsync::Always)
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../config/redpush.example.toml");
+        let s = load(text).expect("the example config must load");
+        // It is also the packaged default: it pushes nowhere until a url is set.
+        assert!(s.remote_write.is_none());
+        let with_url = text.replace(
+            "# url = \"http://127.0.0.1:9090",
+            "url = \"http://127.0.0.1:9090",
+        );
+        let s = load(&with_url).expect("the example config with a remote-write url");
+        assert!(s.remote_write.is_some());
+    }
+}

@@ -1,0 +1,237 @@
+//! The agent-wide settings: its endpoint, state, job, the sampling
+//! intervals, `[metrics]`, `[queue]` and `[http]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::{
+    FileConfig, FileHttp, FileMetrics, FileQueue, Locator, byte_size, duration, file_duration,
+    invalid, pick, positive,
+};
+use super::{
+    ConfigError, DEFAULT_LISTEN, Fsync, HttpSettings, Intervals, MAX_INTERVAL_LIMIT,
+    MetricsSettings, Origin, Overrides, QueueSettings,
+};
+
+pub(super) fn listen(
+    file: &FileConfig,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Result<SocketAddr, ConfigError> {
+    let (listen, origin) = pick(
+        overrides.listen.as_deref(),
+        "--listen",
+        file.listen.as_ref(),
+        loc,
+        DEFAULT_LISTEN,
+    );
+    listen.parse().map_err(|_| {
+        invalid(
+            origin,
+            "listen",
+            format!("is not an address:port (\"{listen}\"), e.g. \"127.0.0.1:9121\""),
+        )
+    })
+}
+
+pub(super) fn state_dir(file: &FileConfig, overrides: &Overrides) -> PathBuf {
+    overrides
+        .state_dir
+        .clone()
+        .or_else(|| file.state_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/redpush"))
+}
+
+pub(super) fn job(file: &FileConfig, loc: &Locator<'_>) -> Result<String, ConfigError> {
+    match &file.job {
+        Some(job) if job.get_ref().is_empty() => {
+            Err(invalid(loc.origin(job), "job", "must not be empty"))
+        }
+        Some(job) => Ok(job.get_ref().clone()),
+        None => Ok("redis".to_owned()),
+    }
+}
+
+/// The global intervals, flags over the file over the defaults.
+pub(super) fn intervals(
+    file: &FileConfig,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Result<Intervals, ConfigError> {
+    let read = |flag: Option<&str>,
+                flag_name: &'static str,
+                spanned: Option<&Spanned<String>>,
+                key: &str,
+                default: &str| {
+        let (value, origin) = pick(flag, flag_name, spanned, loc, default);
+        Ok::<_, ConfigError>((positive(value, &origin, key)?, origin))
+    };
+    check_intervals(
+        read(
+            overrides.interval.as_deref(),
+            "--interval",
+            file.interval.as_ref(),
+            "interval",
+            "10s",
+        )?,
+        read(
+            overrides.min_interval.as_deref(),
+            "--min-interval",
+            file.min_interval.as_ref(),
+            "min_interval",
+            "1s",
+        )?,
+        read(
+            overrides.max_interval.as_deref(),
+            "--max-interval",
+            file.max_interval.as_ref(),
+            "max_interval",
+            "60s",
+        )?,
+        "",
+    )
+}
+
+/// min ≤ interval ≤ max ≤ the staleness limit; `prefix` names the table.
+pub(super) fn check_intervals(
+    (interval, interval_origin): (Duration, Origin),
+    (min, min_origin): (Duration, Origin),
+    (max, max_origin): (Duration, Origin),
+    prefix: &str,
+) -> Result<Intervals, ConfigError> {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if max > MAX_INTERVAL_LIMIT {
+        return Err(invalid(
+            max_origin,
+            &format!("{prefix}max_interval"),
+            format!(
+                "is {}, above the limit of {}: Prometheus marks a series stale after 5 minutes without a sample",
+                show(max),
+                show(MAX_INTERVAL_LIMIT)
+            ),
+        ));
+    }
+    if min > max {
+        return Err(invalid(
+            min_origin,
+            &format!("{prefix}min_interval"),
+            format!("is {}, above max_interval {}", show(min), show(max)),
+        ));
+    }
+    if interval < min || interval > max {
+        return Err(invalid(
+            interval_origin,
+            &format!("{prefix}interval"),
+            format!(
+                "is {}, outside min_interval {} .. max_interval {}",
+                show(interval),
+                show(min),
+                show(max)
+            ),
+        ));
+    }
+    Ok(Intervals { interval, min, max })
+}
+
+pub(super) fn metrics(
+    file: &FileMetrics,
+    loc: &Locator<'_>,
+) -> Result<MetricsSettings, ConfigError> {
+    Ok(MetricsSettings {
+        unmapped_info_fields: file.unmapped_info_fields.unwrap_or(true),
+        config_refresh: file_duration(
+            file.config_refresh.as_ref(),
+            loc,
+            "metrics.config_refresh",
+            Duration::from_secs(60),
+        )?,
+        detail_interval: detail_interval(file.detail_interval.as_ref(), loc)?,
+    })
+}
+
+/// `[metrics] detail_interval`: zero is allowed (every sample complete),
+/// above the staleness window it is not (the detail series would go stale
+/// between complete readings).
+fn detail_interval(
+    file: Option<&Spanned<String>>,
+    loc: &Locator<'_>,
+) -> Result<Duration, ConfigError> {
+    const KEY: &str = "metrics.detail_interval";
+    let Some(s) = file else {
+        return Ok(Duration::from_secs(10));
+    };
+    let origin = loc.origin(s);
+    let d = duration(s.get_ref(), &origin, KEY)?;
+    if d > MAX_INTERVAL_LIMIT {
+        return Err(invalid(
+            origin,
+            KEY,
+            "may not exceed 4m50s: Prometheus ends a series after 5 minutes without a sample",
+        ));
+    }
+    Ok(d)
+}
+
+pub(super) fn queue(file: &FileQueue, loc: &Locator<'_>) -> Result<QueueSettings, ConfigError> {
+    let max_disk_bytes = match &file.max_disk_bytes {
+        None => 256 * 1024 * 1024,
+        Some(size) => {
+            let bytes = byte_size(size, loc, "queue.max_disk_bytes", 0)?;
+            if bytes < 1024 * 1024 {
+                return Err(invalid(
+                    loc.origin(size),
+                    "queue.max_disk_bytes",
+                    "must be at least 1MiB",
+                ));
+            }
+            bytes
+        }
+    };
+    let fsync = match &file.fsync {
+        None => Fsync::Always,
+        Some(s) => match s.get_ref().as_str() {
+            "always" => Fsync::Always,
+            "never" => Fsync::Never,
+            other => {
+                return Err(invalid(
+                    loc.origin(s),
+                    "queue.fsync",
+                    format!("is \"{other}\"; write \"always\" or \"never\""),
+                ));
+            }
+        },
+    };
+    Ok(QueueSettings {
+        max_disk_bytes,
+        max_age: file_duration(
+            file.max_age.as_ref(),
+            loc,
+            "queue.max_age",
+            Duration::from_secs(2 * 3600),
+        )?,
+        fsync,
+    })
+}
+
+pub(super) fn http(file: &FileHttp) -> Result<HttpSettings, ConfigError> {
+    Ok(HttpSettings {
+        basic_auth: file
+            .basic_auth
+            .as_ref()
+            .map(|b| (b.username.clone(), b.password_file.clone())),
+        tls: match (&file.tls_cert_file, &file.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    Origin::Default,
+                    "http.tls_cert_file",
+                    "and http.tls_key_file go together",
+                ));
+            }
+        },
+    })
+}
