@@ -165,6 +165,23 @@ struct CommandStat<'a> {
     failed: Option<f64>,
 }
 
+impl<'a> CommandStat<'a> {
+    /// `calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..`
+    /// of command `cmd` (the last two from Redis 6.2 on).
+    fn parse(cmd: &'a str, value: &str) -> Self {
+        let [calls, usec, rejected, failed] =
+            pairs_named(value, ["calls", "usec", "rejected_calls", "failed_calls"])
+                .map(|v| v.and_then(number));
+        CommandStat {
+            cmd,
+            calls: calls.unwrap_or(0.0),
+            usec: usec.unwrap_or(0.0),
+            rejected,
+            failed,
+        }
+    }
+}
+
 /// Replica-side replication fields, gathered during the pass because the
 /// labels (`master_host`, `master_port`) come from other lines.
 #[derive(Default)]
@@ -178,103 +195,37 @@ struct ReplicaSide<'a> {
     read_only: &'a str,
 }
 
+/// The fields whose series need other fields, or all of their kind,
+/// gathered in the one pass over INFO and mapped after it.
+#[derive(Default)]
+struct Gathered<'a> {
+    keyspace: Vec<(u32, &'a str)>,
+    cmdstats: Vec<CommandStat<'a>>,
+    latencies: Vec<(&'a str, &'a str)>,
+    replicas: Vec<&'a str>,
+    replica_side: ReplicaSide<'a>,
+    role: &'a str,
+    cluster_enabled: bool,
+    sentinel_masters: Vec<&'a str>,
+}
+
 /// Maps one reading into `out`. `redis_up` is the caller's: it knows whether
 /// the sample succeeded at all.
 pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Families) {
     let info = reading.info;
-    let mut keyspace: Vec<(u32, &str)> = Vec::new();
-    let mut cmdstats: Vec<CommandStat<'_>> = Vec::new();
-    let mut latencies: Vec<(&str, &str)> = Vec::new();
-    let mut replicas: Vec<&str> = Vec::new();
-    let mut replica_side = ReplicaSide::default();
-    let mut role = "";
-    let mut cluster_enabled = false;
-    let mut sentinel_masters: Vec<&str> = Vec::new();
-
+    let mut g = Gathered::default();
     for field in info.fields() {
-        let (key, value) = (field.key, field.value);
-        if let Some(db) = db_index(key) {
-            keyspace.push((db, value));
-        } else if let Some(cmd) = key.strip_prefix("cmdstat_") {
-            let [calls, usec, rejected, failed] =
-                pairs_named(value, ["calls", "usec", "rejected_calls", "failed_calls"])
-                    .map(|v| v.and_then(number));
-            cmdstats.push(CommandStat {
-                cmd,
-                calls: calls.unwrap_or(0.0),
-                usec: usec.unwrap_or(0.0),
-                rejected,
-                failed,
-            });
-        } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
-            latencies.push((cmd, value));
-        } else if let Some(err) = key.strip_prefix("errorstat_") {
-            if let Some(count) = pair(value, "count").and_then(number) {
-                out.push(
-                    "redis_errors_total",
-                    Kind::Counter,
-                    "",
-                    smallvec![("err", err.into())],
-                    count,
-                );
-            }
-        } else if is_numbered(key, "slave") {
-            replicas.push(value);
-        } else if let Some(thread) = key.strip_prefix("used_active_time_io_thread_") {
-            if let Some(v) = number(value) {
-                out.push(
-                    "redis_active_time_io_thread_seconds_total",
-                    Kind::Counter,
-                    "",
-                    smallvec![("thread", thread.into())],
-                    v,
-                );
-            }
-        } else if field.section.eq_ignore_ascii_case("sentinel") && is_numbered(key, "master") {
-            sentinel_masters.push(value);
-        } else if key.starts_with("sentinel_") {
-            // The exporter names every sentinel_* field after itself.
-            if let Some(v) = number(value) {
-                out.plain(field_name(key).0, Kind::Gauge, v);
-            }
-        } else {
-            match key {
-                "role" => role = value,
-                "master_host" => replica_side.master_host = value,
-                "master_port" => replica_side.master_port = value,
-                "master_link_status" => replica_side.link_status = Some(value),
-                "master_last_io_seconds_ago" => replica_side.last_io = number(value),
-                "master_sync_in_progress" => replica_side.sync_in_progress = number(value),
-                "slave_repl_offset" => replica_side.repl_offset = number(value),
-                "slave_read_only" | "replica_read_only" => replica_side.read_only = value,
-                "cluster_enabled" => {
-                    cluster_enabled = value == "1";
-                    generic(key, value, options, out);
-                }
-                "uptime_in_seconds" => {
-                    if let Some(uptime) = number(value) {
-                        out.plain(
-                            "redis_start_time_seconds",
-                            Kind::Gauge,
-                            reading.now_secs.floor() - uptime,
-                        );
-                    }
-                    generic(key, value, options, out);
-                }
-                _ => generic(key, value, options, out),
-            }
-        }
+        g.take(field.section, field.key, field.value, reading, options, out);
     }
-
     // A reading between complete ones has no `server` section.
     if info.get("redis_version").is_some() {
         instance_info(info, out);
     }
-    if role == "slave" {
-        replica_metrics(&replica_side, out);
+    if g.role == "slave" {
+        replica_metrics(&g.replica_side, out);
     }
-    connected_replicas(&replicas, out);
-    let databases = if cluster_enabled {
+    connected_replicas(&g.replicas, out);
+    let databases = if g.cluster_enabled {
         1
     } else {
         // A server may claim any number; past a sane bound the zero series
@@ -285,36 +236,14 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
             .unwrap_or(16)
             .min(MAX_DATABASES)
     };
-    keyspace_metrics(&mut keyspace, databases, out);
-    command_metrics(&cmdstats, out);
-    latency_summaries(&latencies, &cmdstats, out);
+    keyspace_metrics(&mut g.keyspace, databases, out);
+    command_metrics(&g.cmdstats, out);
+    latency_summaries(&g.latencies, &g.cmdstats, out);
     if let Some(config) = reading.config {
         config_metrics(config, out);
     }
-    sentinel_metrics(&sentinel_masters, out);
-    if let Some(events) = reading.extras.latency {
-        latency_events(events, out);
-    }
-    if let Some(histograms) = reading.extras.histograms {
-        latency_histograms(histograms, &cmdstats, out);
-    }
-    if let Some(clients) = reading.extras.clients {
-        client_summary(clients, out);
-        if options.client_detail {
-            client_detail(clients, reading.now_secs, out);
-        }
-    }
-    if let Some(masters) = reading.extras.sentinel {
-        sentinel_details(masters, out);
-    }
-    if let Some(cluster) = reading.extras.cluster_info {
-        for field in cluster.fields() {
-            // The exporter keeps only the cluster_* fields of CLUSTER INFO.
-            if field.key.starts_with("cluster_") && field.key != "cluster_enabled" {
-                generic(field.key, field.value, options, out);
-            }
-        }
-    }
+    sentinel_metrics(&g.sentinel_masters, out);
+    map_extras(&reading.extras, &g.cmdstats, reading.now_secs, options, out);
     if let Some(slowlog) = reading.slowlog {
         out.plain("redis_slowlog_length", Kind::Gauge, slowlog.length);
         out.plain("redis_slowlog_last_id", Kind::Gauge, slowlog.last_id);
@@ -323,6 +252,123 @@ pub fn map_reading(reading: &Reading<'_>, options: MapOptions, out: &mut Familie
             Kind::Gauge,
             slowlog.last_duration_micros / 1e6,
         );
+    }
+}
+
+impl<'a> Gathered<'a> {
+    /// Takes one INFO field: keeps it for later, or maps it at once when
+    /// its series stands alone.
+    fn take(
+        &mut self,
+        section: &str,
+        key: &'a str,
+        value: &'a str,
+        reading: &Reading<'_>,
+        options: MapOptions,
+        out: &mut Families,
+    ) {
+        if let Some(db) = db_index(key) {
+            self.keyspace.push((db, value));
+        } else if let Some(cmd) = key.strip_prefix("cmdstat_") {
+            self.cmdstats.push(CommandStat::parse(cmd, value));
+        } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
+            self.latencies.push((cmd, value));
+        } else if let Some(err) = key.strip_prefix("errorstat_") {
+            if let Some(count) = pair(value, "count").and_then(number) {
+                let labels = smallvec![("err", err.into())];
+                out.push("redis_errors_total", Kind::Counter, "", labels, count);
+            }
+        } else if is_numbered(key, "slave") {
+            self.replicas.push(value);
+        } else if let Some(thread) = key.strip_prefix("used_active_time_io_thread_") {
+            if let Some(v) = number(value) {
+                let labels = smallvec![("thread", thread.into())];
+                out.push(
+                    "redis_active_time_io_thread_seconds_total",
+                    Kind::Counter,
+                    "",
+                    labels,
+                    v,
+                );
+            }
+        } else if section.eq_ignore_ascii_case("sentinel") && is_numbered(key, "master") {
+            self.sentinel_masters.push(value);
+        } else if key.starts_with("sentinel_") {
+            // The exporter names every sentinel_* field after itself.
+            if let Some(v) = number(value) {
+                out.plain(field_name(key).0, Kind::Gauge, v);
+            }
+        } else {
+            self.take_plain(key, value, reading, options, out);
+        }
+    }
+
+    /// A field without a prefix of its own: replication and mode fields are
+    /// kept, the rest go through the table.
+    fn take_plain(
+        &mut self,
+        key: &'a str,
+        value: &'a str,
+        reading: &Reading<'_>,
+        options: MapOptions,
+        out: &mut Families,
+    ) {
+        let side = &mut self.replica_side;
+        match key {
+            "role" => self.role = value,
+            "master_host" => side.master_host = value,
+            "master_port" => side.master_port = value,
+            "master_link_status" => side.link_status = Some(value),
+            "master_last_io_seconds_ago" => side.last_io = number(value),
+            "master_sync_in_progress" => side.sync_in_progress = number(value),
+            "slave_repl_offset" => side.repl_offset = number(value),
+            "slave_read_only" | "replica_read_only" => side.read_only = value,
+            "cluster_enabled" => {
+                self.cluster_enabled = value == "1";
+                generic(key, value, options, out);
+            }
+            "uptime_in_seconds" => {
+                if let Some(uptime) = number(value) {
+                    let started = reading.now_secs.floor() - uptime;
+                    out.plain("redis_start_time_seconds", Kind::Gauge, started);
+                }
+                generic(key, value, options, out);
+            }
+            _ => generic(key, value, options, out),
+        }
+    }
+}
+
+/// The replies beyond INFO, CONFIG and SLOWLOG.
+fn map_extras(
+    extras: &Extras<'_>,
+    cmdstats: &[CommandStat<'_>],
+    now_secs: f64,
+    options: MapOptions,
+    out: &mut Families,
+) {
+    if let Some(events) = extras.latency {
+        latency_events(events, out);
+    }
+    if let Some(histograms) = extras.histograms {
+        latency_histograms(histograms, cmdstats, out);
+    }
+    if let Some(clients) = extras.clients {
+        client_summary(clients, out);
+        if options.client_detail {
+            client_detail(clients, now_secs, out);
+        }
+    }
+    if let Some(masters) = extras.sentinel {
+        sentinel_details(masters, out);
+    }
+    if let Some(cluster) = extras.cluster_info {
+        for field in cluster.fields() {
+            // The exporter keeps only the cluster_* fields of CLUSTER INFO.
+            if field.key.starts_with("cluster_") && field.key != "cluster_enabled" {
+                generic(field.key, field.value, options, out);
+            }
+        }
     }
 }
 

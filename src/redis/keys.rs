@@ -74,6 +74,22 @@ pub(crate) async fn read_keys(
     settings: &KeySettings,
     db: &str,
 ) -> Result<KeysReading, SampleError> {
+    let (names, counts) = find(sampler, settings).await?;
+    let typed = types(sampler, &names).await?;
+    Ok(KeysReading {
+        db: db.to_owned(),
+        keys: sizes(sampler, typed).await?,
+        counts,
+    })
+}
+
+/// The keys to read (`check_single_keys`, then what the `check_keys`
+/// patterns find, at most `key_max`) and the `count_keys` counts, within
+/// the run's time budget.
+async fn find(
+    sampler: &mut Sampler,
+    settings: &KeySettings,
+) -> Result<(Vec<String>, Vec<(String, f64)>), SampleError> {
     let deadline = Instant::now() + settings.budget;
     let mut names: Vec<String> = settings.check_single_keys.clone();
     let mut incomplete = Vec::new();
@@ -105,87 +121,116 @@ pub(crate) async fn read_keys(
             "key scan stopped at its time budget or key limit; raise key_time_budget or narrow the patterns"
         );
     }
+    Ok((names, counts))
+}
 
-    // Round trip 1: type, memory and expiry of every key.
+/// What `TYPE` answers, for the types whose size the exporter reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyType {
+    String,
+    List,
+    Set,
+    Zset,
+    Hash,
+    Stream,
+    /// A module's type: no size command the exporter knows.
+    Other,
+}
+
+impl KeyType {
+    /// The type `TYPE` named; `None` for a key that does not exist.
+    fn of(reply: &str) -> Option<KeyType> {
+        Some(match reply {
+            "" | "none" => return None,
+            "string" => KeyType::String,
+            "list" => KeyType::List,
+            "set" => KeyType::Set,
+            "zset" => KeyType::Zset,
+            "hash" => KeyType::Hash,
+            "stream" => KeyType::Stream,
+            _ => KeyType::Other,
+        })
+    }
+
+    fn size_command(self) -> &'static str {
+        match self {
+            KeyType::String => "STRLEN",
+            KeyType::List => "LLEN",
+            KeyType::Set => "SCARD",
+            KeyType::Zset => "ZCARD",
+            KeyType::Hash => "HLEN",
+            KeyType::Stream => "XLEN",
+            KeyType::Other => "EXISTS",
+        }
+    }
+}
+
+/// Round trip 1: type, memory and expiry of every key; absent keys stay
+/// absent.
+async fn types(
+    sampler: &mut Sampler,
+    names: &[String],
+) -> Result<Vec<(KeyReading, KeyType)>, SampleError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    for key in &names {
+    for key in names {
         pipe.cmd("TYPE").arg(key);
         pipe.cmd("MEMORY").arg("USAGE").arg(key);
         pipe.cmd("PTTL").arg(key);
     }
-    let replies = if names.is_empty() {
-        Vec::new()
-    } else {
-        sampler.query(&pipe, RoundTrip::Keys).await?
-    };
-    let mut keys: Vec<(KeyReading, String)> = Vec::new();
-    for (key, r) in names.iter().zip(replies.chunks(3)) {
-        let kind = r.first().and_then(bytes_text).unwrap_or_default();
-        if kind == "none" || kind.is_empty() {
-            continue; // absent keys stay absent
-        }
-        let ttl_ms = int(r.get(2)).filter(|t| *t >= 0.0);
-        keys.push((
-            KeyReading {
+    let replies = sampler.query(&pipe, RoundTrip::Keys).await?;
+    Ok(names
+        .iter()
+        .zip(replies.chunks(3))
+        .filter_map(|(key, r)| {
+            let kind = KeyType::of(&r.first().and_then(bytes_text).unwrap_or_default())?;
+            let ttl_ms = int(r.get(2)).filter(|t| *t >= 0.0);
+            let reading = KeyReading {
                 key: key.clone(),
                 memory_bytes: int(r.get(1)),
                 ttl_seconds: ttl_ms.map(|ms| ms / 1000.0),
                 ..KeyReading::default()
-            },
-            kind,
-        ));
-    }
+            };
+            Some((reading, kind))
+        })
+        .collect())
+}
 
-    // Round trip 2: size per type; XINFO for streams.
+/// Round trip 2: each key's size for its type, and XINFO for streams.
+async fn sizes(
+    sampler: &mut Sampler,
+    keys: Vec<(KeyReading, KeyType)>,
+) -> Result<Vec<KeyReading>, SampleError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for (k, kind) in &keys {
-        let size = match kind.as_str() {
-            "string" => "STRLEN",
-            "list" => "LLEN",
-            "set" => "SCARD",
-            "zset" => "ZCARD",
-            "hash" => "HLEN",
-            "stream" => "XLEN",
-            _ => "EXISTS",
-        };
-        pipe.cmd(size).arg(&k.key);
-        if kind == "stream" {
+        pipe.cmd(kind.size_command()).arg(&k.key);
+        if *kind == KeyType::Stream {
             pipe.cmd("XINFO").arg("STREAM").arg(&k.key);
             pipe.cmd("XINFO").arg("GROUPS").arg(&k.key);
         }
     }
-    let replies = if keys.is_empty() {
-        Vec::new()
-    } else {
-        sampler.query(&pipe, RoundTrip::Keys).await?
-    };
-    let mut replies = replies.into_iter();
+    let mut replies = sampler.query(&pipe, RoundTrip::Keys).await?.into_iter();
     let mut out = Vec::with_capacity(keys.len());
     for (mut k, kind) in keys {
         let size = replies.next();
-        if !matches!(
-            kind.as_str(),
-            "string" | "list" | "set" | "zset" | "hash" | "stream"
-        ) {
-            // Modules' types have no size command the exporter knows.
-            out.push(k);
-            continue;
+        if kind != KeyType::Other {
+            k.size = int(size.as_ref());
         }
-        k.size = int(size.as_ref());
-        if kind == "stream" {
+        if kind == KeyType::Stream {
             let info = replies.next();
             let groups = replies.next();
             k.stream = Some(stream_reading(info.as_ref(), groups.as_ref()));
         }
         out.push(k);
     }
-    Ok(KeysReading {
-        db: db.to_owned(),
-        keys: out,
-        counts,
-    })
+    Ok(out)
 }
 
 /// A number, or the ms part of a stream id, or of the id of an entry.
