@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::exposition::Page;
 use common::servers::{Agent, Redis};
@@ -35,17 +34,6 @@ fn redis_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_page(agent: &Agent, what: &str, ok: impl Fn(&Page) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if ok(&Page::parse(&agent.metrics())) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}:\n{}", agent.metrics());
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn one_seed_expands_to_every_node_and_follows_changes() {
     let nodes: Vec<Redis> = (0..6).map(|_| cluster_node()).collect();
@@ -54,13 +42,8 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
     create.extend(["--cluster-replicas", "1", "--cluster-yes"].map(str::to_owned));
     let args: Vec<&str> = create.iter().map(String::as_str).collect();
     redis_cli(&args);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !nodes
-        .iter()
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "the cluster did not become ok");
-        std::thread::sleep(Duration::from_millis(300));
+    for node in &nodes {
+        node.wait_cluster_ok();
     }
 
     let config = format!(
@@ -68,7 +51,7 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
         nodes[0].url()
     );
     let agent = Agent::start(&config, &[]);
-    wait_page(&agent, "all six nodes sampled", |p| {
+    agent.wait_page("all six nodes sampled", |p| {
         nodes
             .iter()
             .all(|n| p.get("redis_up", &[("instance", &n.instance())]) == Some(1.0))
@@ -101,7 +84,7 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
         .expect("killed node id");
     drop(killed);
-    wait_page(&agent, "the killed node reports down", |p| {
+    agent.wait_page("the killed node reports down", |p| {
         p.get("redis_up", &[("instance", &killed_instance)]) == Some(0.0)
     });
 
@@ -113,7 +96,7 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
         &added.instance(),
         &nodes[0].instance(),
     ]);
-    wait_page(&agent, "the added node is sampled", |p| {
+    agent.wait_page("the added node is sampled", |p| {
         p.get("redis_up", &[("instance", &added.instance())]) == Some(1.0)
     });
 
@@ -121,7 +104,7 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
     for n in nodes.iter().chain([&added]) {
         let _ = n.cli(&["CLUSTER", "FORGET", &killed_id]);
     }
-    wait_page(&agent, "the forgotten node is no target any more", |p| {
+    agent.wait_page("the forgotten node is no target any more", |p| {
         p.get("redis_up", &[("instance", &killed_instance)])
             .is_none()
     });

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::exposition::Page;
 use common::servers::{Agent, Receiver, Redis, eventually};
 
 fn unix_now() -> f64 {
@@ -32,17 +31,6 @@ fn samples(receiver: &Receiver, metric: &str, selector: &str, window: f64, end: 
         .collect()
 }
 
-/// `calls=` of one command in the server's commandstats.
-fn calls(redis: &Redis, cmd: &str) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("cmdstat_{cmd}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn detail_is_read_once_per_detail_interval_and_never_goes_stale() {
     let redis = Redis::start(&[]);
@@ -61,31 +49,28 @@ fn detail_is_read_once_per_detail_interval_and_never_goes_stale() {
         |r| r.len() == 1,
     );
 
-    // What the server saw: every sample is an INFO, one in three a
-    // complete one with LATENCY HISTOGRAM.
-    redis.cli(&["CONFIG", "RESETSTAT"]);
+    // What the server saw over the next nine samples: every sample is an
+    // INFO, one in three a complete one with LATENCY HISTOGRAM. After each
+    // sample the page still shows the detail series.
     let start = unix_now();
-    // Every page between complete readings still shows the detail series.
-    for _ in 0..12 {
-        let page = Page::parse(&agent.metrics());
-        assert!(
-            page.names().contains("redis_instance_info"),
-            "page lacks redis_instance_info"
-        );
-        assert!(
-            page.names().contains("redis_commands_total"),
-            "page lacks redis_commands_total"
-        );
-        assert!(page.names().contains("redis_memory_used_bytes"));
-        std::thread::sleep(Duration::from_millis(750));
+    let mut watch = redis.watch();
+    let mut served = watch.wait_for_samples(0);
+    for n in 1..=9 {
+        served = watch.wait_for_samples(n);
+        let page = agent.wait_page("a page", |_| true);
+        for name in [
+            "redis_instance_info",
+            "redis_commands_total",
+            "redis_memory_used_bytes",
+        ] {
+            assert!(page.names().contains(name), "page lacks {name}");
+        }
     }
-    let info = calls(&redis, "info");
-    let histogram = calls(&redis, "latency|histogram");
     let end = unix_now();
-    assert!((7..=11).contains(&info), "{info} INFO calls in 9 s");
+    let (info, histogram) = (served.info_calls, served.histogram_calls);
     assert!(
         (2..=4).contains(&histogram),
-        "{histogram} LATENCY HISTOGRAM calls in 9 s (INFO: {info})"
+        "{histogram} LATENCY HISTOGRAM calls in {info} samples"
     );
 
     // What the receiver got over the same seconds: fast series every
@@ -126,11 +111,20 @@ fn detail_is_read_once_per_detail_interval_and_never_goes_stale() {
         fast.len(),
         detail.len()
     );
-    // No stale marker in between (an instant query would come back empty
-    // right after one).
-    for _ in 0..8 {
-        let info = receiver.query(&format!("redis_instance_info{{{selector}}}"));
-        assert_eq!(info.len(), 1, "redis_instance_info went stale: {info:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // No stale marker in between: evaluated every half second over the
+    // window, the detail series never comes back empty (it would right
+    // after a marker).
+    let steps = receiver.query_range(
+        &format!("redis_instance_info{{{selector}}}"),
+        start,
+        end,
+        "0.5",
+    );
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let evaluated = ((end - start) / 0.5).floor() as usize + 1;
+    assert_eq!(
+        steps[0].1.len(),
+        evaluated,
+        "redis_instance_info went stale in the window: {steps:?}"
+    );
 }

@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::exposition::Page;
 use common::fault_receiver::{Fault, FaultReceiver};
 use common::servers::{Agent, Receiver, Redis, redpush_run};
+use common::{wait_until, when};
 
 fn config(redis: &Redis, write_url: &str) -> String {
     format!(
@@ -23,18 +24,21 @@ fn now_ms() -> i64 {
 
 /// Waits until the receiver has accepted a `redis_up` sample taken after `after_ms`.
 fn wait_accepted_after(receiver: &FaultReceiver, instance: &str, after_ms: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_until(&format!("redis_up after {after_ms}"), timeout, || {
         let up = receiver.accepted("redis_up", &[("instance", instance)]);
-        if up.iter().any(|(ts, _)| *ts > after_ms) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no redis_up after {after_ms} arrived; got {up:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        when(up.iter().any(|(ts, _)| *ts > after_ms), (), || {
+            format!("{up:?}")
+        })
+    });
+}
+
+/// Waits until the agent's queue holds samples at least `seconds` old.
+fn wait_backlog_age(agent: &Agent, seconds: f64) -> Page {
+    let timeout = Duration::from_secs_f64(seconds + 30.0);
+    agent.wait_page_within(&format!("a backlog {seconds} s old"), timeout, |page| {
+        page.get("redpush_queue_oldest_sample_age_seconds", &[])
+            .is_some_and(|age| age >= seconds)
+    })
 }
 
 /// Accepted samples of `redis_up`: strictly increasing (so in order and no
@@ -65,16 +69,13 @@ fn a_20_second_outage_loses_nothing_and_keeps_order() {
 
     receiver.set_mode(Fault::Status(503));
     let outage_start = now_ms();
-    std::thread::sleep(Duration::from_secs(20));
-    let page = Page::parse(&agent.metrics());
+    // The outage lasts until the agent's backlog is 21 s old (its oldest
+    // sample may be from just before the receiver failed).
+    let page = wait_backlog_age(&agent, 21.0);
     assert!(
         page.get("redpush_queue_samples", &[])
             .is_some_and(|n| n > 1000.0),
         "a backlog builds up"
-    );
-    assert!(
-        page.get("redpush_queue_oldest_sample_age_seconds", &[])
-            .is_some_and(|age| age >= 15.0)
     );
     receiver.set_mode(Fault::Status(204));
     let outage_end = now_ms();
@@ -112,7 +113,8 @@ fn kill_9_during_an_outage_loses_nothing_that_was_queued() {
     let receiver = FaultReceiver::start(vec![], Fault::Status(503));
     let agent = Agent::start(&config(&redis, &receiver.url), &[]);
     let instance = redis.instance();
-    std::thread::sleep(Duration::from_secs(8));
+    // Eight readings refused and queued, then the kill.
+    redis.watch().wait_for_samples(8);
     let state = agent.state_dir();
     let dir = agent.kill();
     let killed_at = now_ms();
@@ -180,7 +182,7 @@ fn prometheus_stopped_for_a_minute_gets_everything_in_order() {
     let redis = Redis::start(&[]);
     let mut prometheus = Receiver::prometheus();
     let agent = Agent::start(&config(&redis, &prometheus.write_url()), &[]);
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let instance = redis.instance();
     let selector = format!("redis_up{{instance=\"{instance}\"}}");
     common::servers::eventually(
@@ -190,35 +192,25 @@ fn prometheus_stopped_for_a_minute_gets_everything_in_order() {
         |r| r.len() == 1,
     );
 
-    // Stop Prometheus for 60 s and bring it back on the same port and data.
+    // Stop Prometheus until the agent's backlog is a minute old, and bring
+    // it back on the same port and data.
     prometheus.process.terminate();
-    std::thread::sleep(Duration::from_secs(60));
-    let page = Page::parse(&agent.metrics());
-    assert!(
-        page.get("redpush_queue_oldest_sample_age_seconds", &[])
-            .is_some_and(|age| age >= 50.0)
-    );
+    wait_backlog_age(&agent, 60.0);
     prometheus = prometheus.restart();
-    let back = Instant::now();
+    let back = now_ms() as f64 / 1000.0;
 
-    // Wait until the backlog has drained (the agent's queue holds only fresh samples).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = Page::parse(&agent.metrics());
-        if page
-            .get("redpush_queue_oldest_sample_age_seconds", &[])
+    // Wait until the backlog has drained (the agent's queue holds only
+    // fresh samples) and a sample taken after the return has arrived.
+    agent.wait_page("the backlog drained", |page| {
+        page.get("redpush_queue_oldest_sample_age_seconds", &[])
             .is_some_and(|age| age < 5.0)
-            && back.elapsed() > Duration::from_secs(3)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backlog did not drain:\n{}",
-            agent.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    });
+    common::servers::eventually(
+        "a sample taken after Prometheus came back",
+        Duration::from_secs(30),
+        || prometheus.query(&format!("timestamp({selector})")),
+        |r| r.len() == 1 && r[0].1 > back,
+    );
     // No gap: one sample per second over the whole run, outage included.
     let window = started.elapsed().as_secs() - 2;
     let count = prometheus.query(&format!("count_over_time({selector}[{window}s])"));

@@ -46,10 +46,19 @@ fn map_and_check(text: &str, config: &ServerConfig) -> Result<(), TestCaseError>
     }
     let mut out = String::new();
     write_families(&mut out, &families, &[]);
-    // Every sample line parses back (label values escaped, values well formed).
-    let samples = out.lines().filter(|l| !l.starts_with('#')).count();
-    let page = Page::parse(&out);
-    prop_assert!(page.values.len() <= samples);
+    // Every sample line parses back as one sample (label values escaped,
+    // values well formed), and every point of the families has its line.
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+    prop_assert_eq!(lines.len(), families.sample_count());
+    for line in lines {
+        let parsed = std::panic::catch_unwind(|| Page::parse(line).values.len());
+        prop_assert_eq!(
+            parsed.ok(),
+            Some(1),
+            "{:?} does not parse as one sample",
+            line
+        );
+    }
     Ok(())
 }
 

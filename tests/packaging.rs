@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::servers::{
     Agent, Receiver, Redis, eventually, program, push_config, redpush_binary, redpush_run,
 };
+use common::{wait_until, when};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -417,28 +418,19 @@ fn every_dashboard_query_returns_data_from_redpush() {
     let load = primary.load(2);
 
     // Rates need two complete readings in their window (one every 10 s).
-    let mut empty = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    for (title, expr) in &queries {
-        let promql = substitute(expr);
-        loop {
-            let result = prometheus.query(&promql);
-            if !result.is_empty() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                empty.push(format!("{title}: {promql}"));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
+    let mut waiting: Vec<(String, String)> = queries
+        .iter()
+        .map(|(title, expr)| (title.clone(), substitute(expr)))
+        .collect();
+    wait_until("every query has data", Duration::from_secs(90), || {
+        waiting.retain(|(_, promql)| prometheus.query(promql).is_empty());
+        let empty = waiting
+            .iter()
+            .map(|(title, promql)| format!("{title}: {promql}"))
+            .collect::<Vec<_>>();
+        when(empty.is_empty(), (), || empty.join("\n"))
+    });
     drop(load);
-    assert!(
-        empty.is_empty(),
-        "queries without data:\n{}",
-        empty.join("\n")
-    );
 }
 
 // --- high availability ------------------------------------------------------------------
@@ -477,13 +469,19 @@ fn two_agents_into_deduplicating_victoria_metrics_leave_no_gap() {
         |r| r.len() == 1 && r[0].1 == 1.0,
     );
     let start = unix_now();
-    std::thread::sleep(Duration::from_secs(8));
+    // Eight seconds of both agents' samples, then twelve of the survivor's.
+    redis.watch().wait_for_samples(16);
     let killed_at = unix_now();
     drop(a.kill());
-    std::thread::sleep(Duration::from_secs(12));
+    redis.watch().wait_for_samples(12);
     let end = unix_now();
-    // Let the survivor's last batch land.
-    std::thread::sleep(Duration::from_secs(3));
+    // The survivor's batch with the window's last sample has landed.
+    eventually(
+        "a sample after the window",
+        Duration::from_secs(30),
+        || vm.query(&format!("timestamp({selector})")),
+        |r| r.len() == 1 && r[0].1 > end,
+    );
 
     // The raw samples of the whole window, as the receiver keeps them.
     let window = format!("{selector}[{}s]", (end - start).ceil() as u64 + 2);

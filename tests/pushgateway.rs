@@ -4,21 +4,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::exposition::Page;
 use common::servers::{Agent, PushgatewayServer, Redis, free_port, redpush_run};
+use common::{wait_until, when};
 
 fn wait_page(pg: &PushgatewayServer, what: &str, ok: impl Fn(&Page) -> bool) -> Page {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let page = Page::parse(&pg.scrape());
-        if ok(&page) {
-            return page;
-        }
-        assert!(Instant::now() < deadline, "{what}:\n{}", pg.scrape());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(what, Duration::from_secs(20), || {
+        let text = pg.scrape();
+        let page = Page::parse(&text);
+        let accepted = ok(&page);
+        when(accepted, page, || text)
+    })
 }
 
 #[test]

@@ -15,6 +15,7 @@ use common::servers::{
     Agent, FakeRedis, Misbehaviour, Receiver, Redis, SilentServer, program, redpush_run,
 };
 use common::tls::Certs;
+use common::{wait_until, when};
 
 /// A Redis 7.0 with a TLS port (and its plain port, for the test's own redis-cli).
 fn tls_redis(certs: &Certs, auth_clients: bool) -> (Redis, u16) {
@@ -176,27 +177,21 @@ fn the_agent_survives_a_hostile_target_and_keeps_sampling_the_others() {
     );
     let mut agent = Agent::start(&config, &[]);
     let huge_instance = format!("127.0.0.1:{}", huge.port);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let page = Page::parse(&agent.metrics());
-        let errors = page.get(
+    let page = agent.wait_page("two refused replies", |page| {
+        page.get(
             "redpush_target_errors_total",
             &[("instance", &huge_instance), ("reason", "reply")],
-        );
-        if errors.is_some_and(|n| n >= 2.0) {
-            assert_eq!(
-                page.get("redis_up", &[("instance", &good.instance())]),
-                Some(1.0)
-            );
-            assert_eq!(
-                page.get("redis_up", &[("instance", &huge_instance)]),
-                Some(0.0)
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", agent.metrics());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        )
+        .is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(
+        page.get("redis_up", &[("instance", &good.instance())]),
+        Some(1.0)
+    );
+    assert_eq!(
+        page.get("redis_up", &[("instance", &huge_instance)]),
+        Some(0.0)
+    );
     assert!(agent.process.is_running());
     // Memory stayed bounded: far below the gigabyte the server announced.
     let status =
@@ -253,14 +248,10 @@ fn prometheus_behind_tls_and_basic_auth() {
     let wrong = dir.path().join("wrong.pass");
     std::fs::write(&wrong, "not-it\n").expect("password");
     let agent = Agent::start(&config(&wrong), &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Page::parse(&agent.metrics())
-        .get("redpush_send_errors_total", &[("status", "401")])
-        .is_some_and(|n| n >= 1.0)
-    {
-        assert!(Instant::now() < deadline, "{}", agent.metrics());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    agent.wait_page("a 401", |page| {
+        page.get("redpush_send_errors_total", &[("status", "401")])
+            .is_some_and(|n| n >= 1.0)
+    });
     assert!(
         agent.process.output().contains("status=401"),
         "{}",
@@ -353,29 +344,26 @@ fn secrets_never_reach_logs_errors_check_config_or_metrics() {
     );
     let mut agent = Agent::start(&config, &[]);
     let b_instance = b.instance();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let metrics_page = loop {
-        let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", agent.listen))
-            .header("Authorization", "Basic cHJvbTpodHRwLVMzY3JldC1wdw==")
-            .call();
-        let text = response
-            .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
-            .unwrap_or_default();
-        let page = Page::parse(&text);
-        let auth_errors = page.get(
-            "redpush_target_errors_total",
-            &[("instance", &b_instance), ("reason", "auth")],
-        );
-        if auth_errors.is_some_and(|n| n >= 1.0) && receiver.requests() >= 4 {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{text}\n{}",
-            agent.process.output()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let metrics_page = wait_until(
+        "an auth error and four requests",
+        Duration::from_secs(20),
+        || {
+            let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", agent.listen))
+                .header("Authorization", "Basic cHJvbTpodHRwLVMzY3JldC1wdw==")
+                .call();
+            let text = response
+                .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
+                .unwrap_or_default();
+            let auth_errors = Page::parse(&text).get(
+                "redpush_target_errors_total",
+                &[("instance", &b_instance), ("reason", "auth")],
+            );
+            let ok = auth_errors.is_some_and(|n| n >= 1.0) && receiver.requests() >= 4;
+            when(ok, text.clone(), || {
+                format!("{text}\n{}", agent.process.output())
+            })
+        },
+    );
     // The secrets were used: the receiver got the basic auth and the header.
     receiver.with_received(|received| {
         let headers = &received[0].headers;
@@ -438,15 +426,9 @@ fn a_rotated_password_file_is_picked_up_on_reconnect() {
     );
     let agent = Agent::start(&config, &[]);
     let wait_up = |want: f64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Page::parse(&agent.metrics()).get("redis_up", &[]) != Some(want) {
-            assert!(
-                Instant::now() < deadline,
-                "redis_up never {want}:\n{}",
-                agent.process.output()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        agent.wait_page(&format!("redis_up {want}"), |page| {
+            page.get("redis_up", &[]) == Some(want)
+        });
     };
     wait_up(1.0);
     // Rotate on the server and drop the agent's connection: the old password fails.
@@ -471,14 +453,10 @@ fn a_rotated_password_file_is_picked_up_on_reconnect() {
         .output();
     wait_up(0.0);
     // The reconnect with the old password is refused as an authentication error.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Page::parse(&agent.metrics())
-        .get("redpush_target_errors_total", &[("reason", "auth")])
-        .is_some_and(|n| n >= 1.0)
-    {
-        assert!(Instant::now() < deadline, "{}", agent.process.output());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    agent.wait_page("an auth error", |page| {
+        page.get("redpush_target_errors_total", &[("reason", "auth")])
+            .is_some_and(|n| n >= 1.0)
+    });
     // The new password in the file: the next reconnect uses it.
     std::fs::write(&file, "second-pass\n").expect("write");
     wait_up(1.0);

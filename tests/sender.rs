@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fault_receiver::{Fault, FaultReceiver};
+use common::{wait_until, when};
 use redpush::testing::Kind;
 use redpush::testing::SelfMetrics;
 use redpush::testing::Sender;
@@ -61,10 +62,6 @@ fn drain(receiver_url: &str, records: Vec<Record>) -> Arc<SelfMetrics> {
 
 fn drain_with(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc<SelfMetrics> {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(drain_async(settings, records))
-}
-
-async fn drain_async(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc<SelfMetrics> {
     let metrics = Arc::new(SelfMetrics::default());
     let dir = tempfile::TempDir::new().expect("dir");
     // Timestamps here are small numbers: no age limit.
@@ -78,16 +75,13 @@ async fn drain_async(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc
     let sender = Sender::new(settings, metrics.clone()).expect("sender");
     let (stop, stop_rx) = watch::channel(false);
     let q = queue.clone();
-    let task = tokio::spawn(async move { sender.run(q, stop_rx).await });
-    for _ in 0..200 {
-        if queue.stats().records == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(queue.stats().records, 0, "the queue did not drain");
+    let task = runtime.spawn(async move { sender.run(q, stop_rx).await });
+    wait_until("the queue drained", Duration::from_secs(10), || {
+        let stats = queue.stats();
+        when(stats.records == 0, (), || format!("{stats:?}"))
+    });
     let _ = stop.send(true);
-    let _ = task.await;
+    let _ = runtime.block_on(task);
     metrics
 }
 

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::exposition::Page;
 use common::fault_receiver::{Fault, FaultReceiver};
 use common::servers::{Agent, Redis, SilentServer, program};
+use common::{wait_until, when};
 
 fn targets_config(urls: &[String], write_url: &str) -> String {
     let mut config = format!(
@@ -36,12 +36,18 @@ fn max_gap(receiver: &FaultReceiver, instance: &str, from_ms: i64) -> i64 {
     times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Waits until the receiver has accepted `redis_up` samples of `instance`
+/// that `accept` takes; returns them.
+fn wait_accepted(
+    receiver: &FaultReceiver,
+    instance: &str,
+    what: &str,
+    accept: impl Fn(&[(i64, f64)]) -> bool,
+) -> Vec<(i64, f64)> {
+    wait_until(what, Duration::from_secs(30), || {
+        let up = receiver.accepted("redis_up", &[("instance", instance)]);
+        when(accept(&up), up.clone(), || format!("{instance}: {up:?}"))
+    })
 }
 
 #[test]
@@ -57,44 +63,45 @@ fn one_stopped_or_hanging_target_does_not_delay_the_others() {
         &[],
     );
     let start = redpush::testing::now_ms();
-    std::thread::sleep(Duration::from_secs(4));
+    for r in [&a, &b, &c] {
+        wait_accepted(&receiver, &r.instance(), "three samples delivered", |up| {
+            up.len() >= 3
+        });
+    }
 
-    // Stop b for a while, then bring it back on its port.
+    // Stop b until the agent has found it down and the hanging target has
+    // timed out, then bring b back on its port.
     let b_port = b.port;
     let b_instance = b.instance();
     drop(b);
-    std::thread::sleep(Duration::from_secs(5));
-    let page = Page::parse(&agent.metrics());
-    assert_eq!(
-        page.get("redis_up", &[("instance", &b_instance)]),
-        Some(0.0)
-    );
+    let hanging_instance = format!("127.0.0.1:{}", hanging.port);
+    let page = agent.wait_page("b down, the hanging target timed out", |page| {
+        page.get("redis_up", &[("instance", &b_instance)]) == Some(0.0)
+            && page
+                .get(
+                    "redpush_target_errors_total",
+                    &[("instance", &hanging_instance), ("reason", "timeout")],
+                )
+                .is_some_and(|n| n >= 1.0)
+    });
     assert_eq!(
         page.get("redis_up", &[("instance", &a.instance())]),
         Some(1.0)
     );
-    let hanging_instance = format!("127.0.0.1:{}", hanging.port);
     assert_eq!(
         page.get("redis_up", &[("instance", &hanging_instance)]),
         Some(0.0)
     );
-    assert!(
-        page.get(
-            "redpush_target_errors_total",
-            &[("instance", &hanging_instance), ("reason", "timeout")]
-        )
-        .is_some_and(|n| n >= 1.0),
-        "{}",
-        agent.metrics()
-    );
     let _b = Redis::start_on(&program("redis-server"), b_port, &[]);
-    wait_until("b up again", Duration::from_secs(20), || {
-        Page::parse(&agent.metrics()).get("redis_up", &[("instance", &b_instance)]) == Some(1.0)
+    wait_accepted(&receiver, &b_instance, "b up again, delivered", |up| {
+        up.iter().any(|(_, v)| *v == 0.0) && up.last().is_some_and(|(_, v)| *v == 1.0)
     });
-    std::thread::sleep(Duration::from_secs(2));
 
     // a and c kept one sample a second throughout.
     for r in [&a, &c] {
+        wait_accepted(&receiver, &r.instance(), "six samples delivered", |up| {
+            up.iter().filter(|(t, _)| *t >= start).count() > 5
+        });
         let gap = max_gap(&receiver, &r.instance(), start);
         assert!(gap <= 1600, "{} had a gap of {gap} ms", r.instance());
     }
@@ -118,24 +125,19 @@ fn sighup_adds_and_removes_targets_and_keeps_the_queue() {
     let b = Redis::start(&[]);
     let receiver = FaultReceiver::start(vec![], Fault::Status(204));
     let agent = Agent::start(&targets_config(&[a.url(), b.url()], &receiver.url), &[]);
-    wait_until("both targets pushed", Duration::from_secs(15), || {
-        !receiver
-            .accepted("redis_up", &[("instance", &b.instance())])
-            .is_empty()
-            && !receiver
-                .accepted("redis_up", &[("instance", &a.instance())])
-                .is_empty()
-    });
+    for r in [&a, &b] {
+        wait_accepted(&receiver, &r.instance(), "pushed", |up| !up.is_empty());
+    }
 
-    // Receiver down, then remove b and add c: the queued samples survive the reload.
+    // Receiver down while b is sampled three more times, then remove b and
+    // add c: the queued samples survive the reload.
     receiver.set_mode(Fault::Status(503));
-    std::thread::sleep(Duration::from_secs(3));
+    b.watch().wait_for_samples(3);
     let c = Redis::start(&[]);
     agent.reload(&targets_config(&[a.url(), c.url()], &receiver.url));
-    wait_until("c sampled", Duration::from_secs(15), || {
-        Page::parse(&agent.metrics()).get("redis_up", &[("instance", &c.instance())]) == Some(1.0)
+    let page = agent.wait_page("c sampled", |p| {
+        p.get("redis_up", &[("instance", &c.instance())]) == Some(1.0)
     });
-    let page = Page::parse(&agent.metrics());
     assert_eq!(
         page.get("redis_up", &[("instance", &b.instance())]),
         None,
@@ -143,23 +145,23 @@ fn sighup_adds_and_removes_targets_and_keeps_the_queue() {
     );
     let reload_ms = redpush::testing::now_ms();
     receiver.set_mode(Fault::Status(204));
-    wait_until("c pushed", Duration::from_secs(20), || {
-        !receiver
-            .accepted("redis_up", &[("instance", &c.instance())])
-            .is_empty()
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    wait_accepted(&receiver, &c.instance(), "c pushed", |up| !up.is_empty());
 
     // b's last samples from the outage arrived, then a stale marker ended it.
-    let b_up = receiver.accepted("redis_up", &[("instance", &b.instance())]);
-    let (last_ts, last_value) = *b_up.last().expect("b samples");
-    assert!(
-        redpush::testing::is_stale_marker(last_value),
-        "b's last sample is not a stale marker: {b_up:?}"
-    );
+    let b_up = wait_accepted(&receiver, &b.instance(), "b ended", |up| {
+        up.last()
+            .is_some_and(|(_, v)| redpush::testing::is_stale_marker(*v))
+    });
+    let (last_ts, _) = *b_up.last().expect("b samples");
     assert!(last_ts <= reload_ms + 1000);
     assert!(b_up.len() >= 4, "b's outage samples were lost: {b_up:?}");
     // a kept going across the reload.
+    wait_accepted(
+        &receiver,
+        &a.instance(),
+        "a sampled after the reload",
+        |up| up.iter().filter(|(t, _)| *t > reload_ms + 1000).count() >= 2,
+    );
     assert!(max_gap(&receiver, &a.instance(), 0) <= 1600);
     assert!(
         agent.process.output().contains("target removed"),
@@ -176,8 +178,8 @@ fn a_quiet_target_slows_down_and_says_why() {
         redis.url()
     );
     let agent = Agent::start(&config, &[]);
-    wait_until("interval at max", Duration::from_secs(30), || {
-        Page::parse(&agent.metrics()).get("redpush_sample_interval_seconds", &[]) == Some(3.0)
+    agent.wait_page("interval at max", |p| {
+        p.get("redpush_sample_interval_seconds", &[]) == Some(3.0)
     });
     let log = agent.process.output();
     assert!(

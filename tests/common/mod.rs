@@ -29,3 +29,29 @@ pub fn exporter_internal(name: &str) -> bool {
 
 /// Types the exporter changed after 1.45; redpush follows the current exporter.
 pub const TYPE_CHANGED_SINCE_1_45: &[&str] = &["redis_expired_time_cap_reached_total"];
+
+/// Polls `probe` until it gives `Ok`, and returns what it gave; after
+/// `timeout`, panics naming `what` with the last `Err`: the state that was
+/// not right yet. The one wait of the tests: they wait for an event (a
+/// sample arrived, a server counted calls), never for a span of time.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(state) if std::time::Instant::now() >= deadline => {
+                panic!("{what}: not after {timeout:?}; last seen:\n{state}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `Ok(value)` when `ok`, else the state `show` describes, for [`wait_until`].
+pub fn when<T>(ok: bool, value: T, show: impl FnOnce() -> String) -> Result<T, String> {
+    if ok { Ok(value) } else { Err(show()) }
+}

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::exposition::Page;
+use super::{wait_until, when};
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -93,20 +96,12 @@ impl Drop for Process {
     }
 }
 
-/// Polls `ready` until it holds, or panics with the process's output.
+/// Waits until `ready` holds, or panics with the process's output.
 pub fn wait_for(process: &Process, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{} did not become ready ({what}); its output:\n{}",
-        process.name,
-        process.output()
-    );
+    let what = format!("{} ready ({what})", process.name);
+    wait_until(&what, Duration::from_secs(60), || {
+        when(ready(), (), || process.output())
+    });
 }
 
 fn http_ok(url: &str) -> bool {
@@ -219,6 +214,43 @@ impl Redis {
                 .strip_prefix(&format!("{field}:"))
                 .map(str::to_owned)
         })
+    }
+
+    /// What the server has served so far, from one `INFO ALL` (which the
+    /// server counts once it has answered it).
+    pub fn served(&self) -> Served {
+        let info = self.cli(&["INFO", "ALL"]);
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Served {
+            info_calls: field("cmdstat_info:calls="),
+            histogram_calls: field("cmdstat_latency|histogram:calls="),
+            connections: field("total_connections_received:"),
+            error_replies: field("total_error_replies:"),
+        }
+    }
+
+    /// Starts counting what clients other than the tests' own (the
+    /// agent) are served from now on.
+    pub fn watch(&self) -> Watch<'_> {
+        Watch {
+            redis: self,
+            since: self.served(),
+            own: 0,
+        }
+    }
+
+    /// Waits until this cluster node says `cluster_state:ok`.
+    pub fn wait_cluster_ok(&self) {
+        wait_until("cluster_state:ok", Duration::from_secs(30), || {
+            let info = self.cli(&["CLUSTER", "INFO"]);
+            when(info.contains("cluster_state:ok"), (), || info)
+        });
     }
 
     /// Waits until this replica's link to its primary is up.
@@ -598,24 +630,17 @@ fn parse_matrix(promql: &str, body: &str) -> Vec<SeriesSamples> {
         .collect()
 }
 
-/// Polls an instant query until `accept` holds for its result, or panics.
+/// Waits until an instant query's result satisfies `accept`; returns it.
 pub fn eventually(
     what: &str,
     timeout: Duration,
     mut run: impl FnMut() -> Vec<(BTreeMap<String, String>, f64)>,
     accept: impl Fn(&[(BTreeMap<String, String>, f64)]) -> bool,
 ) -> Vec<(BTreeMap<String, String>, f64)> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_until(what, timeout, || {
         let result = run();
-        if accept(&result) {
-            return result;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: still {result:?} after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        when(accept(&result), result.clone(), || format!("{result:?}"))
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -754,6 +779,71 @@ impl Agent {
     pub fn metrics(&self) -> String {
         http_get(&format!("http://127.0.0.1:{}/metrics", self.listen))
     }
+
+    /// Waits until the agent's page satisfies `accept`; returns the page.
+    pub fn wait_page(&self, what: &str, accept: impl Fn(&Page) -> bool) -> Page {
+        self.wait_page_within(what, Duration::from_secs(40), accept)
+    }
+
+    /// [`Agent::wait_page`] for an event that may take up to `timeout`.
+    pub fn wait_page_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(&Page) -> bool,
+    ) -> Page {
+        wait_until(what, timeout, || {
+            let text = self.metrics();
+            let page = Page::parse(&text);
+            let ok = accept(&page);
+            when(ok, page, || {
+                format!("page:\n{text}\nagent log:\n{}", self.process.output())
+            })
+        })
+    }
+}
+
+/// What clients other than the tests' own were served since it started
+/// (see `Redis::watch`).
+pub struct Watch<'a> {
+    redis: &'a Redis,
+    since: Served,
+    /// The tests' own reads since: each counts one connection, and one INFO
+    /// in every later read.
+    own: u64,
+}
+
+impl Watch<'_> {
+    /// Waits until the others have sent `n` INFO commands in all (the
+    /// agent's samples); returns what they were served so far.
+    pub fn wait_for_samples(&mut self, n: u64) -> Served {
+        wait_until(
+            &format!("{n} INFO calls of the agent"),
+            Duration::from_secs(60),
+            || {
+                let now = self.redis.served();
+                // `since` and the own reads before this one have counted
+                // their INFO by now; this one has counted its connection.
+                self.own += 1;
+                let others = Served {
+                    info_calls: now.info_calls - self.since.info_calls - self.own,
+                    histogram_calls: now.histogram_calls - self.since.histogram_calls,
+                    connections: now.connections - self.since.connections - self.own,
+                    error_replies: now.error_replies - self.since.error_replies,
+                };
+                when(others.info_calls >= n, others, || format!("{others:?}"))
+            },
+        )
+    }
+}
+
+/// Counters of what a Redis server served (see `Redis::served`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Served {
+    pub info_calls: u64,
+    pub histogram_calls: u64,
+    pub connections: u64,
+    pub error_replies: u64,
 }
 
 /// A running `redis-benchmark`, stopped when dropped.
