@@ -6,12 +6,13 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use redpush::testing::Kind;
 use redpush::testing::SelfMetrics;
-use redpush::testing::{DiskQueue, Fsync, WalSettings};
+use redpush::testing::{Disk, DiskQueue, FileSystem, Fsync, SegmentFile, WalSettings, Writer};
 use redpush::testing::{DropReason, Queue, Record, Series};
 use redpush::testing::{shape, target_labels};
 use tempfile::TempDir;
@@ -417,13 +418,64 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
 // ---------------------------------------------------------------------------
 // Model-based: random operations against the log and a VecDeque.
 
+/// The file system, with appends that fail on command: the writes of a
+/// disk that is full. A failing append writes part of its frame first, as
+/// a disk running out of room mid-write does.
+#[derive(Clone, Default)]
+struct FullDisk {
+    /// Appends still to fail.
+    failing: Arc<AtomicUsize>,
+}
+
+struct FullDiskFile {
+    file: Box<dyn SegmentFile>,
+    failing: Arc<AtomicUsize>,
+}
+
+impl Disk for FullDisk {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(FullDiskFile {
+            file: FileSystem.create(path)?,
+            failing: self.failing.clone(),
+        }))
+    }
+}
+
+impl SegmentFile for FullDiskFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let fail = self
+            .failing
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.file.append(&bytes[..bytes.len() / 2])?;
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        self.file.append(bytes)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.truncate(len)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
-    Push(usize),
-    /// Several records in one append (one fsync), as the writer thread does.
+    /// A record of this many series; `true`: stamped three hours ago.
+    Push(usize, bool),
+    /// Several records in one append (one fsync).
     PushMany(Vec<usize>),
+    /// Several records handed to the writer thread, which ends once it has
+    /// written them.
+    ThroughWriter(Vec<usize>),
     /// Peek up to n samples and acknowledge k of the returned records.
     PeekAck(usize, usize),
+    /// The next n appends fail (a full disk).
+    FailWrites(usize),
     Restart,
     /// Crash while writing: the last `n` bytes of the newest segment are lost.
     TornTail(usize),
@@ -431,12 +483,242 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1usize..20).prop_map(Op::Push),
+        6 => (1usize..20, proptest::bool::weighted(0.1)).prop_map(|(n, old)| Op::Push(n, old)),
         2 => proptest::collection::vec(1usize..20, 1..12).prop_map(Op::PushMany),
+        1 => proptest::collection::vec(1usize..20, 1..12).prop_map(Op::ThroughWriter),
         3 => (1usize..200, 0usize..5).prop_map(|(n, k)| Op::PeekAck(n, k)),
+        1 => (1usize..4).prop_map(Op::FailWrites),
         1 => Just(Op::Restart),
         1 => (1usize..40).prop_map(Op::TornTail),
     ]
+}
+
+/// A pending record as the model knows it.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: u64,
+    samples: usize,
+    /// Three hours ago for an old record (max_age is two).
+    timestamp_ms: i64,
+}
+
+impl Pending {
+    fn old(&self) -> bool {
+        self.timestamp_ms < now_ms() - 2 * 3600 * 1000
+    }
+}
+
+/// The record of `p`, as it was written.
+fn written(p: &Pending) -> Arc<Record> {
+    let mut r = record(p.id, p.samples);
+    Arc::make_mut(&mut r).timestamp_ms = p.timestamp_ms;
+    r
+}
+
+/// The log under test and what the model expects of it.
+struct ModelRun {
+    settings: WalSettings,
+    disk: FullDisk,
+    queue: Arc<DiskQueue>,
+    metrics: Arc<SelfMetrics>,
+    /// Pending records, oldest first.
+    model: VecDeque<Pending>,
+    next_id: u64,
+    /// The newest record written since the last restart, while it is the
+    /// last frame of the newest segment.
+    tail: Option<u64>,
+    /// Samples the model expects dropped, by reason.
+    dropped: [u64; 3],
+}
+
+const FULL: usize = 0;
+const OLD: usize = 1;
+const WRITE: usize = 2;
+
+impl ModelRun {
+    fn new(dir: &Path) -> ModelRun {
+        let mut settings = settings(dir);
+        settings.segment_bytes = 2048;
+        settings.max_disk_bytes = 6 * 1024;
+        settings.cache_samples = 50;
+        // Restarts here are clean drops of the queue: fsync adds time, not coverage.
+        settings.fsync = Fsync::Never;
+        let disk = FullDisk::default();
+        let (queue, metrics) = Self::open(&settings, &disk);
+        ModelRun {
+            settings,
+            disk,
+            queue,
+            metrics,
+            model: VecDeque::new(),
+            next_id: 0,
+            tail: None,
+            dropped: [0; 3],
+        }
+    }
+
+    fn open(settings: &WalSettings, disk: &FullDisk) -> (Arc<DiskQueue>, Arc<SelfMetrics>) {
+        let metrics = Arc::new(SelfMetrics::default());
+        let (queue, _) =
+            DiskQueue::open_on(settings.clone(), metrics.clone(), Arc::new(disk.clone()))
+                .expect("open");
+        (Arc::new(queue), metrics)
+    }
+
+    /// The next records to write; those the disk will refuse are counted
+    /// as dropped instead of pending.
+    fn next(&mut self, sizes: &[usize], old: bool) -> Vec<Arc<Record>> {
+        let mut failing = self.disk.failing.load(Ordering::Relaxed);
+        let mut out = Vec::new();
+        for &samples in sizes {
+            let age = if old { 3 * 3600 * 1000 } else { 0 };
+            let p = Pending {
+                id: self.next_id,
+                samples,
+                timestamp_ms: now_ms() - age,
+            };
+            self.next_id += 1;
+            out.push(written(&p));
+            if failing > 0 {
+                failing -= 1;
+                self.dropped[WRITE] += samples as u64;
+            } else {
+                self.model.push_back(p);
+                self.tail = Some(p.id);
+            }
+        }
+        out
+    }
+
+    fn apply(&mut self, op: Op, dir: &Path) -> Result<(), TestCaseError> {
+        match op {
+            Op::Push(n, old) => {
+                let records = self.next(&[n], old);
+                self.queue.push(records[0].clone());
+            }
+            Op::PushMany(sizes) => {
+                let records = self.next(&sizes, false);
+                self.queue.push_many(records);
+            }
+            Op::ThroughWriter(sizes) => {
+                let records = self.next(&sizes, false);
+                let queue: Arc<dyn Queue> = self.queue.clone();
+                let (writer, thread) = Writer::start(queue, self.metrics.clone()).expect("writer");
+                for r in records {
+                    writer.push(r);
+                }
+                drop(writer);
+                thread.join();
+            }
+            Op::PeekAck(max, k) => self.peek_ack(max, k)?,
+            Op::FailWrites(n) => self.disk.failing.store(n, Ordering::Relaxed),
+            Op::Restart => self.restart(),
+            Op::TornTail(cut) => {
+                let queue =
+                    std::mem::replace(&mut self.queue, Self::open(&self.settings, &self.disk).0);
+                drop(queue);
+                self.tear(cut, dir);
+                self.restart();
+            }
+        }
+        self.bound()
+    }
+
+    fn peek_ack(&mut self, max: usize, k: usize) -> Result<(), TestCaseError> {
+        let batch = self.queue.peek(max);
+        self.expire_head();
+        let mut expected = Vec::new();
+        let mut samples = 0;
+        for p in &self.model {
+            if !expected.is_empty() && samples + p.samples > max {
+                break;
+            }
+            samples += p.samples;
+            expected.push(*p);
+        }
+        prop_assert_eq!(
+            batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(),
+            expected.iter().map(|p| p.id).collect::<Vec<_>>()
+        );
+        // Read back whole: its target, stamp and every series' shape and value.
+        for (b, p) in batch.iter().zip(&expected) {
+            prop_assert_eq!(&*b.record, &*written(p));
+        }
+        if k > 0 && !batch.is_empty() {
+            let k = k.min(batch.len());
+            self.queue.ack(batch[k - 1].seq);
+            self.model.drain(..k);
+        }
+        Ok(())
+    }
+
+    /// What a peek drops first: records older than max_age at the head.
+    fn expire_head(&mut self) {
+        while self.model.front().is_some_and(Pending::old) {
+            let p = self.model.pop_front().expect("front");
+            self.dropped[OLD] += p.samples as u64;
+        }
+    }
+
+    fn restart(&mut self) {
+        // The counters are the process's: they start again with it.
+        let (queue, metrics) = Self::open(&self.settings, &self.disk);
+        self.queue = queue;
+        self.metrics = metrics;
+        self.dropped = [0; 3];
+        self.tail = None;
+    }
+
+    /// Cuts `cut` bytes off the newest segment, within its last record.
+    fn tear(&mut self, cut: usize, dir: &Path) {
+        let Some(path) = segments(dir).pop() else {
+            return;
+        };
+        let bytes = std::fs::read(&path).expect("read");
+        // Only a cut inside the newest record is a torn write; limit the
+        // cut to it (its frame is at least 21 bytes).
+        if let Some(id) = self.tail
+            && !bytes.is_empty()
+        {
+            let cut = cut.min(20).min(bytes.len());
+            std::fs::write(&path, &bytes[..bytes.len() - cut]).expect("truncate");
+            if self.model.back().map(|p| p.id) == Some(id) {
+                self.model.pop_back();
+            }
+        }
+    }
+
+    /// What the disk bound took: records from the head, counted as
+    /// `queue_full`; then the counts and counters agree with the model.
+    fn bound(&mut self) -> Result<(), TestCaseError> {
+        let stats = self.queue.stats();
+        prop_assert!(
+            stats.records <= self.model.len(),
+            "{stats:?} {:?}",
+            self.model
+        );
+        while self.model.len() > stats.records {
+            let p = self.model.pop_front().expect("front");
+            self.dropped[FULL] += p.samples as u64;
+        }
+        prop_assert!(
+            stats.bytes <= self.settings.max_disk_bytes,
+            "{} bytes over the bound",
+            stats.bytes
+        );
+        prop_assert_eq!(
+            stats.samples,
+            self.model.iter().map(|p| p.samples).sum::<usize>()
+        );
+        let counted = [
+            DropReason::QueueFull,
+            DropReason::TooOld,
+            DropReason::WriteError,
+        ]
+        .map(|reason| self.metrics.dropped_count(reason));
+        prop_assert_eq!(counted, self.dropped);
+        Ok(())
+    }
 }
 
 proptest! {
@@ -446,92 +728,22 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
+    /// Whatever the operations, the log holds the records the model holds,
+    /// in order, and drops exactly the ones the model drops, for the reason
+    /// the model drops them: the oldest to the disk bound, old ones at the
+    /// head to max_age, refused writes to the disk, a torn newest record to
+    /// a crash.
     #[test]
     fn the_log_behaves_like_a_fifo(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = TempDir::new().expect("dir");
-        let mut s = settings(dir.path());
-        s.segment_bytes = 2048;
-        s.cache_samples = 50;
-        // Restarts here are clean drops of the queue: fsync adds time, not coverage.
-        s.fsync = Fsync::Never;
-        let (mut q, _) = open(&s);
-        // The model: ids of pending records and their sample counts.
-        let mut model: VecDeque<(u64, usize)> = VecDeque::new();
-        let mut next_id = 0u64;
-        // Id of the newest record written since the last restart, if still the tail.
-        let mut tail: Option<u64> = None;
+        let mut run = ModelRun::new(dir.path());
         for op in ops {
-            match op {
-                Op::Push(n) => {
-                    q.push(record(next_id, n));
-                    model.push_back((next_id, n));
-                    tail = Some(next_id);
-                    next_id += 1;
-                }
-                Op::PushMany(sizes) => {
-                    let mut records = Vec::new();
-                    for n in sizes {
-                        records.push(record(next_id, n));
-                        model.push_back((next_id, n));
-                        tail = Some(next_id);
-                        next_id += 1;
-                    }
-                    q.push_many(records);
-                }
-                Op::PeekAck(max, k) => {
-                    let batch = q.peek(max);
-                    let expected: Vec<u64> = {
-                        let mut ids = Vec::new();
-                        let mut samples = 0;
-                        for (id, n) in &model {
-                            if !ids.is_empty() && samples + n > max { break; }
-                            samples += n;
-                            ids.push(*id);
-                        }
-                        ids
-                    };
-                    prop_assert_eq!(batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(), expected.clone());
-                    // Read back whole: its target and every series' shape and value.
-                    for (b, (id, n)) in batch.iter().zip(&model) {
-                        let written = record(*id, *n);
-                        prop_assert_eq!(&b.record.target, &written.target);
-                        prop_assert_eq!(&b.record.series, &written.series);
-                    }
-                    if k > 0 && !batch.is_empty() {
-                        let k = k.min(batch.len());
-                        q.ack(batch[k - 1].seq);
-                        for _ in 0..k { model.pop_front(); }
-                    }
-                }
-                Op::Restart => {
-                    drop(q);
-                    q = open(&s).0;
-                    tail = None;
-                }
-                Op::TornTail(cut) => {
-                    drop(q);
-                    let last = segments(dir.path()).pop();
-                    if let Some(path) = last {
-                        let bytes = std::fs::read(&path).expect("read");
-                        // Only a cut inside the newest record is a torn write;
-                        // limit the cut to it (its frame is at least 21 bytes).
-                        if let Some(id) = tail && !bytes.is_empty() {
-                            let cut = cut.min(20).min(bytes.len());
-                            std::fs::write(&path, &bytes[..bytes.len() - cut]).expect("truncate");
-                            if model.back().map(|(i, _)| *i) == Some(id) {
-                                model.pop_back();
-                            }
-                        }
-                    }
-                    q = open(&s).0;
-                    tail = None;
-                }
-            }
-            let stats = q.stats();
-            prop_assert_eq!(stats.records, model.len());
-            prop_assert_eq!(stats.samples, model.iter().map(|(_, n)| n).sum::<usize>());
+            run.apply(op, dir.path())?;
         }
-        prop_assert_eq!(pending(&q), model.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        let pending = pending(&*run.queue);
+        run.expire_head();
+        prop_assert_eq!(pending, run.model.iter().map(|p| p.id).collect::<Vec<_>>());
+        run.bound()?;
     }
 }
 
