@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use super::state::AgentState;
 use crate::config::HttpSettings;
 use crate::exposition::{CONTENT_TYPE, Page};
+use crate::secret::read_secret;
 use crate::tls::{certificates, private_key, server_config};
 
 /// Who may read `/metrics`: the expected `Authorization` header value.
@@ -41,13 +42,9 @@ impl Access {
         let basic = match &settings.basic_auth {
             None => None,
             Some((user, file)) => {
-                let password = std::fs::read_to_string(file)
-                    .with_context(|| format!("http.basic_auth.password_file {}", file.display()))?;
-                let password = password.trim_end_matches(['\r', '\n']);
-                Some(format!(
-                    "Basic {}",
-                    STANDARD.encode(format!("{user}:{password}"))
-                ))
+                let password = read_secret(file).context("http.basic_auth.password_file")?;
+                let credentials = format!("{user}:{}", password.expose());
+                Some(format!("Basic {}", STANDARD.encode(credentials)))
             }
         };
         Ok(Access { basic })
