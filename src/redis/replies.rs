@@ -162,7 +162,12 @@ pub(crate) fn sentinel(
     let entries = match replies.next() {
         Some(Value::Array(items) | Value::Set(items)) => items,
         Some(Value::Map(_)) => Vec::new(),
-        other => return Err(refusal(other.as_ref())),
+        other => {
+            // The replies of the commands per master go with it, so that
+            // the commands after these read their own.
+            replies.take(3 * masters.len()).for_each(drop);
+            return Err(refusal(other.as_ref()));
+        }
     };
     let mut out: Vec<SentinelMaster> = entries.iter().map(|e| master(&fields(e))).collect();
     for name in masters {
@@ -440,6 +445,29 @@ mod tests {
         assert_eq!(
             config_pairs(map),
             vec![("databases".to_owned(), "16".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_refused_sentinel_masters_takes_its_masters_replies_along() {
+        let refused = connection::value(b"-NOPERM no permission\r\n").expect("an error");
+        let masters = ["a".to_owned()];
+        let mut replies = vec![
+            refused.clone(),
+            refused.clone(),
+            refused.clone(),
+            refused,
+            bulk("id=1 name=x"),
+        ]
+        .into_iter();
+        assert!(matches!(
+            sentinel(&mut replies, &masters),
+            Err(ReplyError::Refused(_))
+        ));
+        assert_eq!(
+            text(replies.next()),
+            Ok("id=1 name=x".to_owned()),
+            "the next command's reply"
         );
     }
 
