@@ -50,7 +50,7 @@ listen_port=$(free_port)
         printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
     done
 } >"$work/redpush.toml"
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$redpush" --config "$work/redpush.toml" >"$work/redpush.log" 2>&1 &
 redpush_pid=$!
 pids+=($redpush_pid)

@@ -386,6 +386,11 @@ impl<'a> Items<'a> {
         Items { rest: reply }
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Skips one whole value, aggregates with all their elements.
     pub(crate) fn skip_value(&mut self) -> Option<()> {
         let len = reply_len(self.rest).ok()??;

@@ -274,7 +274,7 @@ pub(crate) fn latency_histogram(reply: &[u8]) -> Result<Vec<CommandHistogram>, R
     let mut items = Items::new(reply);
     let read = match items.next() {
         Some(head @ (Item::Array(_) | Item::Map(_))) => {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(room_for(&items, head));
             each_pair(&mut items, head, |items, cmd| {
                 match text_of(cmd) {
                     Some(cmd) => out.push(command_histogram(items, cmd)?),
@@ -303,6 +303,7 @@ fn command_histogram(items: &mut Items<'_>, cmd: &[u8]) -> Option<CommandHistogr
             Some(b"histogram_usec") => {
                 let list = items.next()?;
                 buckets.clear();
+                buckets.reserve(room_for(items, list));
                 each_pair(items, list, |items, le| {
                     let le = number_of(items, le)?;
                     if let (Some(le), Some(count)) = (le, number(items)?) {
@@ -339,8 +340,8 @@ fn each_pair<'a>(
     mut each: impl FnMut(&mut Items<'a>, Item<'a>) -> Option<()>,
 ) -> Option<()> {
     let (pairs, odd) = match head {
-        Item::Array(n) => (n / 2, n % 2 == 1),
-        Item::Map(n) => (n, false),
+        Item::Array(n) => (pair_count(head), n % 2 == 1),
+        Item::Map(_) => (pair_count(head), false),
         other => return skip(items, other),
     };
     for _ in 0..pairs {
@@ -351,6 +352,21 @@ fn each_pair<'a>(
         skip_value(items)?;
     }
     Some(())
+}
+
+/// How many pairs `each_pair` gives of the aggregate that `head` opens.
+fn pair_count(head: Item<'_>) -> usize {
+    match head {
+        Item::Array(n) => n / 2,
+        Item::Map(n) => n,
+        _ => 0,
+    }
+}
+
+/// Room for the pairs of `head`, but no more than the bytes left can hold
+/// (a pair is at least eight): the count is the server's word.
+fn room_for(items: &Items<'_>, head: Item<'_>) -> usize {
+    pair_count(head).min(items.remaining() / 8)
 }
 
 /// A string item's bytes.

@@ -17,13 +17,13 @@ use std::sync::Arc;
 // pointers, not by input an attacker chooses freely, and SipHash was the
 // largest single cost of a reading in profiles with many targets.
 use foldhash::HashMap;
+use std::collections::hash_map::Entry;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::field;
-use super::labels::{merged_wire, merged_wire_len};
+use super::labels::SeriesLabels;
 use crate::queue::Queued;
-use crate::series::{Shape, TargetLabels};
 
 /// A batch ready to post.
 #[derive(Debug)]
@@ -38,8 +38,7 @@ pub struct Encoded {
 
 /// One series of a request and its samples, in time order.
 struct Grouped<'a> {
-    shape: &'a Shape,
-    target: &'a TargetLabels,
+    labels: SeriesLabels<'a>,
     /// The first sample, and the others: with many targets most series
     /// have one sample per request, and then no allocation.
     first: (f64, i64),
@@ -76,15 +75,17 @@ fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
         for series in &record.series {
             let key = (target, Arc::as_ptr(&series.shape) as usize);
             samples += 1;
-            let Some(&i) = index.get(&key) else {
-                index.insert(key, groups.len());
-                groups.push(Grouped {
-                    shape: &series.shape,
-                    target: &record.target,
-                    first: (series.value, timestamp),
-                    rest: Vec::new(),
-                });
-                continue;
+            let i = match index.entry(key) {
+                Entry::Occupied(at) => *at.get(),
+                Entry::Vacant(at) => {
+                    at.insert(groups.len());
+                    groups.push(Grouped {
+                        labels: SeriesLabels::new(&series.shape, &record.target),
+                        first: (series.value, timestamp),
+                        rest: Vec::new(),
+                    });
+                    continue;
+                }
             };
             let group = &mut groups[i];
             if group.last_timestamp() >= timestamp {
@@ -108,7 +109,7 @@ fn message_field_len(len: usize) -> usize {
 }
 
 fn timeseries_len(group: &Grouped<'_>) -> usize {
-    let labels = merged_wire_len(group.shape, group.target);
+    let labels = group.labels.wire_len();
     let samples: usize = group
         .samples()
         .map(|&(_, t)| message_field_len(sample_len(t)))
@@ -129,7 +130,7 @@ fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
             out,
         );
         encode_varint(len as u64, out);
-        for label in merged_wire(group.shape, group.target) {
+        for label in group.labels.wire() {
             out.extend_from_slice(label);
         }
         for &(value, timestamp) in group.samples() {

@@ -9,7 +9,7 @@
 //! The bytes: each label as a protobuf `Label` field of a `TimeSeries`,
 //! encoded once per shape and per target set and kept with it
 //! (`series::EncodedLabels`), so a request copies bytes instead of encoding
-//! every label of every series again ([`merged_wire`]). Names compare by
+//! every label of every series again ([`SeriesLabels`]). Names compare by
 //! their first eight bytes and, only where those are equal, by the rest: no
 //! string comparison for most labels.
 
@@ -22,59 +22,86 @@ use super::field;
 use crate::series::{EncodedLabels, Label, Shape, TargetLabels};
 
 /// The complete label set remote write sends for `shape` on `target`: the
-/// rule, which [`merged_wire`] writes and the tests check it by.
+/// rule, which [`SeriesLabels::wire`] writes and the tests check it by.
 #[cfg(test)]
 pub(crate) fn merged<'a>(
     shape: &'a Shape,
     target: &'a TargetLabels,
 ) -> impl Iterator<Item = &'a Label> {
-    Merge::new(shape, target).map(|side| match side {
+    let labels = SeriesLabels::new(shape, target);
+    labels.merge().map(move |side| match side {
         Side::Own(i) => &shape.sorted()[i],
         Side::Target(j) => &target.labels()[j],
     })
 }
 
-/// The labels of [`merged`] as remote write writes them. Where the
-/// target's labels go among the shape's in one piece ([`splice_at`]),
-/// three slices, else one per label.
-pub(crate) fn merged_wire<'a>(
+/// One series' labels as remote write writes them: its shape's and its
+/// target's encoded sets, and where the target's go among the shape's when
+/// they go in one piece. Made once per series of a request; the encoder
+/// sizes and writes every series with it.
+pub(crate) struct SeriesLabels<'a> {
     shape: &'a Shape,
     target: &'a TargetLabels,
-) -> impl Iterator<Item = &'a [u8]> {
-    let (own, theirs) = (encoded_shape(shape), encoded_target(target));
-    let spliced = splice_at(shape, target).map(|at| {
-        let (head, tail) = own.bytes.split_at(end(own, at));
-        [head, &theirs.bytes[..], tail]
-    });
-    let merged = match spliced {
-        Some(_) => None,
-        None => Some(Merge::new(shape, target).map(|side| match side {
-            Side::Own(i) => label(own, i),
-            Side::Target(j) => label(theirs, j),
-        })),
-    };
-    spliced
-        .into_iter()
-        .flatten()
-        .chain(merged.into_iter().flatten())
+    own: &'a EncodedLabels,
+    theirs: &'a EncodedLabels,
+    /// See [`splice_at`].
+    splice: Option<usize>,
 }
 
-/// The length of what `merged_wire` yields, without walking the labels when
-/// the target's go in one piece: the encoder sizes every series of every
-/// request with it before writing it.
-pub(crate) fn merged_wire_len(shape: &Shape, target: &TargetLabels) -> usize {
-    match splice_at(shape, target) {
-        Some(_) => encoded_shape(shape).bytes.len() + encoded_target(target).bytes.len(),
-        None => merged_wire(shape, target).map(<[u8]>::len).sum(),
+impl<'a> SeriesLabels<'a> {
+    pub(crate) fn new(shape: &'a Shape, target: &'a TargetLabels) -> Self {
+        let (own, theirs) = (shape.encoded(encode), target.encoded(encode));
+        SeriesLabels {
+            shape,
+            target,
+            own,
+            theirs,
+            splice: splice_at(own, theirs, shape.hidden()),
+        }
     }
-}
 
-fn encoded_shape(shape: &Shape) -> &EncodedLabels {
-    shape.encoded(encode)
-}
+    /// The labels of the rule, each as the bytes of a protobuf `Label`
+    /// field of a `TimeSeries`: three slices where the target's labels go
+    /// in one piece, else one per label.
+    pub(crate) fn wire(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let (own, theirs) = (self.own, self.theirs);
+        let spliced = self.splice.map(|at| {
+            let (head, tail) = own.bytes.split_at(end(own, at));
+            [head, &theirs.bytes[..], tail]
+        });
+        let merged = match spliced {
+            Some(_) => None,
+            None => Some(self.merge().map(move |side| match side {
+                Side::Own(i) => label(own, i),
+                Side::Target(j) => label(theirs, j),
+            })),
+        };
+        spliced
+            .into_iter()
+            .flatten()
+            .chain(merged.into_iter().flatten())
+    }
 
-fn encoded_target(target: &TargetLabels) -> &EncodedLabels {
-    target.encoded(encode)
+    /// The length of what `wire` yields, without walking the labels when
+    /// the target's go in one piece.
+    pub(crate) fn wire_len(&self) -> usize {
+        match self.splice {
+            Some(_) => self.own.bytes.len() + self.theirs.bytes.len(),
+            None => self.wire().map(<[u8]>::len).sum(),
+        }
+    }
+
+    fn merge(&self) -> Merge<'a> {
+        Merge {
+            own: self.shape.sorted(),
+            own_keys: &self.own.keys,
+            hidden: self.shape.hidden(),
+            theirs: self.target.labels(),
+            their_keys: &self.theirs.keys,
+            at_own: 0,
+            at_theirs: 0,
+        }
+    }
 }
 
 /// Where the target's labels go among the shape's when they go in one
@@ -82,12 +109,12 @@ fn encoded_target(target: &TargetLabels) -> &EncodedLabels {
 /// in its first eight bytes, and the shape hides none. That is the usual
 /// case (`instance` and `job` after `__name__` and `cmd`), and it costs two
 /// comparisons instead of a merge of every label of every series.
-fn splice_at(shape: &Shape, target: &TargetLabels) -> Option<usize> {
-    let (own, theirs) = (&encoded_shape(shape).keys, &encoded_target(target).keys);
+fn splice_at(own: &EncodedLabels, theirs: &EncodedLabels, hidden: &[Arc<str>]) -> Option<usize> {
+    let (own, theirs) = (&own.keys, &theirs.keys);
     let (Some(&first), Some(&last)) = (theirs.first(), theirs.last()) else {
         return Some(own.len());
     };
-    if !shape.hidden().is_empty() {
+    if !hidden.is_empty() {
         return None;
     }
     // Keys order names as bytes do, except that equal keys may hide
@@ -115,20 +142,6 @@ struct Merge<'a> {
     /// The next label of each side.
     at_own: usize,
     at_theirs: usize,
-}
-
-impl<'a> Merge<'a> {
-    fn new(shape: &'a Shape, target: &'a TargetLabels) -> Self {
-        Merge {
-            own: shape.sorted(),
-            own_keys: &encoded_shape(shape).keys,
-            hidden: shape.hidden(),
-            theirs: target.labels(),
-            their_keys: &encoded_target(target).keys,
-            at_own: 0,
-            at_theirs: 0,
-        }
-    }
 }
 
 impl Iterator for Merge<'_> {
@@ -228,28 +241,31 @@ mod tests {
         let target = target_labels([("job", "redis"), ("instance", "a:6379")]);
         let cmd = shape("redis_commands_total", Kind::Counter, "", &[("cmd", "get")]);
         // `__name__`, `cmd`, then `instance`, `job`.
-        assert_eq!(splice_at(&cmd, &target), Some(2));
+        let splice = |s: &Shape| SeriesLabels::new(s, &target).splice;
+        assert_eq!(splice(&cmd), Some(2));
         let zone = shape("x", Kind::Gauge, "", &[("zone", "b")]);
-        assert_eq!(splice_at(&zone, &target), Some(1));
+        assert_eq!(splice(&zone), Some(1));
         // A label between the target's, one of the same name, one that
         // hides a target label: merged label by label.
         let between = shape("x", Kind::Gauge, "", &[("isp", "c")]);
-        assert_eq!(splice_at(&between, &target), None);
+        assert_eq!(splice(&between), None);
         let same = shape("x", Kind::Gauge, "", &[("job", "other")]);
-        assert_eq!(splice_at(&same, &target), None);
+        assert_eq!(splice(&same), None);
         let hiding = shape("x", Kind::Gauge, "", &[("job", "")]);
-        assert_eq!(splice_at(&hiding, &target), None);
+        assert_eq!(splice(&hiding), None);
         for s in [cmd, zone, between, same, hiding] {
-            let wire: Vec<u8> = merged_wire(&s, &target).flatten().copied().collect();
-            let one_by_one: Vec<u8> = Merge::new(&s, &target)
+            let labels = SeriesLabels::new(&s, &target);
+            let wire: Vec<u8> = labels.wire().flatten().copied().collect();
+            let one_by_one: Vec<u8> = labels
+                .merge()
                 .flat_map(|side| match side {
-                    Side::Own(i) => label(encoded_shape(&s), i),
-                    Side::Target(j) => label(encoded_target(&target), j),
+                    Side::Own(i) => label(labels.own, i),
+                    Side::Target(j) => label(labels.theirs, j),
                 })
                 .copied()
                 .collect();
             assert_eq!(wire, one_by_one, "{:?}", s.name());
-            assert_eq!(merged_wire_len(&s, &target), wire.len(), "{:?}", s.name());
+            assert_eq!(labels.wire_len(), wire.len(), "{:?}", s.name());
         }
     }
 
@@ -333,8 +349,9 @@ mod tests {
             let pairs: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
             let s = shape("m", Kind::Gauge, "", &pairs);
             let t = target_labels(target.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let ours: Vec<u8> = merged_wire(&s, &t).flatten().copied().collect();
-            prop_assert_eq!(merged_wire_len(&s, &t), ours.len());
+            let labels = SeriesLabels::new(&s, &t);
+            let ours: Vec<u8> = labels.wire().flatten().copied().collect();
+            prop_assert_eq!(labels.wire_len(), ours.len());
             let theirs = TimeSeries {
                 labels: merged(&s, &t)
                     .map(|(n, v)| ProtoLabel { name: n.to_string(), value: v.to_string() })
