@@ -60,8 +60,9 @@ fn main() -> ExitCode {
         // the footprint small.
         .worker_threads(2)
         // Queue appends have a thread of their own (`queue::Writer`); the
-        // blocking pool only serves the odd blocking call (name lookups,
-        // shutdown), and each of its threads would get a malloc arena.
+        // blocking pool serves the sender's queue reads and acknowledgements
+        // (one at a time) and the odd blocking call (name lookups,
+        // shutdown), so a few threads are plenty.
         .max_blocking_threads(4)
         .enable_all()
         .build()
