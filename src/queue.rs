@@ -104,6 +104,10 @@ pub trait Queue: Send + Sync {
     /// Records from the head, oldest first, up to `max_samples` samples in
     /// all (but at least one record when the queue is not empty).
     fn peek(&self, max_samples: usize) -> Vec<Queued>;
+    /// What `peek` gives, when it can be had without reading the disk
+    /// (the records are kept decoded); `None` when `peek` would read, which
+    /// may block.
+    fn try_peek(&self, max_samples: usize) -> Option<Vec<Queued>>;
     /// Removes every record up to and including `seq`.
     fn ack(&self, seq: u64);
     fn stats(&self) -> QueueStats;

@@ -779,3 +779,26 @@ fn writes_notify_from_empty_and_from_a_full_batch() {
     q.push(record(6, 5));
     assert!(notified(&q), "empty again");
 }
+
+#[test]
+fn try_peek_serves_what_is_kept_decoded_and_leaves_disk_reads_to_peek() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        q.push(record(0, 5));
+        q.push(record(1, 5));
+        let batch = q.try_peek(usize::MAX).expect("just written: kept decoded");
+        assert_eq!(
+            batch.iter().map(|b| id_of(&b.record)).collect::<Vec<_>>(),
+            [0, 1]
+        );
+    }
+    // After a restart the backlog is on disk only: try_peek declines,
+    // peek reads it, and then it is kept decoded.
+    let (q, _) = open(&s);
+    assert!(q.try_peek(usize::MAX).is_none());
+    assert_eq!(pending(&q), [0, 1]);
+    let batch = q.try_peek(usize::MAX).expect("read by peek");
+    assert_eq!(batch.len(), 2);
+}

@@ -258,7 +258,9 @@ impl Sender {
                 .deliver(encoded.body, encoded.samples, &mut shutdown)
                 .await
             {
-                Delivery::Accepted | Delivery::Rejected => ack(&queue, last_seq).await,
+                // A write of the position in place (and, once a segment is
+                // done, its deletion): short enough for this worker.
+                Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
                 Delivery::Abandoned => {
                     let left = queue.stats().samples;
                     warn!(
@@ -285,20 +287,17 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// A batch from the queue's head, read on the blocking pool: when the
-/// sender is behind, it comes from disk.
+/// A batch from the queue's head: from the records kept decoded when they
+/// cover it, else read on the blocking pool (a sender that is behind reads
+/// its backlog from disk).
 async fn peek(queue: &Arc<dyn Queue>, max_samples: usize) -> Vec<Queued> {
+    if let Some(batch) = queue.try_peek(max_samples) {
+        return batch;
+    }
     let queue = queue.clone();
     tokio::task::spawn_blocking(move || queue.peek(max_samples))
         .await
         .unwrap_or_default()
-}
-
-/// Acknowledges up to `seq` on the blocking pool: it writes the position
-/// and may delete segment files.
-async fn ack(queue: &Arc<dyn Queue>, seq: u64) {
-    let queue = queue.clone();
-    let _ = tokio::task::spawn_blocking(move || queue.ack(seq)).await;
 }
 
 /// A reqwest error's text without the URL, which may carry a token in its query.

@@ -90,6 +90,11 @@ impl Ledger {
         self.acked
     }
 
+    /// The number the next record will take.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     pub(super) fn stats(&self) -> QueueStats {
         QueueStats {
             records: self.unacked_records,

@@ -308,6 +308,21 @@ impl Queue for DiskQueue {
         lock(&self.cache).batch(max_samples)
     }
 
+    fn try_peek(&self, max_samples: usize) -> Option<Vec<Queued>> {
+        // A read in progress means the cache does not cover the head.
+        let _reader = self.reader.try_lock().ok()?;
+        self.expire();
+        let (acked, tail) = {
+            let ledger = lock(&self.ledger);
+            (ledger.acked(), ledger.next_seq())
+        };
+        let mut cache = lock(&self.cache);
+        cache.drop_before(acked);
+        cache
+            .covers(max_samples, tail)
+            .then(|| cache.batch(max_samples))
+    }
+
     fn ack(&self, seq: u64) {
         let (acked, freed) = {
             let mut ledger = lock(&self.ledger);

@@ -62,6 +62,12 @@ impl Cache {
         self.end = self.end.max(seq);
     }
 
+    /// Whether the cache holds a whole batch of `max_samples`, or every
+    /// record up to `tail`.
+    pub(super) fn covers(&self, max_samples: usize, tail: u64) -> bool {
+        self.samples >= max_samples || self.end >= tail
+    }
+
     /// Records from the head, up to `max_samples` samples in all (but at
     /// least one record when there is one).
     pub(super) fn batch(&self, max_samples: usize) -> Vec<Queued> {
