@@ -22,8 +22,8 @@ pub(crate) enum ReplyError {
     Refused(String),
     /// The server answered with something of another kind (`an integer`, `nil`, ...).
     Unexpected(&'static str),
-    /// The reply lacks a figure it must have.
-    Missing(&'static str),
+    /// The reply is not of the shape the command gives: what is wrong with it.
+    Malformed(&'static str),
 }
 
 impl fmt::Display for ReplyError {
@@ -31,7 +31,7 @@ impl fmt::Display for ReplyError {
         match self {
             ReplyError::Refused(message) => f.write_str(message),
             ReplyError::Unexpected(what) => write!(f, "answered {what}"),
-            ReplyError::Missing(what) => f.write_str(what),
+            ReplyError::Malformed(what) => f.write_str(what),
         }
     }
 }
@@ -106,7 +106,9 @@ pub(crate) fn slowlog(len: Option<&Value>, last: Option<&Value>) -> Result<Slowl
             return Err(ReplyError::Refused(e.to_string()));
         }
     }
-    let length = int(len).ok_or(ReplyError::Missing("SLOWLOG LEN did not answer an integer"))?;
+    let length = int(len).ok_or(ReplyError::Malformed(
+        "SLOWLOG LEN did not answer an integer",
+    ))?;
     let mut slowlog = Slowlog {
         length,
         ..Slowlog::default()
@@ -255,7 +257,7 @@ pub(crate) fn script(value: Option<Value>) -> Result<ScriptOutcome, ReplyError> 
         )),
         Some(Value::Nil) | None => Ok(ScriptOutcome::Empty),
         Some(Value::ServerError(e)) => Err(ReplyError::Refused(e.to_string())),
-        Some(_) => Err(ReplyError::Missing(
+        Some(_) => Err(ReplyError::Malformed(
             "must return a flat array of key, value pairs",
         )),
     }

@@ -117,7 +117,7 @@ impl SampleError {
     pub(crate) fn reply(command: &'static str, e: ReplyError) -> SampleError {
         match e {
             ReplyError::Refused(message) => SampleError::Refused { command, message },
-            ReplyError::Unexpected(what) | ReplyError::Missing(what) => {
+            ReplyError::Unexpected(what) | ReplyError::Malformed(what) => {
                 SampleError::Unexpected { command, what }
             }
         }
