@@ -60,9 +60,9 @@ fn main() -> ExitCode {
         // the footprint small.
         .worker_threads(2)
         // Queue appends have a thread of their own (`queue::Writer`); the
-        // blocking pool serves the sender's queue reads and acknowledgements
-        // (one at a time) and the odd blocking call (name lookups,
-        // shutdown), so a few threads are plenty.
+        // blocking pool serves the sender's backlog reads from disk (one at
+        // a time) and the odd blocking call (name lookups, shutdown), so a
+        // few threads are plenty.
         .max_blocking_threads(4)
         .enable_all()
         .build()
