@@ -31,6 +31,8 @@ pub enum Command {
     Once,
     /// Validate the configuration, print the effective settings (secrets left out), exit 0 or 2.
     CheckConfig,
+    /// Ask the running agent at `listen` (or --listen) what it is doing: targets, queue, delivery.
+    Status,
     /// Look at the on-disk queue under --state-dir.
     Wal {
         #[command(subcommand)]
@@ -70,7 +72,7 @@ pub struct Options {
     /// Directory for the agent's state (the queue).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Address for /metrics and /healthz, e.g. 127.0.0.1:9121.
+    /// Address for /metrics, /api/status, /healthz and /readyz, e.g. 127.0.0.1:9121 (for `status`: the agent to ask).
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
 }

@@ -12,7 +12,9 @@ pub(crate) mod agent;
 pub mod cli;
 pub(crate) mod clock;
 pub(crate) mod config;
+pub(crate) mod delivery;
 pub(crate) mod exposition;
+pub(crate) mod failure_streak;
 pub(crate) mod http_client;
 pub(crate) mod log_throttle;
 pub(crate) mod metrics;
@@ -26,6 +28,8 @@ pub(crate) mod schedule;
 pub(crate) mod secret;
 pub(crate) mod self_metrics;
 pub(crate) mod series;
+pub(crate) mod status;
+pub(crate) mod status_client;
 pub(crate) mod target;
 pub(crate) mod tls;
 pub(crate) mod wal;
@@ -33,6 +37,7 @@ pub(crate) mod wal;
 pub use agent::run as run_agent;
 pub use config::{ConfigError, Overrides, Settings};
 pub use once::{EXIT_CONFIG, run as run_once};
+pub use status_client::run as run_status;
 pub use wal::inspect as inspect_queue;
 
 /// What the integration tests and benchmarks use of the crate's insides.
@@ -55,5 +60,6 @@ pub mod testing {
         Flattener, Matched, Record, Series, StaleTracker, TargetSeries, flatten, is_stale_marker,
         shape, target_labels,
     };
+    pub use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus};
     pub use crate::wal::{Disk, DiskQueue, FileSystem, SegmentFile, WalSettings, frame};
 }

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Once) => runtime.block_on(redpush::run_once(settings)),
+        Some(Command::Status) => runtime.block_on(redpush::run_status(&settings)),
         _ => runtime
             .block_on(redpush::run_agent(settings, overrides))
             .map(|()| ExitCode::SUCCESS),

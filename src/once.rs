@@ -64,12 +64,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             let _ = stop_tx.send(true);
         });
         match sender
-            .deliver(encoded.body, encoded.samples, &mut stop_rx)
+            .deliver(encoded.body, encoded.samples, None, &mut stop_rx)
             .await
         {
             Delivery::Accepted => {}
             Delivery::Rejected => {
                 eprintln!("redpush: the remote-write receiver rejected the samples");
+                ok = false;
+            }
+            Delivery::Held { status } => {
+                eprintln!(
+                    "redpush: the remote-write receiver answered {status}: check the url and credentials"
+                );
                 ok = false;
             }
             Delivery::Abandoned => {

@@ -87,6 +87,13 @@ impl SelfMetrics {
         *map.entry(failure).or_default() += 1;
     }
 
+    /// Samples per second of request time so far: how fast a backlog goes
+    /// out when requests follow each other. `None` before the first.
+    pub(crate) fn send_rate(&self) -> Option<f64> {
+        let seconds = self.send_seconds_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (seconds > 0.0).then(|| self.samples_sent() as f64 / seconds)
+    }
+
     pub fn samples_sent(&self) -> u64 {
         self.samples_sent.load(Ordering::Relaxed)
     }

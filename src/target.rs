@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use crate::clock::Timestamps;
 use crate::config::{Settings, TargetSettings};
+use crate::failure_streak::{FailureStreak, Report};
 use crate::metrics::mapper::{Extras, MapOptions, Reading, map_reading};
 use crate::metrics::{Families, Kind, smallvec};
 use crate::reading::{Replies, ScriptOutcome};
@@ -25,7 +26,9 @@ pub(crate) struct Target {
     /// configured (the comparison for a reload) and as the shared set.
     base_labels: Vec<(String, String)>,
     labels: Arc<TargetLabels>,
+    /// Whether the target answered once yet, and its failures since it last did.
     was_up: Option<bool>,
+    down: FailureStreak,
     stamps: Timestamps,
     /// Failures by `ErrorReason as usize`.
     errors: [u64; ErrorReason::ALL.len()],
@@ -46,6 +49,14 @@ pub(crate) enum DownError {
     Sample(#[from] SampleError),
     #[error("INFO answered no fields")]
     NoFields,
+}
+
+impl DownError {
+    /// Whether the target was not even tried (waiting to reconnect): the
+    /// cause is the failure before.
+    pub(crate) fn is_backoff(&self) -> bool {
+        matches!(self, DownError::Sample(SampleError::Backoff(_)))
+    }
 }
 
 /// The outcome of one sample.
@@ -81,6 +92,7 @@ impl Target {
             base_labels,
             labels,
             was_up: None,
+            down: FailureStreak::default(),
             stamps: Timestamps::default(),
             errors: [0; ErrorReason::ALL.len()],
             key_families: Families::new(),
@@ -117,7 +129,7 @@ impl Target {
         let started = Instant::now();
         let timestamp_ms = self.stamps.next();
         let result = self.sampler.sample().await;
-        log_transition(self.instance(), self.was_up, &result);
+        self.log_transition(&result);
         let mut families = Families::with_capacity(self.last_points);
         let mapped = match result {
             Ok(replies) => self.map(&replies, timestamp_ms, started, &mut families),
@@ -153,6 +165,40 @@ impl Target {
             complete,
             error,
             observation,
+        }
+    }
+
+    /// Down at the first failure, then a summary a minute while it lasts;
+    /// up at the first answer, and again with how long it was down.
+    fn log_transition(&mut self, result: &Result<Replies, SampleError>) {
+        let instance = &self.sampler.target().instance;
+        let now = Instant::now();
+        match result {
+            Err(e) => {
+                let reason = e.reason().map_or("backoff", ErrorReason::as_str);
+                match self.down.failed(now) {
+                    Report::Started => warn!(instance, reason, "target down: {e}"),
+                    Report::Continuing { lasted, failures } => warn!(
+                        instance,
+                        reason,
+                        failures,
+                        "target still down after {}: {failures} failed samples; last error: {e}",
+                        humantime::format_duration(Duration::from_secs(lasted.as_secs())),
+                    ),
+                    Report::Quiet => {}
+                }
+            }
+            Ok(_) => match (self.down.succeeded(now), self.was_up) {
+                (Some(ended), _) => info!(
+                    instance,
+                    failures = ended.failures,
+                    "target up again after {} down ({} failed samples)",
+                    humantime::format_duration(Duration::from_secs(ended.lasted.as_secs())),
+                    ended.failures,
+                ),
+                (None, None) => info!(instance, "target up"),
+                (None, Some(_)) => {}
+            },
         }
     }
 
@@ -288,18 +334,5 @@ impl Target {
             }
         };
         crate::metrics::keys::map_script(&filename, &outcome, families);
-    }
-}
-
-/// Logs a target going down or coming back, once per change.
-fn log_transition(instance: &str, was_up: Option<bool>, result: &Result<Replies, SampleError>) {
-    match (was_up, result) {
-        (Some(true) | None, Err(e)) => {
-            let reason = e.reason().map_or("backoff", ErrorReason::as_str);
-            warn!(instance, reason, "target down: {e}");
-        }
-        (Some(false), Ok(_)) => info!(instance, "target up again"),
-        (None, Ok(_)) => info!(instance, "target up"),
-        _ => {}
     }
 }

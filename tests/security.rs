@@ -244,7 +244,8 @@ fn prometheus_behind_tls_and_basic_auth() {
     );
     assert_eq!(up[0].1, 1.0);
 
-    // A wrong password: the receiver answers 401, the batch is dropped and counted.
+    // A wrong password: the receiver answers 401, which is counted and logged
+    // (the queue is kept: tests/durability.rs).
     let wrong = dir.path().join("wrong.pass");
     std::fs::write(&wrong, "not-it\n").expect("password");
     let agent = Agent::start(&config(&wrong), &[]);

@@ -142,6 +142,38 @@ fn a_400_drops_the_batch_counts_it_and_goes_on() {
 }
 
 #[test]
+fn statuses_of_a_misconfigured_sender_hold_the_batch_other_4xx_drop_it() {
+    for status in [401, 403, 404, 407] {
+        let receiver = FaultReceiver::start(vec![Fault::Status(status)], Fault::Status(204));
+        let metrics = drain(&receiver.url, vec![record(1_000, 1.0), record(2_000, 2.0)]);
+        assert_eq!(
+            receiver.requests(),
+            2,
+            "{status}: refused, then the same batch"
+        );
+        assert_eq!(
+            receiver.accepted("redis_connected_clients", &[]),
+            vec![(1000, 1.0), (2000, 2.0)],
+            "{status}"
+        );
+        assert_eq!(metrics.dropped_count(DropReason::Rejected), 0, "{status}");
+        let page = render(&metrics);
+        assert!(
+            page.contains(&format!(
+                "redpush_send_errors_total{{status=\"{status}\"}} 1"
+            )),
+            "{page}"
+        );
+    }
+    for status in [409, 413, 422] {
+        let receiver = FaultReceiver::start(vec![Fault::Status(status)], Fault::Status(204));
+        let metrics = drain(&receiver.url, vec![record(1_000, 1.0)]);
+        assert_eq!(receiver.requests(), 1, "{status}: never sent again");
+        assert_eq!(metrics.dropped_count(DropReason::Rejected), 2, "{status}");
+    }
+}
+
+#[test]
 fn a_202_counts_as_accepted() {
     let receiver = FaultReceiver::start(vec![Fault::Status(202)], Fault::Status(204));
     let metrics = drain(&receiver.url, vec![record(1_000, 1.0)]);

@@ -1,7 +1,9 @@
 //! The agent's own HTTP endpoint: `GET /metrics` (the latest reading of
-//! every target plus `redpush_*`), `GET /healthz`. Plain hyper: two routes
-//! do not need a framework. Optionally HTTPS and basic auth on `/metrics`
-//! (`/healthz` stays open for liveness probes).
+//! every target plus `redpush_*`), `GET /api/status` and `GET /` (what the
+//! agent is doing, as JSON and as a page), `GET /healthz` (alive) and
+//! `GET /readyz` (delivering). Plain hyper: a handful of routes do not need
+//! a framework. Optionally HTTPS, and basic auth on everything but the two
+//! probes.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -146,8 +148,10 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
             "only GET\n".into(),
         );
     }
-    match req.uri().path() {
-        "/metrics" if !access.allows(req) => {
+    let path = req.uri().path();
+    let probe = matches!(path, "/healthz" | "/readyz");
+    match path {
+        _ if !probe && !access.allows(req) => {
             let mut response = text(
                 StatusCode::UNAUTHORIZED,
                 "text/plain",
@@ -172,15 +176,26 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
             response
         }
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => match state.ready() {
+            Ok(()) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/api/status" => match serde_json::to_string_pretty(&state.status()) {
+            Ok(json) => text(StatusCode::OK, "application/json", json + "\n"),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("{e}\n"),
+            ),
+        },
         "/" => text(
             StatusCode::OK,
-            "text/plain",
-            concat!(
-                "redpush ",
-                env!("CARGO_PKG_VERSION"),
-                "\nGET /metrics, GET /healthz\n"
-            )
-            .into(),
+            "text/html; charset=utf-8",
+            state.status().html(),
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }

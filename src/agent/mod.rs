@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Overrides, RemoteWriteSettings, Settings};
+use crate::delivery::DeliveryStatus;
 use crate::pushgateway::Pushgateway;
 use crate::queue::{Queue, Writer, WriterThread};
 use crate::remote_write::sender::Sender;
@@ -40,7 +41,7 @@ use crate::self_metrics::SelfMetrics;
 use crate::series::{TargetLabels, target_labels};
 use crate::wal::{DiskQueue, WalSettings};
 use signals::Signals;
-use state::AgentState;
+use state::{AgentState, Destination};
 use supervisor::Supervisor;
 
 /// How long a stopping agent keeps trying to hand queued samples over.
@@ -55,7 +56,22 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
         None => None,
     };
     let queue = remote_write.as_ref().map(|rw| rw.queue.clone());
-    let state = Arc::new(AgentState::new(metrics.clone(), queue));
+    let pushgateway_status = Arc::new(DeliveryStatus::default());
+    let destinations = (
+        remote_write.as_ref().map(|rw| Destination {
+            url: redact_url(&rw.settings.endpoint.url),
+            status: rw.status.clone(),
+        }),
+        settings.pushgateway.as_ref().map(|pg| Destination {
+            url: redact_url(&pg.endpoint.url),
+            status: pushgateway_status.clone(),
+        }),
+    );
+    let state = Arc::new(
+        AgentState::new(metrics.clone(), queue)
+            .with_destinations(destinations.0, destinations.1)
+            .with_ready_timeout(settings.http.ready_delivery_timeout),
+    );
     let (shutdown_tx, shutdown) = watch::channel(false);
     let http = serve_http(&settings, state.clone(), shutdown.clone()).await?;
     for t in settings
@@ -92,6 +108,7 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
             agent_instance(),
             state.clone(),
             metrics.clone(),
+            pushgateway_status,
             shutdown.clone(),
         )));
     }
@@ -134,6 +151,8 @@ async fn serve_http(
 /// Remote write's side of the agent: the queue, the thread that writes to
 /// it, and the sender that drains it.
 struct RemoteWrite {
+    settings: RemoteWriteSettings,
+    status: Arc<DeliveryStatus>,
     queue: Arc<dyn Queue>,
     /// The agent's own handle on the writer thread; the targets have theirs.
     writer: Writer,
@@ -153,11 +172,14 @@ impl RemoteWrite {
         let (writer, writer_thread) = Writer::start(queue.clone(), metrics.clone())
             .context("cannot start the queue's writer thread")?;
         let sender = Sender::new(rw.clone(), metrics.clone()).context("remote_write")?;
+        let status = sender.status();
         info!("pushing to {} (remote write)", redact_url(&rw.endpoint.url));
         let (stop_sender, stop) = watch::channel(false);
         let drained = queue.clone();
         let sender = tokio::spawn(async move { sender.run(drained, stop).await });
         Ok(RemoteWrite {
+            settings: rw.clone(),
+            status,
             queue,
             writer,
             writer_thread,

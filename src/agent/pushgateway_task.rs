@@ -3,34 +3,42 @@
 //! of their own; on stop, the groups deleted if `delete_on_shutdown`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::state::AgentState;
+use crate::delivery::{DeliveryStatus, one_line};
 use crate::exposition::{write_families, write_series};
-use crate::log_throttle::LogThrottle;
+use crate::failure_streak::Report;
 use crate::pushgateway::Pushgateway;
+use crate::secret::redact_url;
 use crate::self_metrics::SelfMetrics;
 
+/// A round of pushes fails when any of its groups does: the first failing
+/// round is a WARN, then a summary a minute; the first good round after
+/// them an INFO.
 pub(super) async fn run(
     pushgateway: Pushgateway,
     agent_instance: String,
     state: Arc<AgentState>,
     metrics: Arc<SelfMetrics>,
+    status: Arc<DeliveryStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(pushgateway.settings().interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Groups pushed so far, for delete_on_shutdown.
     let mut pushed: Vec<String> = Vec::new();
-    let failures = LogThrottle::default();
+    let url = redact_url(&pushgateway.settings().endpoint.url);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
         }
+        let mut failed: Option<(String, String)> = None;
         for (instance, body) in groups(&state, &agent_instance) {
             match pushgateway.put(&instance, body).await {
                 Ok(()) => {
@@ -41,14 +49,31 @@ pub(super) async fn run(
                 }
                 Err(e) => {
                     metrics.pushgateway_push(false);
-                    if failures.ready() {
-                        warn!(
-                            instance,
-                            "Pushgateway push failed (more failures within a minute are only counted): {e}"
-                        );
-                    }
+                    failed.get_or_insert((instance, one_line(&e.to_string())));
                 }
             }
+        }
+        match failed {
+            None => {
+                if let Some(ended) = status.delivered() {
+                    info!(
+                        url,
+                        "Pushgateway pushes succeed again after {} of failures ({} failed rounds)",
+                        humantime::format_duration(Duration::from_secs(ended.lasted.as_secs())),
+                        ended.failures,
+                    );
+                }
+            }
+            Some((instance, error)) => match status.failed(&error) {
+                Report::Started => warn!(url, instance, "Pushgateway push failed: {error}"),
+                Report::Continuing { lasted, failures } => warn!(
+                    url,
+                    instance,
+                    "Pushgateway pushes still failing after {}: {failures} failed rounds; last error: {error}",
+                    humantime::format_duration(Duration::from_secs(lasted.as_secs())),
+                ),
+                Report::Quiet => {}
+            },
         }
     }
     if pushgateway.settings().delete_on_shutdown {

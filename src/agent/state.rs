@@ -5,13 +5,23 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::delivery::DeliveryStatus;
 use crate::exposition::{Page, write_families};
 use crate::metrics::Families;
-use crate::queue::Queue;
+use crate::queue::{DropReason, Queue};
 use crate::self_metrics::SelfMetrics;
 use crate::series::{Record, Series, is_stale_marker};
+use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus, seconds};
+
+/// A push destination as the status shows it.
+pub(super) struct Destination {
+    /// Without credentials or query.
+    pub(super) url: String,
+    pub(super) status: Arc<DeliveryStatus>,
+}
 
 pub(super) struct AgentState {
     /// Each target's slot. A target's task holds its own slot and stores
@@ -21,6 +31,10 @@ pub(super) struct AgentState {
     targets: Mutex<Vec<(String, Arc<Slot>)>>,
     metrics: Arc<SelfMetrics>,
     queue: Option<Arc<dyn Queue>>,
+    remote_write: Option<Destination>,
+    pushgateway: Option<Destination>,
+    started_ms: i64,
+    ready_delivery_timeout: Duration,
 }
 
 impl AgentState {
@@ -29,7 +43,35 @@ impl AgentState {
             targets: Mutex::new(Vec::new()),
             metrics,
             queue,
+            remote_write: None,
+            pushgateway: None,
+            started_ms: now_ms(),
+            ready_delivery_timeout: crate::config::READY_DELIVERY_TIMEOUT,
         }
+    }
+
+    /// `/readyz`: fails when a push destination has delivered nothing for
+    /// `timeout` (counted from the start until its first delivery).
+    pub(super) fn with_ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_delivery_timeout = timeout;
+        self
+    }
+
+    /// Whether `/readyz` passes; why not when it does not.
+    pub(super) fn ready(&self) -> Result<(), String> {
+        self.status()
+            .ready(now_ms(), self.started_ms, self.ready_delivery_timeout)
+    }
+
+    /// The push destinations the status reports on.
+    pub(super) fn with_destinations(
+        mut self,
+        remote_write: Option<Destination>,
+        pushgateway: Option<Destination>,
+    ) -> Self {
+        self.remote_write = remote_write;
+        self.pushgateway = pushgateway;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(String, Arc<Slot>)>> {
@@ -66,6 +108,49 @@ impl AgentState {
             .collect()
     }
 
+    /// What `/api/status` and `/` show, now.
+    pub(super) fn status(&self) -> Status {
+        let now = now_ms();
+        let slots = self.lock().clone();
+        let targets = slots
+            .into_iter()
+            .map(|(instance, slot)| TargetStatus {
+                instance,
+                ..slot.status()
+            })
+            .collect();
+        let stats = self.queue.as_ref().map(|q| q.stats());
+        let queue = stats.map(|stats| QueueStatus {
+            samples: stats.samples as u64,
+            bytes: stats.bytes,
+            oldest_sample_age_seconds: stats
+                .oldest_timestamp_ms
+                .map_or(0.0, |ts| seconds((now - ts).max(0))),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|&r| (r.as_str().to_owned(), self.metrics.dropped_count(r)))
+                .collect(),
+        });
+        let destination =
+            |d: &Destination| DestinationStatus::new(d.url.clone(), d.status.snapshot());
+        let remote_write = self.remote_write.as_ref().map(|d| {
+            let mut status = destination(d);
+            if status.consecutive_failures == 0 {
+                let queued = stats.map_or(0, |s| s.samples) as f64;
+                status.backlog_drain_eta_seconds =
+                    self.metrics.send_rate().map(|rate| queued / rate);
+            }
+            status
+        });
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            targets,
+            queue,
+            remote_write,
+            pushgateway: self.pushgateway.as_ref().map(destination),
+        }
+    }
+
     /// The agent-wide `redpush_*` metrics now.
     pub(super) fn self_families(&self) -> Families {
         let queue = self.queue.as_ref().map(|q| q.stats()).unwrap_or_default();
@@ -96,6 +181,8 @@ impl AgentState {
 struct Latest {
     current: Option<Arc<Record>>,
     complete: Option<Arc<Record>>,
+    /// What the status shows of the target (its `instance` left empty).
+    status: TargetStatus,
 }
 
 /// Where one target's task leaves its readings for the page and the
@@ -116,6 +203,15 @@ impl Slot {
             latest.complete = Some(record.clone());
         }
         latest.current = Some(record);
+    }
+
+    /// Changes what the status shows of the target.
+    pub(super) fn note(&self, change: impl FnOnce(&mut TargetStatus)) {
+        change(&mut self.lock().status);
+    }
+
+    fn status(&self) -> TargetStatus {
+        self.lock().status.clone()
     }
 
     /// The target as the page shows it: its latest record, overlaid on the

@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::debug;
 
 use super::state::{AgentState, Slot};
+use crate::delivery::one_line;
 use crate::queue::Writer;
 use crate::schedule::{Bounds, Controller, first_gap};
 use crate::series::TargetSeries;
+use crate::status::seconds;
 use crate::target::Target;
 
 /// What a target's task is handed.
@@ -49,6 +51,14 @@ impl TargetTask {
         let clock = Instant::now();
         let mut next = Instant::now();
         let mut first = true;
+        slot.note(|s| {
+            s.interval_seconds = controller.interval().as_secs_f64();
+            s.interval_reason = if t.adaptive {
+                "configured interval, adaptive".to_owned()
+            } else {
+                "configured interval, fixed".to_owned()
+            };
+        });
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
@@ -65,8 +75,9 @@ impl TargetTask {
             }
             let tick = Instant::now();
             let reading = target.read(controller.interval()).await;
-            if let Some(change) = controller.observe(tick - clock, reading.observation) {
-                info!(
+            let change = controller.observe(tick - clock, reading.observation);
+            if let Some(change) = &change {
+                debug!(
                     instance,
                     from = ?change.from,
                     to = ?change.to,
@@ -74,6 +85,20 @@ impl TargetTask {
                     "sampling interval changed"
                 );
             }
+            slot.note(|s| {
+                s.up = Some(reading.error.is_none());
+                s.interval_seconds = controller.interval().as_secs_f64();
+                s.last_sample_timestamp = Some(seconds(reading.timestamp_ms));
+                match &reading.error {
+                    None => s.last_error = None,
+                    // Waiting to reconnect: the error that caused it stays.
+                    Some(e) if e.is_backoff() && s.last_error.is_some() => {}
+                    Some(e) => s.last_error = Some(one_line(&e.to_string())),
+                }
+                if let Some(change) = change {
+                    s.interval_reason = change.reason;
+                }
+            });
             // Start to start: a slow sample does not stretch the interval,
             // and the controller lengthens it itself when samples are slow.
             // The first gap sets the target's phase, spreading many targets'

@@ -76,9 +76,7 @@ fn tables(s: &Settings) -> Vec<Table<'_>> {
     out.extend(s.targets.iter().map(target));
     out.extend(s.remote_write.as_ref().map(remote_write));
     out.extend(s.pushgateway.as_ref().map(pushgateway));
-    if s.http.basic_auth.is_some() || s.http.tls.is_some() {
-        out.push(http(&s.http));
-    }
+    out.push(http(&s.http));
     out.push(queue(&s.queue));
     out.push(metrics(&s.metrics));
     out
@@ -260,6 +258,10 @@ fn http(h: &HttpSettings) -> Table<'_> {
         lines.push(key("tls_cert_file", Value::Path(cert)));
         lines.push(key("tls_key_file", Value::Path(key_file)));
     }
+    lines.push(key(
+        "ready_delivery_timeout",
+        Value::Duration(h.ready_delivery_timeout),
+    ));
     Table {
         header: Some(("http", false)),
         lines,
@@ -547,6 +549,7 @@ bearer_token_file = "/tmp/cfg/token"
 basic_auth = { username = "scraper", password_file = "/tmp/cfg/pw" }
 tls_cert_file = "/tmp/cfg/c.pem"
 tls_key_file = "/tmp/cfg/k.pem"
+ready_delivery_timeout = "10m"
 
 [queue]
 max_disk_bytes = 67108864
@@ -575,6 +578,9 @@ interval = "10s"
 min_interval = "1s"
 max_interval = "1m"
 adaptive = true
+
+[http]
+ready_delivery_timeout = "10m"
 
 [queue]
 max_disk_bytes = 268435456

@@ -45,6 +45,7 @@ pub(super) struct FileHttp {
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) tls_cert_file: Option<PathBuf>,
     pub(super) tls_key_file: Option<PathBuf>,
+    pub(super) ready_delivery_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -102,13 +102,29 @@ pub struct Settings {
     pub http: HttpSettings,
 }
 
-/// Protection of the agent's own endpoint (`/metrics`; `/healthz` stays
-/// open for probes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The agent's own endpoint: its protection (`/healthz` and `/readyz`
+/// stay open for probes) and when `/readyz` fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpSettings {
     pub basic_auth: Option<(String, PathBuf)>,
     /// Certificate chain and key (PEM): serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `/readyz` fails when a push destination has delivered nothing for
+    /// this long.
+    pub ready_delivery_timeout: Duration,
+}
+
+/// The default of `http.ready_delivery_timeout`.
+pub(crate) const READY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            basic_auth: None,
+            tls: None,
+            ready_delivery_timeout: READY_DELIVERY_TIMEOUT,
+        }
+    }
 }
 
 /// When appended records reach the disk.
@@ -311,7 +327,7 @@ impl Settings {
             )?,
             metrics: sections::metrics(&file.metrics, &loc)?,
             queue: sections::queue(&file.queue, &loc)?,
-            http: sections::http(&file.http)?,
+            http: sections::http(&file.http, &loc)?,
             job,
             intervals,
         })

@@ -216,8 +216,14 @@ pub(super) fn queue(file: &FileQueue, loc: &Locator<'_>) -> Result<QueueSettings
     })
 }
 
-pub(super) fn http(file: &FileHttp) -> Result<HttpSettings, ConfigError> {
+pub(super) fn http(file: &FileHttp, loc: &Locator<'_>) -> Result<HttpSettings, ConfigError> {
     Ok(HttpSettings {
+        ready_delivery_timeout: file_duration(
+            file.ready_delivery_timeout.as_ref(),
+            loc,
+            "http.ready_delivery_timeout",
+            super::READY_DELIVERY_TIMEOUT,
+        )?,
         basic_auth: file
             .basic_auth
             .as_ref()

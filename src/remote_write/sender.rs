@@ -4,6 +4,21 @@
 //! samples in increasing time order across requests (a receiver rejects an
 //! older sample), and a backlog still drains fast because a batch holds up
 //! to `max_samples_per_send` samples.
+//!
+//! What an answer does to the batch:
+//! - 2xx: delivered, acknowledged.
+//! - 5xx, 429, no answer, unreadable credentials: sent again after a
+//!   backoff; the queue keeps everything behind it.
+//! - 401, 403, 404, 407: the sender is misconfigured (credentials, URL,
+//!   proxy), not the batch; the queue is held and the batch retried at
+//!   `max_backoff` until the configuration is fixed. `max_age` and the
+//!   disk bound still apply to the queue meanwhile.
+//! - any other 4xx (400, 409, 413, 422...): the receiver will never take
+//!   this batch; it is dropped and counted, and the queue goes on.
+//!
+//! A failing endpoint is a WARN line at once (an ERROR when misconfigured),
+//! then one summary a minute while it lasts; the first success after it is
+//! one INFO line (`failure_streak`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,14 +27,17 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::now_ms;
 use crate::config::RemoteWriteSettings;
+use crate::delivery::DeliveryStatus;
+use crate::failure_streak::{Ended, Report};
 use crate::http_client::{self, ClientError};
 use crate::log_throttle::LogThrottle;
 use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
+use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
 
 /// The longest `Retry-After` honoured; a receiver asking for more is retried
@@ -31,22 +49,42 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 pub enum Answer {
     /// Any 2xx (202 included: an HA tracker's answer to the non-leader replica).
     Accepted,
-    /// A 4xx other than 429 (or another status that retrying will not fix):
-    /// the batch is dropped.
+    /// A 4xx that says the batch itself is bad (any but 429 and those of
+    /// `Misconfigured`), or another status that retrying will not fix: the
+    /// batch is dropped.
     Rejected { status: u16, message: String },
+    /// 401, 403, 404 or 407: the sender's credentials, URL or proxy are
+    /// wrong. The batch is fine and is kept.
+    Misconfigured { status: u16, message: String },
     /// 5xx, 429, a network error or unreadable credentials: the same
     /// batch is sent again.
     Retry {
         reason: SendFailure,
+        error: String,
         after: Option<Duration>,
     },
 }
+
+/// Statuses that mean the request never reached a receiver willing to judge
+/// the batch: unauthenticated, forbidden, no such endpoint, proxy
+/// authentication.
+const MISCONFIGURED: [StatusCode; 4] = [
+    StatusCode::UNAUTHORIZED,
+    StatusCode::FORBIDDEN,
+    StatusCode::NOT_FOUND,
+    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+];
 
 /// How delivery of one batch ended.
 #[derive(Debug, PartialEq)]
 pub enum Delivery {
     Accepted,
     Rejected,
+    /// The endpoint answered this status of `MISCONFIGURED`; the batch was
+    /// held for `max_backoff` and is still to be sent.
+    Held {
+        status: u16,
+    },
     /// Shutdown came before the receiver accepted the batch.
     Abandoned,
 }
@@ -62,7 +100,10 @@ pub enum SenderError {
 pub struct Sender {
     client: reqwest::Client,
     settings: RemoteWriteSettings,
+    /// The endpoint's URL as logs may show it.
+    url: String,
     metrics: Arc<SelfMetrics>,
+    status: Arc<DeliveryStatus>,
     /// Rejections are logged at most once a minute, so a receiver that
     /// refuses everything does not flood the log.
     rejections: LogThrottle,
@@ -85,10 +126,17 @@ impl Sender {
         let client = http_client::build(&settings.endpoint, headers)?;
         Ok(Sender {
             client,
+            url: redact_url(&settings.endpoint.url),
             settings,
             metrics,
+            status: Arc::default(),
             rejections: LogThrottle::default(),
         })
+    }
+
+    /// How delivery is going, for the status page.
+    pub(crate) fn status(&self) -> Arc<DeliveryStatus> {
+        self.status.clone()
     }
 
     /// Posts one encoded batch once.
@@ -105,9 +153,9 @@ impl Sender {
         let request = match credentials {
             Ok(request) => request,
             Err(e) => {
-                debug!("remote write request not sent: {e}");
                 return Answer::Retry {
                     reason: SendFailure::Credentials,
+                    error: format!("request not sent: {e}"),
                     after: None,
                 };
             }
@@ -115,13 +163,13 @@ impl Sender {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                debug!("remote write request failed: {}", without_url(&e));
                 return Answer::Retry {
                     reason: if e.is_timeout() {
                         SendFailure::Timeout
                     } else {
                         SendFailure::Network
                     },
+                    error: without_url(&e),
                     after: None,
                 };
             }
@@ -136,24 +184,36 @@ impl Sender {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after)
             .map(|d| d.min(MAX_RETRY_AFTER));
+        let message = http_client::error_body(response).await;
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Answer::Retry {
                 reason: SendFailure::Status(status.as_u16()),
+                error: format!("HTTP {status}: {message}"),
                 after,
+            };
+        }
+        if MISCONFIGURED.contains(&status) {
+            return Answer::Misconfigured {
+                status: status.as_u16(),
+                message,
             };
         }
         Answer::Rejected {
             status: status.as_u16(),
-            message: http_client::error_body(response).await,
+            message,
         }
     }
 
     /// Sends one batch until the receiver accepts or rejects it, backing off
-    /// between attempts. Gives up only when `shutdown` turns true.
+    /// between attempts, or until it answers that the sender is
+    /// misconfigured (`Held`, after waiting `max_backoff`). Gives up only
+    /// when `shutdown` turns true. `backlog` is the queue behind the batch,
+    /// for the log's summaries.
     pub async fn deliver(
         &self,
         body: Vec<u8>,
         samples: usize,
+        backlog: Option<&dyn Queue>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Delivery {
         let body = bytes::Bytes::from(body);
@@ -165,26 +225,48 @@ impl Sender {
             .build();
         loop {
             let started = Instant::now();
-            match self.post(body.clone()).await {
+            let delay = match self.post(body.clone()).await {
                 Answer::Accepted => {
                     self.metrics
                         .sent(samples as u64, started.elapsed().as_secs_f64(), now_ms());
+                    if let Some(ended) = self.status.delivered() {
+                        self.log_recovery(ended, samples, backlog);
+                    }
                     return Delivery::Accepted;
                 }
                 Answer::Rejected { status, message } => {
-                    self.metrics.send_error(SendFailure::Status(status));
-                    self.metrics.dropped(DropReason::Rejected, samples as u64);
-                    if self.rejections.ready() {
-                        warn!(
-                            status,
-                            samples,
-                            "remote write rejected a batch; dropping it (more rejections within a minute are only counted): {message}"
-                        );
-                    }
+                    self.reject(status, &message, samples);
                     return Delivery::Rejected;
                 }
-                Answer::Retry { reason, after } => {
+                Answer::Misconfigured { status, message } => {
+                    self.metrics.send_error(SendFailure::Status(status));
+                    let error = format!("HTTP {status}: {message}");
+                    if self.status.failed(&error) != Report::Quiet {
+                        error!(
+                            url = %self.url,
+                            status,
+                            "remote write refused: {}; check the endpoint's url and credentials. \
+                             The queue is kept and the batch retried every {:?} (said again once a minute)",
+                            crate::delivery::one_line(&error),
+                            self.settings.max_backoff,
+                        );
+                    }
+                    if *shutdown.borrow() {
+                        return Delivery::Abandoned;
+                    }
+                    self.metrics.retried();
+                    if !wait(self.settings.max_backoff, shutdown).await {
+                        return Delivery::Abandoned;
+                    }
+                    return Delivery::Held { status };
+                }
+                Answer::Retry {
+                    reason,
+                    error,
+                    after,
+                } => {
                     self.metrics.send_error(reason);
+                    self.log_failure(&error, backlog);
                     if *shutdown.borrow() {
                         return Delivery::Abandoned;
                     }
@@ -192,13 +274,63 @@ impl Sender {
                     let delay = backoff.next().unwrap_or(self.settings.max_backoff);
                     let delay = after.map_or(delay, |after| after.max(delay));
                     debug!(?reason, ?delay, "remote write will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                    delay
                 }
+            };
+            // A shutdown during the wait still tries once more: the batch
+            // may go through, and if not, the next failure ends it.
+            wait(delay, shutdown).await;
+        }
+    }
+
+    fn reject(&self, status: u16, message: &str, samples: usize) {
+        self.metrics.send_error(SendFailure::Status(status));
+        self.metrics.dropped(DropReason::Rejected, samples as u64);
+        let message = crate::delivery::one_line(message);
+        self.status
+            .rejected(&format!("HTTP {status} (batch dropped): {message}"));
+        if self.rejections.ready() {
+            warn!(
+                url = %self.url,
+                status,
+                samples,
+                "remote write rejected a batch; dropping it (more rejections within a minute are only counted): {message}"
+            );
+        }
+    }
+
+    /// A failure that will be retried: the first at once, then a summary a minute.
+    fn log_failure(&self, error: &str, backlog: Option<&dyn Queue>) {
+        let error = crate::delivery::one_line(error);
+        match self.status.failed(&error) {
+            Report::Quiet => {}
+            Report::Started => warn!(
+                url = %self.url,
+                "remote write failing, retrying with backoff; the queue keeps the samples: {error}"
+            ),
+            Report::Continuing { lasted, failures } => {
+                let (queued, oldest_s) = backlog_now(backlog);
+                warn!(
+                    url = %self.url,
+                    failures,
+                    queued_samples = queued,
+                    oldest_sample_age_seconds = oldest_s,
+                    "remote write still failing after {}: {failures} failed attempts, {queued} samples queued, the oldest {oldest_s} s old; last error: {error}",
+                    humantime::format_duration(whole_seconds(lasted)),
+                );
             }
         }
+    }
+
+    fn log_recovery(&self, ended: Ended, samples: usize, backlog: Option<&dyn Queue>) {
+        let (queued, _) = backlog_now(backlog);
+        info!(
+            url = %self.url,
+            failed_attempts = ended.failures,
+            "remote write delivering again after {} of failures ({} failed attempts); this request sent {samples} samples, {queued} samples queued",
+            humantime::format_duration(whole_seconds(ended.lasted)),
+            ended.failures,
+        );
     }
 
     /// Drains `queue` until `shutdown`: waits for a full batch or for the
@@ -255,12 +387,15 @@ impl Sender {
             }
             let last_seq = batch.last().map_or(first.seq, |q| q.seq);
             match self
-                .deliver(encoded.body, encoded.samples, &mut shutdown)
+                .deliver(encoded.body, encoded.samples, Some(&*queue), &mut shutdown)
                 .await
             {
                 // A write of the position in place (and, once a segment is
                 // done, its deletion): short enough for this worker.
                 Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
+                // Taken again from the queue, so that `max_age` and the
+                // disk bound apply to what is held.
+                Delivery::Held { .. } => {}
                 Delivery::Abandoned => {
                     let left = queue.stats().samples;
                     warn!(
@@ -272,6 +407,27 @@ impl Sender {
             }
         }
     }
+}
+
+/// Sleeps `delay` or until shutdown; whether the whole delay passed.
+async fn wait(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Samples queued and the age of the oldest, in seconds.
+fn backlog_now(backlog: Option<&dyn Queue>) -> (usize, i64) {
+    let stats = backlog.map(|q| q.stats()).unwrap_or_default();
+    let age_ms = stats
+        .oldest_timestamp_ms
+        .map_or(0, |oldest| (now_ms() - oldest).max(0));
+    (stats.samples, age_ms / 1000)
+}
+
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 /// `Retry-After` is either seconds or an HTTP date.
@@ -300,13 +456,23 @@ async fn peek(queue: &Arc<dyn Queue>, max_samples: usize) -> Vec<Queued> {
         .unwrap_or_default()
 }
 
-/// A reqwest error's text without the URL, which may carry a token in its query.
+/// A reqwest error's text with its causes ("error sending request" alone
+/// says nothing), without the URL, which may carry a token in its query.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
+    let mut text = e.to_string();
+    if let Some(i) = text.find(" for url (") {
+        text.truncate(i);
     }
-    e
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
