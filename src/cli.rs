@@ -75,6 +75,12 @@ pub struct Options {
     /// Address for /metrics, /api/status, /healthz and /readyz, e.g. 127.0.0.1:9121 (for `status`: the agent to ask).
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Log level: error, warn, info, debug or trace (default info; warn for `once`). Without it, a non-empty RUST_LOG (tracing's filter syntax) wins over the file's [log] level.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text (default) or json (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl Options {
@@ -89,6 +95,8 @@ impl Options {
             max_interval: self.max_interval.clone(),
             state_dir: self.state_dir.clone(),
             listen: self.listen.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.clone(),
         }
     }
 }

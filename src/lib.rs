@@ -17,6 +17,7 @@ pub(crate) mod exposition;
 pub(crate) mod failure_streak;
 pub(crate) mod http_client;
 pub(crate) mod log_throttle;
+pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod once;
 pub(crate) mod pushgateway;
@@ -35,7 +36,7 @@ pub(crate) mod tls;
 pub(crate) mod wal;
 
 pub use agent::run as run_agent;
-pub use config::{ConfigError, Overrides, Settings};
+pub use config::{ConfigError, LogLevel, Overrides, Settings};
 pub use once::{EXIT_CONFIG, run as run_once};
 pub use status_client::run as run_status;
 pub use wal::inspect as inspect_queue;

@@ -1,31 +1,16 @@
 //! The `redpush` binary: parses the command line and hands over.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use redpush::cli::{Cli, Command, WalCommand};
-use redpush::{EXIT_CONFIG, Settings};
-use tracing_subscriber::EnvFilter;
+use redpush::{EXIT_CONFIG, LogLevel, Settings};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    // Logs go to stderr; `once` keeps stdout for the exposition text and is
-    // quiet unless something goes wrong.
-    let default_level = match cli.command {
-        Some(Command::Once) => "warn",
-        _ => "info",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
     let overrides = cli.options.overrides();
+    // Errors before the log starts go to stderr as they are.
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(e) => {
@@ -33,10 +18,29 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Logs go to stderr; `once` keeps stdout for the exposition text and is
+    // quiet unless something goes wrong.
+    let default_level = match cli.command {
+        Some(Command::Once) => LogLevel::Warn,
+        _ => LogLevel::Info,
+    };
+    redpush::logging::init(&settings.log, default_level);
+
     match &cli.command {
         Some(Command::CheckConfig) => {
             print!("{settings}");
-            return ExitCode::SUCCESS;
+            let findings = settings.check();
+            for warning in &findings.warnings {
+                eprintln!("redpush: warning: {warning}");
+            }
+            for error in &findings.errors {
+                eprintln!("redpush: {error}");
+            }
+            return if findings.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CONFIG)
+            };
         }
         Some(Command::Wal {
             command: WalCommand::Inspect,

@@ -33,14 +33,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Some(e) => eprintln!("redpush: {}: {e}", sampled.instance),
         }
     }
-    if answered == 0 {
+    // A target that did not answer is still written or pushed, as
+    // `redis_up 0`: a cron job's textfile or group says so instead of
+    // being empty. The exit code says it too.
+    let outcome = if answered == 0 {
         eprintln!("redpush: no target answered");
-        return Ok(ExitCode::from(EXIT_NO_TARGET));
-    }
-
+        ExitCode::from(EXIT_NO_TARGET)
+    } else {
+        ExitCode::SUCCESS
+    };
     if settings.remote_write.is_none() && settings.pushgateway.is_none() {
         print!("{}", exposition(&readings));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(outcome);
     }
     let mut ok = true;
     if let Some(rw) = &settings.remote_write {
@@ -97,10 +101,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_PUSH_FAILED)
+    Ok(match (answered, ok) {
+        (0, _) => outcome,
+        (_, true) => ExitCode::SUCCESS,
+        (_, false) => ExitCode::from(EXIT_PUSH_FAILED),
     })
 }
 

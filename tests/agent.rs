@@ -78,3 +78,30 @@ fn samples_over_a_unix_socket() {
     let page = agent.wait_page("up", |p| p.get("redis_up", &[]) == Some(1.0));
     assert_eq!(page.get("redis_db_keys", &[("db", "db0")]), Some(1.0));
 }
+
+#[test]
+fn startup_is_logged_with_version_config_and_state_dir_in_json() {
+    let redis = Redis::start(&[]);
+    let agent = Agent::start(&target_config(&redis.url()), &["--log-format", "json"]);
+    agent.wait_page("up", |p| p.get("redis_up", &[]) == Some(1.0));
+    let log = agent.process.output();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let start = &events[0];
+    assert_eq!(start["level"], "INFO", "{log}");
+    assert_eq!(start["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        start["config"],
+        agent.dir.path().join("redpush.toml").display().to_string()
+    );
+    assert_eq!(start["state_dir"], agent.state_dir().display().to_string());
+    assert_eq!(start["targets"], 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "sampling" && e["instance"] == redis.instance()),
+        "{log}"
+    );
+}

@@ -167,7 +167,14 @@ fn once_with_no_reachable_target_exits_1_and_says_why() {
     let port = common::servers::free_port();
     let (code, out, err) = redpush_run(&["once", "--redis", &format!("redis://127.0.0.1:{port}")]);
     assert_eq!(code, 1);
-    assert!(out.is_empty(), "{out}");
+    // A textfile written from it says the target is down.
+    let page = Page::parse(&out);
+    assert_eq!(page.get("redis_up", &[]), Some(0.0), "{out}");
+    assert!(
+        page.get("redpush_target_errors_total", &[("reason", "connect")])
+            .is_some_and(|n| n >= 1.0),
+        "{out}"
+    );
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.contains("no target answered"), "{err}");
 }
@@ -293,6 +300,36 @@ fn check_config_prints_settings_and_refuses_bad_files() {
     let (code, _, err) = redpush_run(&["check-config", "--interval", "0s"]);
     assert_eq!(code, 2);
     assert!(err.contains("--interval"), "{err}");
+
+    // Files the agent would read only later are read now.
+    let missing = dir.path().join("rw.token");
+    let refers = dir.path().join("refers.toml");
+    std::fs::write(
+        &refers,
+        format!(
+            "[remote_write]\nurl = \"http://x:9090/api/v1/write\"\nbearer_token_file = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .expect("write");
+    let refers = refers.to_str().expect("utf-8");
+    let (code, _, err) = redpush_run(&["check-config", "--config", refers]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "remote_write.bearer_token_file: cannot read {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&missing, "token\n").expect("write");
+    let (code, _, err) = redpush_run(&["check-config", "--config", refers]);
+    assert_eq!(code, 0, "{err}");
+    // What loads but is likely not meant is said, and accepted.
+    assert!(err.contains("warning: queue.max_age is 2h"), "{err}");
+    let (code, _, err) = redpush_run(&["check-config", "--config", good.to_str().expect("utf-8")]);
+    assert_eq!(code, 0);
+    assert!(err.contains("warning: no push destination"), "{err}");
 }
 
 #[test]
@@ -342,4 +379,33 @@ fn managed_redis_without_config_and_slowlog_still_samples() {
     // The exporter's default of 16 databases.
     assert_eq!(page.get("redis_db_keys", &[("db", "db15")]), Some(0.0));
     assert!(err.contains("CONFIG GET is not available"), "{err}");
+}
+
+#[test]
+fn an_empty_rust_log_is_ignored_and_json_logs_parse_line_by_line() {
+    let port = common::servers::free_port();
+    let out = std::process::Command::new(common::servers::redpush_binary())
+        .args(["once", "--log-format", "json", "--redis"])
+        .arg(format!("redis://127.0.0.1:{port}"))
+        .env("RUST_LOG", "")
+        .output()
+        .expect("redpush once");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let down = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("target down"))
+        })
+        .unwrap_or_else(|| panic!("no target-down event:\n{err}"));
+    assert_eq!(down["level"], "WARN");
+    assert_eq!(down["instance"], format!("127.0.0.1:{port}"));
+    assert_eq!(down["reason"], "connect");
+    assert!(down["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
 }

@@ -293,11 +293,23 @@ fn kubernetes_examples_carry_valid_configs() {
             .expect("manifest");
         let configs = embedded_configs(&manifest);
         assert_eq!(configs.len(), 1, "{name}: one redpush.toml expected");
+        // check-config reads every file the config names: the Secret's
+        // files, mounted here under a directory of the test's.
+        let secrets = dir.path().join(format!("{name}-secrets"));
+        std::fs::create_dir_all(&secrets).expect("secrets dir");
+        for rest in configs[0].split("\"/etc/redpush/secrets/").skip(1) {
+            let key = rest.split('"').next().expect("key");
+            std::fs::write(secrets.join(key), "from-the-secret\n").expect("secret file");
+        }
+        let config = configs[0].replace(
+            "\"/etc/redpush/secrets/",
+            &format!("\"{}/", secrets.display()),
+        );
         let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, &configs[0]).expect("write");
+        std::fs::write(&path, &config).expect("write");
         let (code, out, err) =
             redpush_run(&["check-config", "--config", &path.display().to_string()]);
-        assert_eq!(code, 0, "{name}: {err}\n{}", configs[0]);
+        assert_eq!(code, 0, "{name}: {err}\n{config}");
         // The probes and the Pod's port must match what the agent listens on.
         assert!(out.contains("listen = \"0.0.0.0:9121\""), "{name}: {out}");
         assert!(manifest.contains("containerPort: 9121"), "{name}");

@@ -49,6 +49,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until SIGINT or SIGTERM; SIGHUP reloads the configuration.
 pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %overrides
+            .config
+            .as_ref()
+            .map_or("none (flags and defaults)".to_owned(), |p| p.display().to_string()),
+        state_dir = %settings.state_dir.display(),
+        targets = settings.targets.len(),
+        "redpush {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    if settings.remote_write.is_none() && settings.pushgateway.is_none() {
+        info!("no push destination set: serving /metrics only");
+    }
     let mut signals = Signals::register()?;
     let metrics = Arc::new(SelfMetrics::default());
     let remote_write = match &settings.remote_write {

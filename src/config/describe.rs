@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    Address, Endpoint, Fsync, HttpSettings, MetricsSettings, PushgatewaySettings, QueueSettings,
-    RemoteWriteSettings, Settings, TargetSettings,
+    Address, Endpoint, Fsync, HttpSettings, LogSettings, MetricsSettings, PushgatewaySettings,
+    QueueSettings, RemoteWriteSettings, Settings, TargetSettings,
 };
 
 /// A setting's value as TOML writes it.
@@ -79,6 +79,7 @@ fn tables(s: &Settings) -> Vec<Table<'_>> {
     out.push(http(&s.http));
     out.push(queue(&s.queue));
     out.push(metrics(&s.metrics));
+    out.push(log(&s.log));
     out
 }
 
@@ -294,6 +295,21 @@ fn metrics(m: &MetricsSettings) -> Table<'_> {
     }
 }
 
+fn log(l: &LogSettings) -> Table<'_> {
+    let mut lines = Vec::new();
+    match l.level {
+        Some(level) => lines.push(key("level", Value::Text(level.as_str()))),
+        None => lines.push(Line::Note(
+            "level: RUST_LOG if set, else info (warn for once)".to_owned(),
+        )),
+    }
+    lines.push(key("format", Value::Text(l.format.as_str())));
+    Table {
+        header: Some(("log", false)),
+        lines,
+    }
+}
+
 fn write_table(f: &mut impl Write, table: &Table<'_>) -> fmt::Result {
     match table.header {
         Some((name, true)) => writeln!(f, "[[{name}]]")?,
@@ -449,6 +465,10 @@ fsync = "never"
 unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
+
+[log]
+# level: RUST_LOG if set, else info (warn for once)
+format = "text"
 "#;
 
     const FULL_PRINTED: &str = r#"listen = "127.0.0.1:9999"
@@ -560,6 +580,10 @@ fsync = "never"
 unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
+
+[log]
+# level: RUST_LOG if set, else info (warn for once)
+format = "text"
 "#;
 
     const DEFAULT_PRINTED: &str = r#"listen = "127.0.0.1:9121"
@@ -591,6 +615,10 @@ fsync = "always"
 unmapped_info_fields = true
 config_refresh = "1m"
 detail_interval = "10s"
+
+[log]
+# level: RUST_LOG if set, else info (warn for once)
+format = "text"
 "#;
 
     fn printed(text: &str) -> String {

@@ -36,6 +36,16 @@ pub(super) struct FileConfig {
     pub(super) queue: FileQueue,
     #[serde(default)]
     pub(super) http: FileHttp,
+    #[serde(default)]
+    pub(super) log: FileLog,
+}
+
+/// How the agent logs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLog {
+    pub(super) level: Option<Spanned<String>>,
+    pub(super) format: Option<Spanned<String>>,
 }
 
 /// The agent's own endpoint.

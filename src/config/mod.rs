@@ -11,6 +11,7 @@
 //! (`[remote_write]` and `[pushgateway]`, one endpoint reader for both),
 //! `describe.rs` (what `check-config` prints).
 
+mod check;
 mod describe;
 mod endpoint;
 mod file;
@@ -84,6 +85,8 @@ pub struct Overrides {
     pub max_interval: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +103,66 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub queue: QueueSettings,
     pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+/// How the agent logs: `[log]`, `--log-level`, `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `None`: the command's default (`info`; `warn` for `once`), unless
+    /// `RUST_LOG` says otherwise.
+    pub level: Option<LogLevel>,
+    /// Whether the level came from `--log-level`, which `RUST_LOG` does not
+    /// override (a level from the file it does).
+    pub level_from_flag: bool,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// The agent's own endpoint: its protection (`/healthz` and `/readyz`
@@ -328,6 +391,7 @@ impl Settings {
             metrics: sections::metrics(&file.metrics, &loc)?,
             queue: sections::queue(&file.queue, &loc)?,
             http: sections::http(&file.http, &loc)?,
+            log: sections::log(&file.log, overrides, &loc)?,
             job,
             intervals,
         })

@@ -8,12 +8,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, FileHttp, FileMetrics, FileQueue, Locator, byte_size, duration, file_duration,
-    invalid, pick, positive,
+    FileConfig, FileHttp, FileLog, FileMetrics, FileQueue, Locator, byte_size, duration,
+    file_duration, invalid, pick, positive,
 };
 use super::{
-    ConfigError, DEFAULT_LISTEN, Fsync, HttpSettings, Intervals, MAX_INTERVAL_LIMIT,
-    MetricsSettings, Origin, Overrides, QueueSettings,
+    ConfigError, DEFAULT_LISTEN, Fsync, HttpSettings, Intervals, LogFormat, LogLevel, LogSettings,
+    MAX_INTERVAL_LIMIT, MetricsSettings, Origin, Overrides, QueueSettings,
 };
 
 pub(super) fn listen(
@@ -239,5 +239,55 @@ pub(super) fn http(file: &FileHttp, loc: &Locator<'_>) -> Result<HttpSettings, C
                 ));
             }
         },
+    })
+}
+
+/// `[log]`, `--log-level` and `--log-format` (flags over the file).
+pub(super) fn log(
+    file: &FileLog,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Result<LogSettings, ConfigError> {
+    let level = match (overrides.log_level.as_deref(), file.level.as_ref()) {
+        (None, None) => None,
+        (flag, in_file) => {
+            let (text, origin) = pick(flag, "--log-level", in_file, loc, "");
+            let level = LogLevel::ALL
+                .into_iter()
+                .find(|l| l.as_str() == text.trim().to_ascii_lowercase())
+                .ok_or_else(|| {
+                    invalid(
+                        origin,
+                        "log.level",
+                        format!(
+                            "is \"{text}\"; write \"error\", \"warn\", \"info\", \"debug\" or \"trace\""
+                        ),
+                    )
+                })?;
+            Some(level)
+        }
+    };
+    let (text, origin) = pick(
+        overrides.log_format.as_deref(),
+        "--log-format",
+        file.format.as_ref(),
+        loc,
+        "text",
+    );
+    let format = match text {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                origin,
+                "log.format",
+                format!("is \"{other}\"; write \"text\" or \"json\""),
+            ));
+        }
+    };
+    Ok(LogSettings {
+        level,
+        level_from_flag: overrides.log_level.is_some(),
+        format,
     })
 }
