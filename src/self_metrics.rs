@@ -5,7 +5,7 @@
 //! reading instead, so they carry that target's `instance` label.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::metrics::{Families, Kind, smallvec};
@@ -50,9 +50,21 @@ pub struct SelfMetrics {
     dropped: [AtomicU64; DropReason::ALL.len()],
     /// Failed requests by why they failed.
     send_errors: Mutex<BTreeMap<SendFailure, u64>>,
+    /// Whether the last configuration load (at start or by SIGHUP) took.
+    last_reload_ok: AtomicBool,
+    last_reload_success_ms: AtomicU64,
 }
 
 impl SelfMetrics {
+    /// A configuration load at `now_ms` (the start's, or a reload) took or not.
+    pub(crate) fn reloaded(&self, ok: bool, now_ms: i64) {
+        self.last_reload_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_reload_success_ms
+                .store(now_ms.max(0) as u64, Ordering::Relaxed);
+        }
+    }
+
     pub fn sent(&self, samples: u64, seconds: f64, now_ms: i64) {
         self.samples_sent.fetch_add(samples, Ordering::Relaxed);
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +169,17 @@ impl SelfMetrics {
                 "redpush_pushgateway_errors_total",
                 Kind::Counter,
                 load(&self.pushgateway_errors),
+            ),
+            // Prometheus' own names for the same facts.
+            (
+                "redpush_config_last_reload_successful",
+                Kind::Gauge,
+                f64::from(u8::from(self.last_reload_ok.load(Ordering::Relaxed))),
+            ),
+            (
+                "redpush_config_last_reload_success_timestamp_seconds",
+                Kind::Gauge,
+                load(&self.last_reload_success_ms) / 1000.0,
             ),
         ];
         for (name, kind, value) in figures {

@@ -149,7 +149,11 @@ fn hostile_servers_cost_one_clear_error_within_the_timeout() {
         ));
         let elapsed = started.elapsed();
         assert_eq!(code, 1, "{name}: {err}");
-        assert!(out.is_empty(), "{name}: {out}");
+        assert_eq!(
+            Page::parse(&out).get("redis_up", &[]),
+            Some(0.0),
+            "{name}: {out}"
+        );
         assert!(!err.contains("panicked"), "{name}: {err}");
         assert!(elapsed < Duration::from_secs(10), "{name} took {elapsed:?}");
         let lines: Vec<&str> = err

@@ -30,24 +30,54 @@ pub(super) struct AgentState {
     /// the agent's CPU at 1000 targets.
     targets: Mutex<Vec<(String, Arc<Slot>)>>,
     metrics: Arc<SelfMetrics>,
-    queue: Option<Arc<dyn Queue>>,
-    remote_write: Option<Destination>,
-    pushgateway: Option<Destination>,
+    /// Where the agent pushes: set at start and by reloads.
+    destinations: Mutex<Pushing>,
     started_ms: i64,
     ready_delivery_timeout: Duration,
 }
 
+/// The push side as the page and the status see it.
+#[derive(Default)]
+struct Pushing {
+    queue: Option<Arc<dyn Queue>>,
+    remote_write: Option<Destination>,
+    pushgateway: Option<Destination>,
+}
+
 impl AgentState {
-    pub(super) fn new(metrics: Arc<SelfMetrics>, queue: Option<Arc<dyn Queue>>) -> Self {
+    pub(super) fn new(metrics: Arc<SelfMetrics>) -> Self {
         AgentState {
             targets: Mutex::new(Vec::new()),
             metrics,
-            queue,
-            remote_write: None,
-            pushgateway: None,
+            destinations: Mutex::default(),
             started_ms: now_ms(),
             ready_delivery_timeout: crate::config::READY_DELIVERY_TIMEOUT,
         }
+    }
+
+    fn pushing(&self) -> MutexGuard<'_, Pushing> {
+        self.destinations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remote write's endpoint and queue, as they are now.
+    pub(super) fn set_remote_write(
+        &self,
+        destination: Option<Destination>,
+        queue: Option<Arc<dyn Queue>>,
+    ) {
+        let mut pushing = self.pushing();
+        pushing.remote_write = destination;
+        pushing.queue = queue;
+    }
+
+    pub(super) fn set_pushgateway(&self, destination: Option<Destination>) {
+        self.pushing().pushgateway = destination;
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<SelfMetrics> {
+        &self.metrics
     }
 
     /// `/readyz`: fails when a push destination has delivered nothing for
@@ -61,17 +91,6 @@ impl AgentState {
     pub(super) fn ready(&self) -> Result<(), String> {
         self.status()
             .ready(now_ms(), self.started_ms, self.ready_delivery_timeout)
-    }
-
-    /// The push destinations the status reports on.
-    pub(super) fn with_destinations(
-        mut self,
-        remote_write: Option<Destination>,
-        pushgateway: Option<Destination>,
-    ) -> Self {
-        self.remote_write = remote_write;
-        self.pushgateway = pushgateway;
-        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(String, Arc<Slot>)>> {
@@ -119,7 +138,8 @@ impl AgentState {
                 ..slot.status()
             })
             .collect();
-        let stats = self.queue.as_ref().map(|q| q.stats());
+        let pushing = self.pushing();
+        let stats = pushing.queue.as_ref().map(|q| q.stats());
         let queue = stats.map(|stats| QueueStatus {
             samples: stats.samples as u64,
             bytes: stats.bytes,
@@ -133,7 +153,7 @@ impl AgentState {
         });
         let destination =
             |d: &Destination| DestinationStatus::new(d.url.clone(), d.status.snapshot());
-        let remote_write = self.remote_write.as_ref().map(|d| {
+        let remote_write = pushing.remote_write.as_ref().map(|d| {
             let mut status = destination(d);
             if status.consecutive_failures == 0 {
                 let queued = stats.map_or(0, |s| s.samples) as f64;
@@ -147,13 +167,18 @@ impl AgentState {
             targets,
             queue,
             remote_write,
-            pushgateway: self.pushgateway.as_ref().map(destination),
+            pushgateway: pushing.pushgateway.as_ref().map(destination),
         }
     }
 
     /// The agent-wide `redpush_*` metrics now.
     pub(super) fn self_families(&self) -> Families {
-        let queue = self.queue.as_ref().map(|q| q.stats()).unwrap_or_default();
+        let queue = self
+            .pushing()
+            .queue
+            .as_ref()
+            .map(|q| q.stats())
+            .unwrap_or_default();
         self.metrics.families(queue, now_ms())
     }
 
@@ -309,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_slot_shows_its_latest_reading_and_the_list_keeps_configuration_order() {
-        let state = AgentState::new(Arc::new(SelfMetrics::default()), None);
+        let state = AgentState::new(Arc::new(SelfMetrics::default()));
         let b = state.add("b:1", 1);
         let a = state.add("a:1", 0);
         assert!(Arc::ptr_eq(&a, &state.add("a:1", 5)), "one slot per target");

@@ -13,9 +13,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use super::destinations::Destinations;
 use super::signals::{Signal, Signals};
 use super::state::AgentState;
 use super::target_task::TargetTask;
+use crate::clock::now_ms;
 use crate::config::{Overrides, Settings, TargetSettings};
 use crate::queue::Writer;
 use crate::redis::discovery::{self, Discovered};
@@ -60,6 +62,7 @@ impl Supervisor {
         settings: Settings,
         overrides: &Overrides,
         signals: &mut Signals,
+        destinations: &mut Destinations,
     ) {
         // Cluster seeds and Sentinels report their nodes here.
         let (found_tx, mut found_rx) = mpsc::channel::<Discovered>(16);
@@ -71,20 +74,41 @@ impl Supervisor {
             tokio::select! {
                 signal = signals.next() => match signal {
                     Signal::Stop => break,
-                    Signal::Reload => match Settings::load(overrides) {
-                        Ok(new) => {
-                            info!("reloading the configuration");
-                            for key in restart_only_changes(&current, &new) {
-                                warn!("`{key}` changed: it takes effect when redpush restarts");
+                    Signal::Reload => {
+                        let loaded = Settings::load(overrides).map_err(anyhow::Error::from);
+                        let prepared = loaded.and_then(|new| {
+                            let prepared = destinations.prepare(&new)?;
+                            Ok((new, prepared))
+                        });
+                        let (new, prepared) = match prepared {
+                            Ok(ready) => ready,
+                            Err(e) => {
+                                self.state.metrics().reloaded(false, now_ms());
+                                error!("reload failed, keeping the running configuration: {e:#}");
+                                continue;
                             }
-                            discovery.stop().await;
-                            discovered.retain(|seed, _| is_seed_of(&new, seed));
-                            discovery = Discovery::start(&new, &found_tx);
-                            self.apply(&with_discovered(&new, &discovered)).await;
-                            current = new;
+                        };
+                        info!("reloading the configuration");
+                        for key in restart_only_changes(&current, &new) {
+                            warn!("`{key}` changed: it takes effect when redpush restarts");
                         }
-                        Err(e) => error!("reload failed, keeping the running configuration: {e}"),
-                    },
+                        discovery.stop().await;
+                        discovered.retain(|seed, _| is_seed_of(&new, seed));
+                        discovery = Discovery::start(&new, &found_tx);
+                        if Destinations::writer_changes(&prepared) {
+                            // The targets let go of the old writer before
+                            // its queue closes, and take the new one.
+                            self.stop_all().await;
+                            self.writer = None;
+                            destinations.apply(prepared, &new).await;
+                            self.writer = destinations.writer();
+                        } else {
+                            destinations.apply(prepared, &new).await;
+                        }
+                        self.apply(&with_discovered(&new, &discovered)).await;
+                        self.state.metrics().reloaded(true, now_ms());
+                        current = new;
+                    }
                 },
                 Some((seed, nodes)) = found_rx.recv() => {
                     discovered.insert(seed, nodes);
@@ -160,6 +184,15 @@ impl Supervisor {
                 }
                 .run(),
             ),
+        }
+    }
+
+    /// Stops every target (its series ended, as for a removed one), to be
+    /// started again by the next `apply`.
+    async fn stop_all(&mut self) {
+        for (_, running) in std::mem::take(&mut self.running) {
+            let _ = running.removed.send(true);
+            let _ = running.task.await;
         }
     }
 
@@ -248,10 +281,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     [
         ("listen", old.listen != new.listen),
         ("state_dir", old.state_dir != new.state_dir),
-        ("remote_write", old.remote_write != new.remote_write),
-        ("pushgateway", old.pushgateway != new.pushgateway),
         ("queue", old.queue != new.queue),
         ("http", old.http != new.http),
+        ("log", old.log != new.log),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key))
@@ -347,7 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn apply_starts_stops_and_restarts_targets_to_match() {
-        let state = Arc::new(AgentState::new(Arc::new(SelfMetrics::default()), None));
+        let state = Arc::new(AgentState::new(Arc::new(SelfMetrics::default())));
         let (stop, shutdown) = watch::channel(false);
         let mut supervisor = Supervisor::new(state.clone(), None, shutdown);
         supervisor.apply(&targets(&["a", "b"], "")).await;

@@ -188,7 +188,7 @@ impl Sender {
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Answer::Retry {
                 reason: SendFailure::Status(status.as_u16()),
-                error: format!("HTTP {status}: {message}"),
+                error: http_error(status, &message),
                 after,
             };
         }
@@ -240,7 +240,8 @@ impl Sender {
                 }
                 Answer::Misconfigured { status, message } => {
                     self.metrics.send_error(SendFailure::Status(status));
-                    let error = format!("HTTP {status}: {message}");
+                    let error =
+                        http_error(StatusCode::from_u16(status).unwrap_or_default(), &message);
                     if self.status.failed(&error) != Report::Quiet {
                         error!(
                             url = %self.url,
@@ -406,6 +407,15 @@ impl Sender {
                 }
             }
         }
+    }
+}
+
+/// A status and the start of the body the receiver sent with it.
+fn http_error(status: StatusCode, message: &str) -> String {
+    if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {message}")
     }
 }
 
