@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::servers::{
-    Agent, Receiver, Redis, eventually, program, push_config, redpush_binary, redpush_run,
+    Agent, Receiver, Redis, eventually, http_get, program, push_config, redpush_binary, redpush_run,
 };
 use common::{wait_until, when};
 
@@ -368,6 +368,8 @@ fn alert_rules_pass_promtool_and_every_alert_has_a_test() {
 // --- Grafana dashboard ---------------------------------------------------------------
 
 /// Every `expr` of the dashboard, with the panel's title.
+/// Each dashboard query with its panel's title, `$__rate_interval` as
+/// Grafana works it out for that panel (below).
 fn dashboard_queries() -> Vec<(String, String)> {
     let text =
         std::fs::read_to_string(repo().join("packaging/grafana/redis.json")).expect("redis.json");
@@ -390,17 +392,40 @@ fn dashboard_queries() -> Vec<(String, String)> {
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
         let targets = panel["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{title}: no query");
+        let rate_interval = rate_interval(panel["interval"].as_str());
         for target in targets {
-            let expr = target["expr"].as_str().expect("expr").to_owned();
-            queries.push((title.clone(), expr));
+            let expr = target["expr"].as_str().expect("expr");
+            queries.push((title.clone(), substitute(expr, &rate_interval)));
         }
     }
     queries
 }
 
+/// Grafana's `$__rate_interval` for a panel with this min interval, on a
+/// Prometheus data source at Grafana's default scrape interval (15 s):
+/// max($__interval + 15s, 4 × 15s), `$__interval` being the larger of the
+/// panel's min interval and the time range's step (small: a few seconds
+/// over the last hour on a wide panel).
+fn rate_interval(min_interval: Option<&str>) -> String {
+    let min = min_interval.map_or(0, |text| {
+        humantime_seconds(text).unwrap_or_else(|| panic!("min interval {text}"))
+    });
+    format!("{}s", (min + 15).max(60))
+}
+
+fn humantime_seconds(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "s" => Some(n),
+        "m" => Some(n * 60),
+        _ => None,
+    }
+}
+
 /// Grafana's variables as a user who picked "All" gets them.
-fn substitute(expr: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
+fn substitute(expr: &str, rate_interval: &str) -> String {
+    expr.replace("$__rate_interval", rate_interval)
         .replace("$job", ".+")
         .replace("$instance", ".+")
         .replace("$agent", ".+")
@@ -430,11 +455,14 @@ fn every_dashboard_query_returns_data_from_redpush() {
     let load = primary.load(2);
 
     // Rates need two complete readings in their window (one every 10 s).
-    let mut waiting: Vec<(String, String)> = queries
-        .iter()
-        .map(|(title, expr)| (title.clone(), substitute(expr)))
-        .collect();
-    wait_until("every query has data", Duration::from_secs(90), || {
+    wait_for_every_query(&prometheus, queries, Duration::from_secs(90));
+    drop(load);
+}
+
+/// Waits until each query has returned data once.
+fn wait_for_every_query(prometheus: &Receiver, queries: Vec<(String, String)>, within: Duration) {
+    let mut waiting = queries;
+    wait_until("every query has data", within, || {
         waiting.retain(|(_, promql)| prometheus.query(promql).is_empty());
         let empty = waiting
             .iter()
@@ -442,7 +470,48 @@ fn every_dashboard_query_returns_data_from_redpush() {
             .collect::<Vec<_>>();
         when(empty.is_empty(), (), || empty.join("\n"))
     });
-    drop(load);
+}
+
+/// The defaults' steady state for a quiet target: the adaptive interval
+/// at `max_interval` (60 s), where a panel's query over a window of a
+/// minute would hold one sample and show nothing.
+#[test]
+fn every_dashboard_query_returns_data_at_the_defaults_steady_state() {
+    let queries = dashboard_queries();
+    let primary = Redis::start(&["--appendonly", "yes", "--maxmemory", "200mb"]);
+    let replica_of = format!("127.0.0.1 {}", primary.port);
+    let replica = Redis::start(&["--replicaof", &replica_of]);
+    primary.wait_replicas_online(1);
+    // Keys, hits and misses and an error reply, then quiet.
+    for i in 0..20 {
+        primary.cli(&["SET", &format!("k{i}"), "v"]);
+        primary.cli(&["SET", &format!("t{i}"), "v", "EX", "3600"]);
+        primary.cli(&["GET", &format!("k{i}")]);
+        primary.cli(&["GET", &format!("missing{i}")]);
+    }
+    primary.cli(&["LPUSH", "k0", "x"]);
+    let prometheus = Receiver::prometheus();
+    // The default configuration but for where it pushes, and an interval
+    // that starts where a quiet target's ends: at max_interval.
+    let config = format!(
+        "interval = \"1m\"\n[[targets]]\nurl = \"{}\"\n[[targets]]\nurl = \"{}\"\n[remote_write]\nurl = \"{}\"\n",
+        primary.url(),
+        replica.url(),
+        prometheus.write_url()
+    );
+    let agent = Agent::start(&config, &[]);
+    let max_interval = 60.0;
+    wait_for_every_query(&prometheus, queries, Duration::from_secs(150));
+    // And they were quiet at the longest interval throughout.
+    let status: serde_json::Value = serde_json::from_str(&http_get(&format!(
+        "http://127.0.0.1:{}/api/status",
+        agent.listen
+    )))
+    .expect("status");
+    for target in status["targets"].as_array().expect("targets") {
+        assert_eq!(target["interval_seconds"], max_interval, "{target}");
+        assert_eq!(target["up"], true, "{target}");
+    }
 }
 
 // --- high availability ------------------------------------------------------------------
