@@ -155,7 +155,7 @@ fn once_pushes_one_reading_with_remote_write() {
     let (code, _, err) =
         common::servers::redpush_run(&["once", "--redis", &redis.url(), "--remote-write", &bad]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("rejected"), "{err}");
+    assert!(err.contains("answered 404"), "{err}");
 }
 
 #[test]
@@ -197,10 +197,12 @@ fn a_vanished_series_ends_at_once_in_prometheus() {
 
     // Resetting the stats removes the cmdstat_lpush line: the series is gone.
     redis.cli(&["CONFIG", "RESETSTAT"]);
-    // Without a stale marker Prometheus would keep answering for five minutes.
+    // Without a stale marker Prometheus would keep answering for five
+    // minutes; with it the series ends at the next complete reading (within
+    // detail_interval, 10 s), which a busy machine may delay a little.
     eventually(
         "the lpush series to end",
-        Duration::from_secs(15),
+        Duration::from_secs(40),
         || prometheus.query(&lpush),
         |r| r.is_empty(),
     );

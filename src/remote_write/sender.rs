@@ -206,8 +206,8 @@ impl Sender {
 
     /// Sends one batch until the receiver accepts or rejects it, backing off
     /// between attempts, or until it answers that the sender is
-    /// misconfigured (`Held`, after waiting `max_backoff`). Gives up only
-    /// when `shutdown` turns true. `backlog` is the queue behind the batch,
+    /// misconfigured (`Held`, at once: the caller decides how long to
+    /// hold). Gives up only when `shutdown` turns true. `backlog` is the queue behind the batch,
     /// for the log's summaries.
     pub async fn deliver(
         &self,
@@ -252,13 +252,7 @@ impl Sender {
                             self.settings.max_backoff,
                         );
                     }
-                    if *shutdown.borrow() {
-                        return Delivery::Abandoned;
-                    }
                     self.metrics.retried();
-                    if !wait(self.settings.max_backoff, shutdown).await {
-                        return Delivery::Abandoned;
-                    }
                     return Delivery::Held { status };
                 }
                 Answer::Retry {
@@ -394,15 +388,17 @@ impl Sender {
                 // A write of the position in place (and, once a segment is
                 // done, its deletion): short enough for this worker.
                 Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
-                // Taken again from the queue, so that `max_age` and the
-                // disk bound apply to what is held.
-                Delivery::Held { .. } => {}
+                // Held for `max_backoff`, then taken again from the queue,
+                // so that `max_age` and the disk bound apply to what is held.
+                Delivery::Held { .. } => {
+                    if !stopping && wait(self.settings.max_backoff, &mut shutdown).await {
+                        continue;
+                    }
+                    warn_unsent(&*queue);
+                    return;
+                }
                 Delivery::Abandoned => {
-                    let left = queue.stats().samples;
-                    warn!(
-                        samples = left,
-                        "shutting down with samples the receiver has not accepted"
-                    );
+                    warn_unsent(&*queue);
                     return;
                 }
             }
@@ -417,6 +413,13 @@ fn http_error(status: StatusCode, message: &str) -> String {
     } else {
         format!("HTTP {status}: {message}")
     }
+}
+
+fn warn_unsent(queue: &dyn Queue) {
+    warn!(
+        samples = queue.stats().samples,
+        "shutting down with samples the receiver has not accepted; they stay queued on disk"
+    );
 }
 
 /// Sleeps `delay` or until shutdown; whether the whole delay passed.
