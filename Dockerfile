@@ -22,15 +22,18 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/redpush --shell /usr/sbin/nologin redpush \
     && install -d -m 0700 -o redpush -g redpush /var/lib/redpush
 COPY --from=build /src/target/release/redpush /usr/bin/redpush
+# The example config, listening on all interfaces so the port can be
+# published. A config mounted over it needs the same `listen`: no flag here
+# overrides the file.
 COPY config/redpush.example.toml /etc/redpush/redpush.toml
+RUN sed -i 's/^listen = .*/listen = "0.0.0.0:9121"/' /etc/redpush/redpush.toml
 USER redpush:redpush
 # The on-disk queue: keep it on a volume so a backlog survives the container.
 VOLUME ["/var/lib/redpush"]
 EXPOSE 9121
-# /healthz over bash's /dev/tcp: the slim image has no HTTP client, and none
-# is needed for one GET.
+# `redpush healthcheck` asks the agent's /healthz as the same config
+# describes it: HTTP or HTTPS ([http] TLS), on the configured port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9121 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
-# Listen on all interfaces inside the container so the port can be published.
-ENTRYPOINT ["/usr/bin/redpush", "--listen", "0.0.0.0:9121"]
+    CMD ["/usr/bin/redpush", "healthcheck", "--config", "/etc/redpush/redpush.toml"]
+ENTRYPOINT ["/usr/bin/redpush"]
 CMD ["--config", "/etc/redpush/redpush.toml"]

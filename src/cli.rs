@@ -33,6 +33,12 @@ pub enum Command {
     CheckConfig,
     /// Ask the running agent at `listen` (or --listen) what it is doing: targets, queue, delivery.
     Status,
+    /// Exit 0 if the running agent at `listen` answers /healthz (with --ready: /readyz), 1 if not. For container health checks and exec probes; works with [http] TLS.
+    Healthcheck {
+        /// Check /readyz (delivering) instead of /healthz (alive).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Look at the on-disk queue under --state-dir.
     Wal {
         #[command(subcommand)]

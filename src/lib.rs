@@ -9,6 +9,7 @@
 #![warn(unreachable_pub)]
 
 pub(crate) mod agent;
+pub(crate) mod agent_client;
 pub mod cli;
 pub(crate) mod clock;
 pub(crate) mod config;
@@ -30,15 +31,14 @@ pub(crate) mod secret;
 pub(crate) mod self_metrics;
 pub(crate) mod series;
 pub(crate) mod status;
-pub(crate) mod status_client;
 pub(crate) mod target;
 pub(crate) mod tls;
 pub(crate) mod wal;
 
 pub use agent::run as run_agent;
+pub use agent_client::{healthcheck, run as run_status};
 pub use config::{ConfigError, LogLevel, Overrides, Settings};
 pub use once::{EXIT_CONFIG, run as run_once};
-pub use status_client::run as run_status;
 pub use wal::inspect as inspect_queue;
 
 /// What the integration tests and benchmarks use of the crate's insides.

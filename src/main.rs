@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig) => {
             print!("{settings}");
             let findings = settings.check();
-            for warning in &findings.warnings {
+            for warning in settings.overridden.iter().chain(&findings.warnings) {
                 eprintln!("redpush: warning: {warning}");
             }
             for error in &findings.errors {
@@ -80,6 +80,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Once) => runtime.block_on(redpush::run_once(settings)),
         Some(Command::Status) => runtime.block_on(redpush::run_status(&settings)),
+        Some(Command::Healthcheck { ready }) => {
+            runtime.block_on(redpush::healthcheck(&settings, ready))
+        }
         _ => runtime
             .block_on(redpush::run_agent(settings, overrides))
             .map(|()| ExitCode::SUCCESS),

@@ -121,6 +121,74 @@ pub(crate) fn server_config(
         .map_err(TlsError::ServerCertificate)
 }
 
+/// A client that trusts one server certificate, the very one given: how
+/// `redpush status` checks that it talks to the agent whose `[http]`
+/// certificate it has read (a self-signed one, or one whose name is not the
+/// address it connects to), before it sends the agent's credentials.
+pub(crate) fn pinned_client_config(certificate: CertificateDer<'static>) -> ClientConfig {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("the provider's default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+            certificate,
+            algorithms: provider.signature_verification_algorithms,
+        }))
+        .with_no_client_auth()
+}
+
+/// See [`pinned_client_config`]: the end-entity certificate must be the
+/// pinned one, byte for byte, and the handshake signed by its key.
+#[derive(Debug)]
+struct PinnedCertificate {
+    certificate: CertificateDer<'static>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.certificate.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// `insecure_skip_verify`: accepts any server certificate. The agent logs a
 /// warning at start when a target uses it.
 #[derive(Debug)]

@@ -105,3 +105,49 @@ fn startup_is_logged_with_version_config_and_state_dir_in_json() {
         "{log}"
     );
 }
+
+/// systemd's Type=notify: READY=1 once the config is loaded and the endpoint
+/// listens (systemctl start returns then), STOPPING=1 on SIGTERM.
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let redis = Redis::start(&[]);
+    let dir = tempfile::TempDir::new().expect("dir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let listen = common::servers::free_port();
+    let config = dir.path().join("redpush.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\nstate_dir = \"{}\"\n{}",
+            dir.path().join("state").display(),
+            target_config(&redis.url())
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(common::servers::redpush_binary())
+        .arg("--config")
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redpush");
+    let mut message = [0u8; 256];
+    let n = socket.recv(&mut message).expect("a notification");
+    assert_eq!(&message[..n], b"READY=1\n");
+    // Ready means serving.
+    let health = common::servers::http_get(&format!("http://127.0.0.1:{listen}/healthz"));
+    assert_eq!(health, "ok\n");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let n = socket.recv(&mut message).expect("a notification");
+    assert_eq!(&message[..n], b"STOPPING=1\n");
+    assert!(child.wait().expect("exit").success());
+}

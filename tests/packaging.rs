@@ -45,6 +45,17 @@ fn systemd_unit_verifies_and_is_sandboxed() {
     assert!(unit.contains("ExecStart=/usr/bin/redpush "), "{unit}");
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     assert!(unit.contains("StateDirectory=redpush"));
+    // systemctl start returns once the agent says it is ready (tests/agent.rs
+    // checks READY=1), and no flag overrides what the config file says.
+    assert!(unit.contains("\nType=notify\n"), "{unit}");
+    let exec_start = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert_eq!(
+        exec_start,
+        "ExecStart=/usr/bin/redpush --config /etc/redpush/redpush.toml"
+    );
     let unit = unit.replace("/usr/bin/redpush", &redpush_binary().display().to_string());
     let path = dir.path().join("redpush.service");
     std::fs::write(&path, unit).expect("write unit");
@@ -313,7 +324,26 @@ fn kubernetes_examples_carry_valid_configs() {
         // The probes and the Pod's port must match what the agent listens on.
         assert!(out.contains("listen = \"0.0.0.0:9121\""), "{name}: {out}");
         assert!(manifest.contains("containerPort: 9121"), "{name}");
-        assert!(manifest.contains("path: /healthz"), "{name}");
+        // Probes through `redpush healthcheck`, which follows the config's
+        // [http] TLS; the ConfigMap mounted as a directory (a subPath mount
+        // never sees an update) at the path the agent is given; no API token.
+        assert!(
+            manifest.contains("\"/usr/bin/redpush\", \"healthcheck\", \"--config\", \"/etc/redpush/config/redpush.toml\""),
+            "{name}"
+        );
+        assert!(
+            manifest.contains("args: [\"--config\", \"/etc/redpush/config/redpush.toml\"]"),
+            "{name}"
+        );
+        assert!(
+            manifest.contains("{name: config, mountPath: /etc/redpush/config, readOnly: true}"),
+            "{name}"
+        );
+        assert!(!manifest.contains("subPath: redpush.toml"), "{name}");
+        assert!(
+            manifest.contains("automountServiceAccountToken: false"),
+            "{name}"
+        );
         // Credentials come from the Secret, never inline in the ConfigMap.
         assert!(
             !configs[0].contains("password ="),
@@ -612,23 +642,40 @@ fn dockerfile_runs_unprivileged_and_its_healthcheck_probes_the_agent() {
         dockerfile[cmd..end].to_owned()
     };
     let argv: Vec<String> = serde_json::from_str(&healthcheck).expect("CMD is a JSON array");
-    assert_eq!(argv[0], "bash");
+    assert_eq!(
+        argv,
+        [
+            "/usr/bin/redpush",
+            "healthcheck",
+            "--config",
+            "/etc/redpush/redpush.toml"
+        ]
+    );
+    // No flag overrides the image's config file; that file listens on all
+    // interfaces, so the published port reaches the agent.
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/bin/redpush\"]\n"));
+    assert!(
+        dockerfile.contains(
+            r#"sed -i 's/^listen = .*/listen = "0.0.0.0:9121"/' /etc/redpush/redpush.toml"#
+        )
+    );
 
-    let probe = |port: u16| {
-        let script = argv[2].replace("9121", &port.to_string());
-        Command::new(&argv[0])
-            .args([&argv[1], &script])
+    // The health check as the image runs it: this build, the agent's config.
+    let probe = |config: &Path| {
+        Command::new(redpush_binary())
+            .args(&argv[1..3])
+            .arg(config)
             .status()
-            .expect("bash")
+            .expect("redpush healthcheck")
             .success()
     };
     let redis = Redis::start(&[]);
     let agent = Agent::start(&format!("[[targets]]\nurl = \"{}\"\n", redis.url()), &[]);
+    let config = agent.dir.path().join("redpush.toml");
+    assert!(probe(&config), "healthcheck failed against a running agent");
+    let dir = agent.kill();
     assert!(
-        probe(agent.listen),
-        "healthcheck failed against a running agent"
+        !probe(&dir.path().join("redpush.toml")),
+        "healthcheck passed with no agent"
     );
-    let port = agent.listen;
-    drop(agent.kill());
-    assert!(!probe(port), "healthcheck passed with no agent");
 }

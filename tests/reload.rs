@@ -133,3 +133,26 @@ fn sighup_adds_changes_and_removes_destinations() {
         "no queue shown"
     );
 }
+
+#[test]
+fn an_edited_config_file_is_applied_without_a_signal() {
+    let a = Redis::start(&[]);
+    let b = Redis::start(&[]);
+    let agent = Agent::start(&config(&a, ""), &[]);
+    agent.wait_page("a up", |p| p.get("redis_up", &[]) == Some(1.0));
+    // As a ConfigMap update or an editor leaves it: the file changes, no SIGHUP.
+    agent.rewrite(&format!(
+        "interval = \"1s\"\nadaptive = false\n[[targets]]\nurl = \"{}\"\n[[targets]]\nurl = \"{}\"\n",
+        a.url(),
+        b.url()
+    ));
+    agent.wait_page("b sampled after the edit", |p| {
+        p.get("redis_up", &[("instance", &b.instance())]) == Some(1.0)
+    });
+    let log = agent.process.output();
+    assert_eq!(
+        log.matches("reloading the configuration").count(),
+        1,
+        "{log}"
+    );
+}

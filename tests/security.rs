@@ -309,6 +309,25 @@ fn the_agents_endpoint_with_tls_and_basic_auth() {
             .call()
             .is_err()
     );
+    // The container health check and exec probes speak HTTPS to it, and
+    // `redpush status` verifies its certificate and authenticates.
+    let config = agent.dir.path().join("redpush.toml");
+    let config = config.to_str().expect("utf-8");
+    for args in [
+        &["healthcheck", "--config", config][..],
+        &["healthcheck", "--ready", "--config", config],
+    ] {
+        let (code, _, err) = redpush_run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    let (code, out, err) = redpush_run(&["status", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&redis.instance()), "{out}");
+    let mut agent = agent;
+    assert_eq!(agent.process.terminate(), Some(0));
+    let (code, _, err) = redpush_run(&["healthcheck", "--config", config]);
+    assert_eq!(code, 1, "a stopped agent is not healthy");
+    assert!(err.contains("cannot reach the agent"), "{err}");
 }
 
 #[test]

@@ -52,10 +52,13 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
         "redpush {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    for flag in &settings.overridden {
+        warn!("{flag}");
+    }
     if settings.remote_write.is_none() && settings.pushgateway.is_none() {
         info!("no push destination set: serving /metrics only");
     }
-    let mut signals = Signals::register()?;
+    let mut signals = Signals::register(overrides.config.clone())?;
     let metrics = Arc::new(SelfMetrics::default());
     metrics.reloaded(true, now_ms());
     let state = Arc::new(
@@ -75,12 +78,18 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
         );
     }
 
+    // systemd (Type=notify): started once the config is loaded, the queue
+    // open and the endpoint listening. Without NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!("cannot tell systemd the agent is ready: {e}");
+    }
     let mut supervisor = Supervisor::new(state, destinations.writer(), shutdown);
     supervisor
         .run(settings, &overrides, &mut signals, &mut destinations)
         .await;
 
     info!("stopping");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     supervisor.wait().await;
     destinations.finish().await;

@@ -104,6 +104,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    /// Flags that replace a value the file sets (one line each, for a warning).
+    pub overridden: Vec<String>,
 }
 
 /// How the agent logs: `[log]`, `--log-level`, `--log-format`.
@@ -392,6 +394,7 @@ impl Settings {
             queue: sections::queue(&file.queue, &loc)?,
             http: sections::http(&file.http, &loc)?,
             log: sections::log(&file.log, overrides, &loc)?,
+            overridden: sections::overridden(&file, overrides, &loc),
             job,
             intervals,
         })
@@ -514,6 +517,15 @@ mod tests {
             Some("http://rw:9090/api/v1/write".to_owned())
         );
         assert_eq!(s.listen.port(), 9999);
+        // Said for the values the file set; a flag for a key the file
+        // leaves out replaces nothing.
+        assert_eq!(
+            s.overridden,
+            [
+                "--interval overrides `interval` set in redpush.toml:1",
+                "--redis overrides `[[targets]]` set in redpush.toml",
+            ]
+        );
     }
 
     #[test]

@@ -291,3 +291,77 @@ pub(super) fn log(
         format,
     })
 }
+
+/// Each flag that replaces a value the file sets, said as a warning: a
+/// packaging flag silently winning over the file confuses whoever edits it.
+pub(super) fn overridden(
+    file: &FileConfig,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Vec<String> {
+    let at = |s: Option<&Spanned<String>>| s.map(|s| loc.origin(s).to_string());
+    let file_path = || loc.path.display().to_string();
+    let pairs: [(&str, bool, &str, Option<String>); 9] = [
+        (
+            "--listen",
+            overrides.listen.is_some(),
+            "listen",
+            at(file.listen.as_ref()),
+        ),
+        (
+            "--state-dir",
+            overrides.state_dir.is_some(),
+            "state_dir",
+            file.state_dir.as_ref().map(|_| file_path()),
+        ),
+        (
+            "--interval",
+            overrides.interval.is_some(),
+            "interval",
+            at(file.interval.as_ref()),
+        ),
+        (
+            "--min-interval",
+            overrides.min_interval.is_some(),
+            "min_interval",
+            at(file.min_interval.as_ref()),
+        ),
+        (
+            "--max-interval",
+            overrides.max_interval.is_some(),
+            "max_interval",
+            at(file.max_interval.as_ref()),
+        ),
+        (
+            "--redis",
+            !overrides.redis.is_empty(),
+            "[[targets]]",
+            (!file.targets.is_empty()).then(file_path),
+        ),
+        (
+            "--remote-write",
+            overrides.remote_write.is_some(),
+            "remote_write.url",
+            at(file.remote_write.as_ref().and_then(|r| r.url.as_ref())),
+        ),
+        (
+            "--pushgateway",
+            overrides.pushgateway.is_some(),
+            "pushgateway.url",
+            at(file.pushgateway.as_ref().map(|p| &p.url)),
+        ),
+        (
+            "--log-level",
+            overrides.log_level.is_some(),
+            "log.level",
+            at(file.log.level.as_ref()),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(flag, given, key, in_file)| {
+            let where_ = in_file.filter(|_| given)?;
+            Some(format!("{flag} overrides `{key}` set in {where_}"))
+        })
+        .collect()
+}

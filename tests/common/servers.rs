@@ -759,17 +759,28 @@ impl Agent {
 
     /// Rewrites the config file (same `listen` and `state_dir`) and sends SIGHUP.
     pub fn reload(&self, config: &str) {
-        let full = format!(
-            "listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n{config}",
-            self.listen,
-            self.state_dir().display()
-        );
-        std::fs::write(self.dir.path().join("redpush.toml"), full).expect("config");
+        self.rewrite(config);
         let status = Command::new("kill")
             .args(["-HUP", &self.process.pid().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Rewrites the config file (same `listen` and `state_dir`), as an
+    /// editor or a ConfigMap update does: no signal.
+    pub fn rewrite(&self, config: &str) {
+        let full = format!(
+            "listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n{config}",
+            self.listen,
+            self.state_dir().display()
+        );
+        // Written aside and renamed into place, so the agent never reads
+        // half a file.
+        let path = self.dir.path().join("redpush.toml");
+        let aside = self.dir.path().join(".redpush.toml.new");
+        std::fs::write(&aside, full).expect("config");
+        std::fs::rename(&aside, &path).expect("config");
     }
 
     pub fn state_dir(&self) -> PathBuf {
