@@ -151,3 +151,46 @@ fn tells_systemd_when_ready_and_when_stopping() {
     assert_eq!(&message[..n], b"STOPPING=1\n");
     assert!(child.wait().expect("exit").success());
 }
+
+/// A scraper that asks for gzip (Prometheus does) gets the page compressed,
+/// and the same page once decompressed.
+#[test]
+fn metrics_are_gzip_compressed_when_asked_for() {
+    use std::io::Read;
+    let redis = Redis::start(&[]);
+    let agent = Agent::start(&target_config(&redis.url()), &[]);
+    agent.wait_page("up", |p| p.get("redis_up", &[]) == Some(1.0));
+    let url = format!("http://127.0.0.1:{}/metrics", agent.listen);
+    let out = std::process::Command::new(program("curl"))
+        .args(["-s", "-D", "-", "-H", "Accept-Encoding: gzip", &url])
+        .output()
+        .expect("curl");
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    assert!(headers.contains("vary: accept-encoding"), "{headers}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .expect("a gzip stream");
+    let names = |page: &str| -> std::collections::BTreeSet<String> {
+        page.lines()
+            .filter(|l| l.starts_with("# TYPE "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let plain = agent.metrics();
+    assert!(text.contains("redis_up 1"), "{text}");
+    assert_eq!(names(&text), names(&plain));
+    assert!(
+        body.len() * 3 < plain.len(),
+        "{} compressed bytes for {} plain",
+        body.len(),
+        plain.len()
+    );
+}
