@@ -1,4 +1,4 @@
-//! The command line, as DESIGN.md fixes it. Options are global so they may
+//! The command line, as README's "Command line" documents it. Options are global so they may
 //! stand before or after the subcommand (`redpush once --redis URL`).
 
 use std::path::PathBuf;
