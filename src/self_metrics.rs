@@ -185,6 +185,12 @@ impl SelfMetrics {
         for (name, kind, value) in figures {
             out.plain(name, kind, value);
         }
+        self.labelled(&mut out);
+        out
+    }
+
+    /// The counters with a label: drops by reason, send errors by status.
+    fn labelled(&self, out: &mut Families) {
         // Every reason is always present, so a rate over it starts at 0
         // instead of appearing with the first drop.
         for reason in DropReason::ALL {
@@ -210,7 +216,6 @@ impl SelfMetrics {
                 n as f64,
             );
         }
-        out
     }
 }
 
