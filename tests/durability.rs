@@ -133,52 +133,6 @@ fn wait_for_log(agent: &Agent, text: &str) -> String {
 }
 
 #[test]
-fn a_401_holds_the_queue_until_the_credentials_work_again() {
-    let redis = Redis::start(&[]);
-    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
-    let agent = Agent::start(&config(&redis, &receiver.url), &[]);
-    let instance = redis.instance();
-    wait_accepted_after(&receiver, &instance, 0, Duration::from_secs(30));
-
-    // An expired credential: the receiver refuses every request for 10 s.
-    receiver.set_mode(Fault::Status(401));
-    let refused_from = now_ms();
-    wait_backlog_age(&agent, 10.0);
-    let page = Page::parse(&agent.metrics());
-    assert!(
-        page.get("redpush_send_errors_total", &[("status", "401")])
-            .is_some_and(|n| n >= 1.0),
-        "the 401s are counted"
-    );
-    receiver.set_mode(Fault::Status(204));
-    let refused_until = now_ms();
-    wait_accepted_after(&receiver, &instance, refused_until, Duration::from_secs(30));
-
-    // Every sample of those 10 s arrived, in order; nothing was dropped.
-    let up = receiver.accepted("redis_up", &[("instance", &instance)]);
-    assert_continuous(&up, 1600);
-    let during = up
-        .iter()
-        .filter(|(ts, _)| *ts > refused_from && *ts < refused_until)
-        .count();
-    assert!(during >= 9, "only {during} samples of the 10 s arrived");
-    let page = Page::parse(&agent.metrics());
-    assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
-        Some(0.0)
-    );
-    let log = agent.process.output();
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" ERROR ") && l.contains("401"))
-        .collect();
-    assert!(
-        errors.len() == 1 && errors[0].contains(&receiver.url),
-        "one ERROR naming the endpoint and the status:\n{log}"
-    );
-}
-
-#[test]
 fn kill_9_during_an_outage_loses_nothing_that_was_queued() {
     let redis = Redis::start(&[]);
     let receiver = FaultReceiver::start(vec![], Fault::Status(503));

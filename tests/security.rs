@@ -248,19 +248,52 @@ fn prometheus_behind_tls_and_basic_auth() {
     );
     assert_eq!(up[0].1, 1.0);
 
-    // A wrong password: the receiver answers 401, which is counted and logged
-    // (the queue is kept: tests/durability.rs).
-    let wrong = dir.path().join("wrong.pass");
-    std::fs::write(&wrong, "not-it\n").expect("password");
-    let agent = Agent::start(&config(&wrong), &[]);
+    // An expired credential: the receiver answers 401. The queue is held,
+    // not dropped; once the password file holds the right one again (it is
+    // read per request), the backlog of those seconds arrives.
+    let rotated = dir.path().join("rotated.pass");
+    std::fs::write(&rotated, "not-it\n").expect("password");
+    let second = format!(
+        "{}[external_labels]\nagent = \"second\"\n",
+        config(&rotated)
+    );
+    let agent = Agent::start(&second, &[]);
     agent.wait_page("a 401", |page| {
         page.get("redpush_send_errors_total", &[("status", "401")])
             .is_some_and(|n| n >= 1.0)
     });
+    agent.wait_page("a backlog 10 s old", |page| {
+        page.get("redpush_queue_oldest_sample_age_seconds", &[])
+            .is_some_and(|age| age >= 10.0)
+    });
+    let log = agent.process.output();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") && l.contains("status=401"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one ERROR for the 401s:\n{log}");
     assert!(
-        agent.process.output().contains("status=401"),
-        "{}",
-        agent.process.output()
+        errors[0].contains(&format!(
+            "url=https://127.0.0.1:{}/api/v1/write",
+            prometheus.port
+        )),
+        "{log}"
+    );
+    std::fs::write(&rotated, "rw-secret-pass\n").expect("password");
+    // The first samples Prometheus has of this agent are those it held:
+    // ten seconds' worth at once, not the few taken since the fix.
+    let selector = format!("count_over_time(redis_up{{agent=\"second\"}}[5m])");
+    let count = common::servers::eventually(
+        "the held samples delivered",
+        Duration::from_secs(30),
+        || prometheus.query(&selector),
+        |r| r.len() == 1,
+    );
+    assert!(count[0].1 >= 10.0, "only {} samples arrived", count[0].1);
+    let page = Page::parse(&agent.metrics());
+    assert_eq!(
+        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
+        Some(0.0)
     );
 }
 
