@@ -282,11 +282,11 @@ fn prometheus_behind_tls_and_basic_auth() {
     std::fs::write(&rotated, "rw-secret-pass\n").expect("password");
     // The first samples Prometheus has of this agent are those it held:
     // ten seconds' worth at once, not the few taken since the fix.
-    let selector = format!("count_over_time(redis_up{{agent=\"second\"}}[5m])");
+    let selector = r#"count_over_time(redis_up{agent="second"}[5m])"#;
     let count = common::servers::eventually(
         "the held samples delivered",
         Duration::from_secs(30),
-        || prometheus.query(&selector),
+        || prometheus.query(selector),
         |r| r.len() == 1,
     );
     assert!(count[0].1 >= 10.0, "only {} samples arrived", count[0].1);
