@@ -78,6 +78,16 @@ pub(crate) fn seconds(ms: i64) -> f64 {
 }
 
 impl Status {
+    /// The push destinations that are set, by name.
+    fn destinations(&self) -> impl Iterator<Item = (&'static str, &DestinationStatus)> {
+        [
+            ("remote write", &self.remote_write),
+            ("Pushgateway", &self.pushgateway),
+        ]
+        .into_iter()
+        .filter_map(|(name, d)| Some((name, d.as_ref()?)))
+    }
+
     /// Whether every push destination has delivered within `limit` (or
     /// the agent has not been up that long); the reason when not.
     pub(crate) fn ready(
@@ -87,13 +97,7 @@ impl Status {
         limit: Duration,
     ) -> Result<(), String> {
         let limit_ms = limit.as_millis() as i64;
-        for (name, destination) in [
-            ("remote write", &self.remote_write),
-            ("Pushgateway", &self.pushgateway),
-        ] {
-            let Some(destination) = destination else {
-                continue;
-            };
+        for (name, destination) in self.destinations() {
             let since = destination
                 .last_success_timestamp
                 .map_or(started_ms, |s| (s * 1000.0) as i64);
@@ -171,11 +175,7 @@ impl Status {
             "<table id=\"destinations\"><tr><th>destination</th><th>url</th><th>state</th>",
             "<th>last success</th><th>failures in a row</th><th>backlog sent in</th><th>last error</th></tr>\n"
         ));
-        for (name, d) in [
-            ("remote write", &self.remote_write),
-            ("Pushgateway", &self.pushgateway),
-        ] {
-            let Some(d) = d else { continue };
+        for (name, d) in self.destinations() {
             let (class, state) = if d.consecutive_failures > 0 {
                 ("failing", "failing")
             } else {
@@ -229,11 +229,7 @@ impl Status {
             }
             out.push('\n');
         }
-        for (name, d) in [
-            ("remote write", &self.remote_write),
-            ("Pushgateway", &self.pushgateway),
-        ] {
-            let Some(d) = d else { continue };
+        for (name, d) in self.destinations() {
             let _ = writeln!(
                 out,
                 "{name}\t{}\tlast success {}\t{} failures in a row{}{}",

@@ -221,9 +221,16 @@ impl Slot {
     }
 
     /// Takes a target's new reading: the record it pushed (stale markers
-    /// included, which the page leaves out).
-    pub(super) fn store(&self, record: Arc<Record>, complete: bool) {
+    /// included, which the page leaves out), and `note`'s change to what
+    /// the status shows of the target.
+    pub(super) fn store(
+        &self,
+        record: Arc<Record>,
+        complete: bool,
+        note: impl FnOnce(&mut TargetStatus),
+    ) {
         let mut latest = self.lock();
+        note(&mut latest.status);
         if complete {
             latest.complete = Some(record.clone());
         }
@@ -339,13 +346,13 @@ mod tests {
         let a = state.add("a:1", 0);
         assert!(Arc::ptr_eq(&a, &state.add("a:1", 5)), "one slot per target");
         let full = record(vec![series("fast", "a", 1.0), series("detail", "a", 2.0)]);
-        a.store(full.clone(), true);
+        a.store(full.clone(), true, |_| {});
         let latest = state.latest();
         assert_eq!(latest.len(), 2);
         assert_eq!(latest[0].0, "a:1");
         assert!(Arc::ptr_eq(latest[0].1.as_ref().expect("a reading"), &full));
         assert!(latest[1].1.is_none(), "b has not been sampled");
-        a.store(record(vec![series("fast", "a", 7.0)]), false);
+        a.store(record(vec![series("fast", "a", 7.0)]), false, |_| {});
         let shown = state.latest()[0].1.clone().expect("a reading");
         assert_eq!(shown.series.len(), 2);
         assert_eq!(shown.series[0].value, 7.0);

@@ -85,20 +85,6 @@ impl TargetTask {
                     "sampling interval changed"
                 );
             }
-            slot.note(|s| {
-                s.up = Some(reading.error.is_none());
-                s.interval_seconds = controller.interval().as_secs_f64();
-                s.last_sample_timestamp = Some(seconds(reading.timestamp_ms));
-                match &reading.error {
-                    None => s.last_error = None,
-                    // Waiting to reconnect: the error that caused it stays.
-                    Some(e) if e.is_backoff() && s.last_error.is_some() => {}
-                    Some(e) => s.last_error = Some(one_line(&e.to_string())),
-                }
-                if let Some(change) = change {
-                    s.interval_reason = change.reason;
-                }
-            });
             // Start to start: a slow sample does not stretch the interval,
             // and the controller lengthens it itself when samples are slow.
             // The first gap sets the target's phase, spreading many targets'
@@ -114,7 +100,21 @@ impl TargetTask {
             if let Some(writer) = &writer {
                 writer.push(record.clone());
             }
-            slot.store(record, reading.complete);
+            // The record and what the status shows of it, under one lock.
+            slot.store(record, reading.complete, |s| {
+                s.up = Some(reading.error.is_none());
+                s.interval_seconds = controller.interval().as_secs_f64();
+                s.last_sample_timestamp = Some(seconds(reading.timestamp_ms));
+                match &reading.error {
+                    None => s.last_error = None,
+                    // Waiting to reconnect: the error that caused it stays.
+                    Some(e) if e.is_backoff() && s.last_error.is_some() => {}
+                    Some(e) => s.last_error = Some(one_line(&e.to_string())),
+                }
+                if let Some(change) = change {
+                    s.interval_reason = change.reason;
+                }
+            });
         }
     }
 }
