@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::delivery::one_line;
 use crate::http_client::USER_AGENT;
 use crate::secret::read_secret;
 use crate::status::Status;
 use crate::tls::{certificates, pinned_client_config};
+use crate::untrusted::one_line;
 
 /// Prints the agent's status; exit 0, or 1 when the agent cannot be asked.
 pub async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::failure_streak::{Ended, FailureStreak, Report};
+use crate::untrusted::one_line;
 
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryStatus(Mutex<State>);
@@ -63,32 +64,9 @@ impl DeliveryStatus {
     }
 }
 
-/// `text` on one line, control characters escaped: an error may quote a
-/// receiver's body, which must not write lines of its own into a log.
-pub(crate) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(
-            one_line("bad\nlevel=error msg=forged\u{1b}[31m\u{7}"),
-            "bad\\nlevel=error msg=forged\\u{1b}[31m\\u{7}"
-        );
-        assert_eq!(one_line("plain ünïcode"), "plain ünïcode");
-    }
 
     #[test]
     fn a_snapshot_follows_the_outcomes() {

@@ -11,7 +11,8 @@ use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap;
 
 use crate::config::Endpoint;
-use crate::secret::{SecretError, read_secret};
+use crate::secret::{SecretError, read_secret, redact_url};
+use crate::untrusted::one_line;
 
 pub(crate) const USER_AGENT: &str = concat!("redpush/", env!("CARGO_PKG_VERSION"));
 
@@ -98,8 +99,20 @@ pub(crate) fn authorize(
     Ok(request)
 }
 
-/// The start of a response body, at most `MAX_ERROR_BODY` bytes, as text.
+/// What a failed answer says, as it may be logged (one line, escaped): for
+/// a redirect, its status and where it points (not followed; the
+/// Location's credentials redacted), else the start of its body, at most
+/// `MAX_ERROR_BODY` bytes.
 pub(crate) async fn error_body(mut response: reqwest::Response) -> String {
+    if response.status().is_redirection() {
+        return match response.headers().get(reqwest::header::LOCATION) {
+            Some(to) => format!(
+                "redirected to {} (redirects are not followed: set the url to where it points)",
+                one_line(&redact_url(&String::from_utf8_lossy(to.as_bytes())))
+            ),
+            None => "a redirect without a Location (not followed)".to_owned(),
+        };
+    }
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
         match response.chunk().await {
@@ -109,5 +122,5 @@ pub(crate) async fn error_body(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    String::from_utf8_lossy(&body).trim().to_owned()
+    one_line(String::from_utf8_lossy(&body).trim())
 }

@@ -33,6 +33,7 @@ pub(crate) mod series;
 pub(crate) mod status;
 pub(crate) mod target;
 pub(crate) mod tls;
+pub(crate) mod untrusted;
 pub(crate) mod wal;
 
 pub use agent::run as run_agent;

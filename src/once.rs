@@ -18,6 +18,7 @@ use crate::self_metrics::SelfMetrics;
 use crate::series::Record;
 use crate::series::flatten;
 use crate::target::{Target, TargetReading};
+use crate::untrusted::OneLine;
 
 /// Exit codes of `redpush once`, documented in README.md.
 pub(crate) const EXIT_NO_TARGET: u8 = 1;
@@ -30,7 +31,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     for sampled in &readings {
         match &sampled.reading.error {
             None => answered += 1,
-            Some(e) => eprintln!("redpush: {}: {e}", sampled.instance),
+            Some(e) => eprintln!("redpush: {}: {}", sampled.instance, OneLine(e)),
         }
     }
     // A target that did not answer is still written or pushed, as
@@ -96,7 +97,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             let mut body = String::new();
             write_series(&mut body, &sampled.record.series, &[]);
             if let Err(e) = pushgateway.put(&sampled.instance, body).await {
-                eprintln!("redpush: {}: {e}", sampled.instance);
+                eprintln!("redpush: {}: {}", sampled.instance, OneLine(e));
                 ok = false;
             }
         }
@@ -157,5 +158,24 @@ fn exposition(readings: &[Sampled]) -> String {
             .collect();
         write_targets(&mut out, targets);
     }
-    out
+    printable(out)
+}
+
+/// The page as printed to a terminal: a label value from Redis may hold
+/// control characters, which the text format passes as they are (only `\n`,
+/// `\\` and `"` are escaped) but a terminal would obey. Each is shown as
+/// U+FFFD; line ends are the format's own.
+fn printable(page: String) -> String {
+    if !page.chars().any(|c| c.is_control() && c != '\n') {
+        return page;
+    }
+    page.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }

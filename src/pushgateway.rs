@@ -39,13 +39,18 @@ pub(crate) fn segment(name: &str, value: &str) -> String {
 }
 
 /// The group URL for `job`, `instance` and extra grouping labels under the
-/// Pushgateway at `base`.
+/// Pushgateway at `base`. A query in `base` (a token a proxy in front of the
+/// Pushgateway wants) stays after the path.
 pub(crate) fn group_url(
     base: &str,
     job: &str,
     instance: &str,
     grouping: &[(String, String)],
 ) -> String {
+    let (base, query) = match base.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (base, None),
+    };
     let mut url = format!(
         "{}/metrics/{}/{}",
         base.trim_end_matches('/'),
@@ -55,6 +60,10 @@ pub(crate) fn group_url(
     for (name, value) in grouping {
         url.push('/');
         url.push_str(&segment(name, value));
+    }
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
     }
     url
 }
@@ -114,15 +123,9 @@ async fn check(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), Pu
     if status.is_success() {
         return Ok(());
     }
-    let message = response.text().await.unwrap_or_default();
     Err(PushError::Status {
         status: status.as_u16(),
-        message: message
-            .chars()
-            .take(1024)
-            .collect::<String>()
-            .trim()
-            .to_owned(),
+        message: crate::http_client::error_body(response).await,
     })
 }
 
@@ -153,6 +156,10 @@ mod tests {
                 &[("dc".into(), "eu west".into())]
             ),
             "http://pg:9091/metrics/job/redis/instance/h:1/dc@base64/ZXUgd2VzdA"
+        );
+        assert_eq!(
+            group_url("https://pg/base/?token=t&a=b", "redis", "h:1", &[]),
+            "https://pg/base/metrics/job/redis/instance/h:1?token=t&a=b"
         );
     }
 }

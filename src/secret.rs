@@ -64,17 +64,88 @@ pub(crate) fn read_secret_env(name: &str) -> Result<Secret, SecretError> {
         .map_err(|_| SecretError::Unset(name.to_owned()))
 }
 
-/// A URL without user info and query (which may carry a token), safe to log.
+/// What stands in for a secret wherever one would have been shown.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// A URL as it may be logged or printed: user info and the values of its
+/// query (either may carry a credential) replaced by [`REDACTED`]; the
+/// rest, query keys included, kept so the URL can still be recognised.
+/// The one redaction of URLs: logs, `check-config`, the status page.
 pub(crate) fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.to_string()
-        }
-        Err(_) => "<invalid url>".to_owned(),
+    if raw.contains("://") {
+        redact_urls(raw).0
+    } else {
+        // A relative one (a Location header's `/path?query`).
+        redact_one(raw, &mut Vec::new())
     }
+}
+
+/// Every URL in `text` (anything after a `scheme://`) redacted as
+/// [`redact_url`] does, and the pieces taken out, so that a message that
+/// quotes them can be cut the same way. Works on text that does not parse
+/// as a URL, such as a config line with a syntax error in it.
+pub(crate) fn redact_urls(text: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut secrets = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        let url_end = rest.find(url_end).unwrap_or(rest.len());
+        let (url, after) = rest.split_at(url_end);
+        out.push_str(&redact_one(url, &mut secrets));
+        rest = after;
+    }
+    out.push_str(rest);
+    (out, secrets)
+}
+
+/// Where a URL written in text ends: a quote, a space, a separator.
+fn url_end(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ']' | '}' | '`' | '<' | '>')
+}
+
+/// One URL after its `scheme://`: `[userinfo@]host[/path][?query][#fragment]`.
+fn redact_one(url: &str, secrets: &mut Vec<String>) -> String {
+    let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+    let (authority, tail) = url.split_at(authority_end);
+    let mut out = String::with_capacity(url.len());
+    match authority.rfind('@') {
+        Some(at) => {
+            secrets.push(authority[..at].to_owned());
+            out.push_str(REDACTED);
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    let (before_fragment, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let pairs = query.split('&').map(|pair| match pair.split_once('=') {
+                Some((key, value)) => {
+                    if !value.is_empty() {
+                        secrets.push(value.to_owned());
+                    }
+                    format!("{key}={REDACTED}")
+                }
+                // A bare word may be a token on its own.
+                None if pair.is_empty() => String::new(),
+                None => {
+                    secrets.push(pair.to_owned());
+                    REDACTED.to_owned()
+                }
+            });
+            out.push_str(&pairs.collect::<Vec<_>>().join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    out.push_str(fragment);
+    out
 }
 
 #[cfg(test)]
@@ -103,11 +174,44 @@ mod tests {
     }
 
     #[test]
-    fn logged_urls_lose_credentials_and_query() {
+    fn logged_urls_lose_credentials_and_query_values() {
         assert_eq!(
-            redact_url("https://u:p@h:9090/api/v1/write?token=t"),
-            "https://h:9090/api/v1/write"
+            redact_url("https://u:p@h:9090/api/v1/write?token=t&x=1#f"),
+            "https://<redacted>@h:9090/api/v1/write?token=<redacted>&x=<redacted>#f"
         );
-        assert_eq!(redact_url("not a url"), "<invalid url>");
+        assert_eq!(redact_url("http://h/metrics"), "http://h/metrics");
+        assert_eq!(redact_url("http://h/?abc"), "http://h/?<redacted>");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("/moved?token=t"), "/moved?token=<redacted>");
+    }
+
+    #[test]
+    fn urls_in_text_are_redacted_and_their_secrets_returned() {
+        let (text, secrets) = redact_urls(r#"urls = ["redis://:PW@a:6379/0", "http://t@b?k=V"] x"#);
+        assert_eq!(
+            text,
+            r#"urls = ["redis://<redacted>@a:6379/0", "http://<redacted>@b?k=<redacted>"] x"#
+        );
+        assert_eq!(secrets, [":PW", "t", "V"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever surrounds it, a URL's password and query value never
+        /// survive redaction.
+        #[test]
+        fn no_url_secret_survives(
+            before in "[ -~]{0,12}[ \"',]",
+            user in "[a-z]{0,4}",
+            pw in "[A-Z0-9]{6,10}",
+            host in "[a-z]{1,6}",
+            token in "[A-Z0-9]{6,10}",
+            after in r#"[ "',\]}]?[ -~]{0,12}"#,
+        ) {
+            let text = format!("{before}https://{user}:{pw}@{host}/p?token={token}{after}");
+            let (out, secrets) = redact_urls(&text);
+            proptest::prop_assert!(!out.contains(&format!(":{pw}@")), "{}", out);
+            proptest::prop_assert!(!out.contains(&format!("token={token}")), "{}", out);
+            proptest::prop_assert!(secrets.iter().any(|s| s.contains(&pw)));
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::redis::replies;
 use crate::redis::sampler::{ErrorReason, RoundTrip, SampleError, Sampler};
 use crate::schedule::Observation;
 use crate::series::{TargetLabels, target_labels};
+use crate::untrusted::OneLine;
 
 pub(crate) struct Target {
     sampler: Sampler,
@@ -177,13 +178,14 @@ impl Target {
             Err(e) => {
                 let reason = e.reason().map_or("backoff", ErrorReason::as_str);
                 match self.down.failed(now) {
-                    Report::Started => warn!(instance, reason, "target down: {e}"),
+                    Report::Started => warn!(instance, reason, "target down: {}", OneLine(e)),
                     Report::Continuing { lasted, failures } => warn!(
                         instance,
                         reason,
                         failures,
-                        "target still down after {}: {failures} failed samples; last error: {e}",
+                        "target still down after {}: {failures} failed samples; last error: {}",
                         humantime::format_duration(Duration::from_secs(lasted.as_secs())),
+                        OneLine(e),
                     ),
                     Report::Quiet => {}
                 }
@@ -292,7 +294,8 @@ impl Target {
             Ok(reading) => crate::metrics::keys::map_keys(&reading, &mut self.key_families),
             Err(e) => warn!(
                 instance = self.instance(),
-                "reading the configured keys failed: {e}"
+                "reading the configured keys failed: {}",
+                OneLine(e)
             ),
         }
     }
@@ -328,7 +331,11 @@ impl Target {
                     Err(e) => Err(e.to_string()),
                 };
                 outcome.unwrap_or_else(|e| {
-                    warn!(instance = self.instance(), "script {filename} failed: {e}");
+                    warn!(
+                        instance = self.instance(),
+                        "script {filename} failed: {}",
+                        OneLine(&e)
+                    );
                     ScriptOutcome::Failed
                 })
             }

@@ -111,6 +111,18 @@ fn once_pushes_each_target_and_reports_failure_in_its_exit_code() {
         );
     }
 
+    // A query (a token a proxy in front wants) stays after the group path.
+    let with_query = format!("{}/?token=Tk-S3cret", pg.url());
+    let c = Redis::start(&[]);
+    let (code, _, err) = redpush_run(&["once", "--redis", &c.url(), "--pushgateway", &with_query]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("Tk-S3cret"), "{err}");
+    let page = Page::parse(&pg.scrape());
+    assert_eq!(
+        page.get("redis_up", &[("instance", &c.instance()), ("job", "redis")]),
+        Some(1.0)
+    );
+
     // Nothing listening: exit 3 and the reason.
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     let (code, _, err) = redpush_run(&["once", "--redis", &a.url(), "--pushgateway", &nowhere]);

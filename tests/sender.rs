@@ -143,7 +143,7 @@ fn a_400_drops_the_batch_counts_it_and_goes_on() {
 
 #[test]
 fn statuses_of_a_misconfigured_sender_hold_the_batch_other_4xx_drop_it() {
-    for status in [401, 403, 404, 407] {
+    for status in [401, 403, 404, 407, 301, 302, 307, 308] {
         let receiver = FaultReceiver::start(vec![Fault::Status(status)], Fault::Status(204));
         let metrics = drain(&receiver.url, vec![record(1_000, 1.0), record(2_000, 2.0)]);
         assert_eq!(

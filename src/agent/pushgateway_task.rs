@@ -10,12 +10,13 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use super::state::AgentState;
-use crate::delivery::{DeliveryStatus, one_line};
+use crate::delivery::DeliveryStatus;
 use crate::exposition::{write_families, write_series};
 use crate::failure_streak::Report;
 use crate::pushgateway::Pushgateway;
 use crate::secret::redact_url;
 use crate::self_metrics::SelfMetrics;
+use crate::untrusted::one_line;
 
 /// A round of pushes fails when any of its groups does: the first failing
 /// round is a WARN, then a summary a minute; the first good round after

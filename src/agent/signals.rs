@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::config::read_file;
+
 /// How often the config file is looked at.
 pub(super) const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(10);
 
@@ -36,13 +38,13 @@ pub(super) struct Signals {
 /// The config file as last read.
 struct ConfigFile {
     path: PathBuf,
-    contents: Option<Vec<u8>>,
+    contents: Option<String>,
     ticks: Interval,
 }
 
 impl ConfigFile {
     fn new(path: PathBuf) -> ConfigFile {
-        let contents = std::fs::read(&path).ok();
+        let contents = read_file(&path).ok();
         let mut ticks = tokio::time::interval_at(
             tokio::time::Instant::now() + CONFIG_CHECK_EVERY,
             CONFIG_CHECK_EVERY,
@@ -61,7 +63,7 @@ impl ConfigFile {
         loop {
             self.ticks.tick().await;
             let path = self.path.clone();
-            let now = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+            let now = tokio::task::spawn_blocking(move || read_file(&path).ok())
                 .await
                 .ok()
                 .flatten();
@@ -74,7 +76,7 @@ impl ConfigFile {
 
     /// A reload happened for another reason: what it read is current.
     fn seen(&mut self) {
-        self.contents = std::fs::read(&self.path).ok();
+        self.contents = read_file(&self.path).ok();
     }
 }
 

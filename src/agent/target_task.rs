@@ -11,12 +11,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::state::{AgentState, Slot};
-use crate::delivery::one_line;
 use crate::queue::Writer;
 use crate::schedule::{Bounds, Controller, first_gap};
 use crate::series::TargetSeries;
 use crate::status::seconds;
 use crate::target::Target;
+use crate::untrusted::one_line;
 
 /// What a target's task is handed.
 pub(super) struct TargetTask {

@@ -10,6 +10,7 @@ use super::{
     Address, Endpoint, Fsync, HttpSettings, LogSettings, MetricsSettings, PushgatewaySettings,
     QueueSettings, RemoteWriteSettings, Settings, TargetSettings,
 };
+use crate::secret::redact_url;
 
 /// A setting's value as TOML writes it.
 enum Value<'a> {
@@ -190,7 +191,7 @@ fn target(t: &TargetSettings) -> Table<'_> {
 /// The endpoint's url and timeout, then what comes between, then its auth.
 fn endpoint<'a>(e: &'a Endpoint, between: Vec<Line<'a>>) -> Vec<Line<'a>> {
     let mut lines = vec![
-        key("url", Value::Text(&e.url)),
+        key("url", Value::Owned(redact_url(&e.url))),
         key("timeout", Value::Duration(e.timeout)),
     ];
     lines.extend(between);
@@ -543,7 +544,7 @@ max_interval = "30s"
 adaptive = false
 
 [remote_write]
-url = "https://rw.example/api/v1/write?token=t"
+url = "https://rw.example/api/v1/write?token=<redacted>"
 timeout = "10s"
 flush_deadline = "2s"
 min_backoff = "50ms"

@@ -12,7 +12,8 @@ use super::file::{
     file_duration, invalid, labels,
 };
 use super::{
-    ConfigError, Endpoint, Origin, Overrides, PushgatewaySettings, RemoteWriteSettings, TlsSettings,
+    ConfigError, Endpoint, MIN_INTERVAL_LIMIT, Origin, Overrides, PushgatewaySettings,
+    RemoteWriteSettings, TlsSettings,
 };
 
 /// The endpoint part of a push table as written.
@@ -171,12 +172,8 @@ pub(super) fn remote_write(
             5000,
         )?,
         headers: file
-            .map(|f| {
-                f.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
+            .map(|f| headers(f, loc))
+            .transpose()?
             .unwrap_or_default(),
     };
     if settings.min_backoff > settings.max_backoff {
@@ -220,19 +217,57 @@ pub(super) fn pushgateway(
         Some(j) => j.get_ref().clone(),
         None => job.to_owned(),
     };
+    let spanned_interval = file.and_then(|p| p.interval.as_ref());
+    let interval = file_duration(spanned_interval, loc, "pushgateway.interval", interval)?;
+    if interval < MIN_INTERVAL_LIMIT {
+        return Err(invalid(
+            spanned_interval.map_or(Origin::Default, |s| loc.origin(s)),
+            "pushgateway.interval",
+            format!(
+                "is {}, below the lower bound of {}",
+                humantime::format_duration(interval),
+                humantime::format_duration(MIN_INTERVAL_LIMIT)
+            ),
+        ));
+    }
     Ok(Some(PushgatewaySettings {
         endpoint,
         job,
-        interval: file_duration(
-            file.and_then(|p| p.interval.as_ref()),
-            loc,
-            "pushgateway.interval",
-            interval,
-        )?,
+        interval,
         grouping: match file {
             Some(p) => labels(&p.grouping, loc, "pushgateway.grouping")?,
             None => Vec::new(),
         },
         delete_on_shutdown: file.is_some_and(|p| p.delete_on_shutdown),
     }))
+}
+
+/// `[remote_write.headers]`: names and values HTTP allows (a bad one would
+/// stop the sender at start). A value is never quoted: it may be a token.
+fn headers(
+    file: &FileRemoteWrite,
+    loc: &Locator<'_>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    file.headers
+        .iter()
+        .map(|(name, value)| {
+            let origin = loc.origin(value);
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    origin,
+                    "remote_write.headers",
+                    format!("has a header name {name:?} that HTTP does not allow"),
+                ));
+            }
+            if http::HeaderValue::from_str(value.get_ref()).is_err() {
+                return Err(invalid(
+                    origin,
+                    &format!("remote_write.headers.{name}"),
+                    "has a value HTTP does not allow (a line break or another control character); \
+                     the value is not shown",
+                ));
+            }
+            Ok((name.clone(), value.get_ref().clone()))
+        })
+        .collect()
 }

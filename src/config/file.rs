@@ -107,7 +107,7 @@ pub(super) struct FileRemoteWrite {
     pub(super) max_backoff: Option<Spanned<String>>,
     pub(super) max_samples_per_send: Option<Spanned<usize>>,
     #[serde(default)]
-    pub(super) headers: BTreeMap<String, String>,
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) bearer_token_file: Option<PathBuf>,
     pub(super) tls: Option<FileHttpTls>,

@@ -15,6 +15,7 @@ mod check;
 mod describe;
 mod endpoint;
 mod file;
+mod redact;
 mod sections;
 mod targets;
 
@@ -27,6 +28,10 @@ use crate::secret::Secret;
 use file::{FileConfig, Locator};
 #[cfg(test)]
 pub(crate) use targets::parse_target;
+
+/// The shortest interval allowed: below it the agent would load the Redis
+/// it watches (each sample is several commands).
+pub(crate) const MIN_INTERVAL_LIMIT: Duration = Duration::from_millis(100);
 
 /// The longest interval allowed: Prometheus marks a series stale when it has
 /// no sample for 5 minutes, so a slower interval would show gaps.
@@ -351,13 +356,7 @@ impl Settings {
     /// flags and validates the result.
     pub fn load(overrides: &Overrides) -> Result<Settings, ConfigError> {
         let (path, text) = match &overrides.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                (path.clone(), text)
-            }
+            Some(path) => (path.clone(), read_file(path)?),
             None => (PathBuf::from("<no config file>"), String::new()),
         };
         Settings::from_toml(&path, &text, overrides)
@@ -369,10 +368,7 @@ impl Settings {
         text: &str,
         overrides: &Overrides,
     ) -> Result<Settings, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
         let loc = Locator { path, text };
         let job = sections::job(&file, &loc)?;
         let intervals = sections::intervals(&file, overrides, &loc)?;
@@ -398,6 +394,73 @@ impl Settings {
             job,
             intervals,
         })
+    }
+}
+
+/// The largest config file read: far above any real one, and a bound on
+/// what a mistaken path (a log, a device) can cost.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The text of the config file at `path`: a regular file (a FIFO or a
+/// device would block or never end) of at most [`MAX_CONFIG_BYTES`].
+pub(crate) fn read_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let invalid = |what: String| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+    // Checked before opening: opening a FIFO blocks until a writer comes.
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".to_owned()));
+    }
+    let too_big = || invalid(format!("larger than {MAX_CONFIG_BYTES} bytes"));
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(err)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(err)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
+}
+
+/// A TOML error as shown: where it is, the line quoted with its secrets cut
+/// out (`redact.rs`), and the message cut the same way. The caret is drawn
+/// only under a line shown as written.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return ConfigError::Parse {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let number = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let quoted = redact::line(text, number);
+    let gutter = " ".repeat(number.to_string().len());
+    let written = text[line_start..].lines().next().unwrap_or("");
+    let caret = if quoted.line == written {
+        format!("{gutter} | {}^\n", " ".repeat(column - 1))
+    } else {
+        String::new()
+    };
+    ConfigError::Parse {
+        path: path.to_owned(),
+        message: format!(
+            "TOML parse error at line {number}, column {column}\n{gutter} |\n{number} | {}\n{caret}{}",
+            quoted.line,
+            quoted.cut(message)
+        ),
     }
 }
 

@@ -13,7 +13,7 @@ use super::file::{
 };
 use super::{
     ConfigError, DEFAULT_LISTEN, Fsync, HttpSettings, Intervals, LogFormat, LogLevel, LogSettings,
-    MAX_INTERVAL_LIMIT, MetricsSettings, Origin, Overrides, QueueSettings,
+    MAX_INTERVAL_LIMIT, MIN_INTERVAL_LIMIT, MetricsSettings, Origin, Overrides, QueueSettings,
 };
 
 pub(super) fn listen(
@@ -103,6 +103,22 @@ pub(super) fn check_intervals(
     prefix: &str,
 ) -> Result<Intervals, ConfigError> {
     let show = |d: Duration| humantime::format_duration(d).to_string();
+    for (value, origin, name) in [
+        (interval, &interval_origin, "interval"),
+        (min, &min_origin, "min_interval"),
+    ] {
+        if value < MIN_INTERVAL_LIMIT {
+            return Err(invalid(
+                origin.clone(),
+                &format!("{prefix}{name}"),
+                format!(
+                    "is {}, below the lower bound of {}: each sample is a round trip to Redis",
+                    show(value),
+                    show(MIN_INTERVAL_LIMIT)
+                ),
+            ));
+        }
+    }
     if max > MAX_INTERVAL_LIMIT {
         return Err(invalid(
             max_origin,

@@ -26,6 +26,8 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Valu
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::redis::transport::Metered;
+use crate::secret::REDACTED;
+use crate::untrusted::one_line;
 
 /// What a read buffer starts with: an `INFO ALL` reply fits.
 const FIRST_READ: usize = 16 * 1024;
@@ -69,6 +71,17 @@ pub(crate) struct Connection {
     timeout: Duration,
 }
 
+/// A server's answer to AUTH or SELECT as it may be shown: one line, and
+/// without the password (a server, or something posing as one, may echo
+/// what it was sent).
+fn login_error(words: &str, password: Option<&str>) -> String {
+    let words = match password {
+        Some(p) if !p.is_empty() => words.replace(p, REDACTED),
+        _ => words.to_owned(),
+    };
+    one_line(&words)
+}
+
 impl Connection {
     /// Takes an open stream and logs in: `AUTH` (with `username` for an ACL
     /// user) when there is a password, then `SELECT` unless `db` is 0.
@@ -102,11 +115,11 @@ impl Connection {
             .await?;
         for (i, reply) in replies.into_iter().enumerate() {
             if let Value::ServerError(e) = reply {
-                // The server's words, which never hold the password.
+                let words = login_error(&e.to_string(), password);
                 return Err(if i == 0 && password.is_some() {
-                    (ErrorKind::AuthenticationFailed, "AUTH", e.to_string()).into()
+                    (ErrorKind::AuthenticationFailed, "AUTH", words).into()
                 } else {
-                    (ErrorKind::Client, "SELECT", e.to_string()).into()
+                    (ErrorKind::Client, "SELECT", words).into()
                 });
             }
         }
@@ -531,6 +544,15 @@ mod tests {
         assert_eq!(reply_len(deep.as_bytes()), Ok(Some(deep.len())));
         let deeper = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
         assert!(reply_len(deeper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_login_error_is_one_line_without_the_password() {
+        assert_eq!(
+            login_error("WRONGPASS p4ss is wrong\nlevel=INFO forged", Some("p4ss")),
+            "WRONGPASS <redacted> is wrong\\nlevel=INFO forged"
+        );
+        assert_eq!(login_error("ERR DB index", None), "ERR DB index");
     }
 
     /// Replies as the crate's parser makes them, and as `value` does.

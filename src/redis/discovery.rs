@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::config::{Address, MetricsSettings, TargetSettings};
 use crate::redis::replies::{bytes_text, pairs_of};
 use crate::redis::sampler::{RoundTrip, SampleError, Sampler};
+use crate::untrusted::OneLine;
 
 /// The node addresses of a `CLUSTER NODES` reply, in reply order.
 ///
@@ -36,7 +37,7 @@ pub(crate) fn cluster_nodes(reply: &str) -> Vec<(String, u16)> {
         let Ok(port) = port.parse::<u16>() else {
             continue;
         };
-        if host.is_empty() || port == 0 {
+        if !plausible_host(host) || port == 0 {
             continue;
         }
         if !nodes.iter().any(|(h, p)| h == host && *p == port) {
@@ -44,6 +45,18 @@ pub(crate) fn cluster_nodes(reply: &str) -> Vec<(String, u16)> {
         }
     }
     nodes
+}
+
+/// Whether a node address a server gave is a host name or an IP address.
+/// Anything else (control characters, spaces, quotes) is a hostile or
+/// broken reply: it would become a target's `instance` label and appear
+/// in every log line about it.
+fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'%'))
 }
 
 /// The targets for `nodes`: the seed's settings at each node's address.
@@ -120,7 +133,8 @@ pub(crate) async fn run(
                 if !failing {
                     warn!(
                         seed = seed.instance,
-                        "{kind} discovery failed, keeping the known nodes: {e}"
+                        "{kind} discovery failed, keeping the known nodes: {}",
+                        OneLine(e)
                     );
                     failing = true;
                 }
@@ -141,7 +155,8 @@ async fn sentinel_nodes(sampler: &mut Sampler) -> Result<Vec<(String, u16)>, Sam
             .filter_map(|(k, v)| Some((bytes_text(k)?, bytes_text(v)?)))
             .collect();
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        Some((get("name")?, get("ip")?, get("port")?.parse().ok()?))
+        let ip = get("ip").filter(|ip| plausible_host(ip))?;
+        Some((get("name")?, ip, get("port")?.parse().ok()?))
     };
     let mut pipe = redis::pipe();
     pipe.cmd("SENTINEL").arg("MASTERS");
@@ -212,6 +227,9 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca ::1:30001@31001 myself,master - 0 0 1 c
             ]
         );
         assert!(cluster_nodes("garbage\n\n:::\nid a b").is_empty());
+        // A node address that is no host name never becomes a target.
+        assert!(cluster_nodes("id h\u{1b}[2J:7000@17000 master - 0 0 1 connected").is_empty());
+        assert!(!plausible_host("a\"b") && !plausible_host("") && plausible_host("fe80::1%eth0"));
     }
 
     #[test]

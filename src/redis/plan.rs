@@ -29,6 +29,7 @@ use crate::config::{MetricsSettings, TargetSettings};
 use crate::reading::{CONFIG_PARAMS, CommandHistogram, Replies, ServerConfig};
 use crate::redis::info::{Info, pair};
 use crate::redis::replies::{self, ReplyError};
+use crate::untrusted::OneLine;
 
 /// INFO sections of a sample between complete readings: what the adaptive
 /// interval watches (memory, ops, evictions, rejected connections, the
@@ -434,8 +435,9 @@ impl Planner {
                 self.refused[*o as usize] = true;
                 warn!(
                     instance = %self.instance,
-                    "{} is not available ({e}); {} are left out until reconnect",
+                    "{} is not available ({}); {} are left out until reconnect",
                     o.command(),
+                    OneLine(e),
                     o.what()
                 );
             }
@@ -464,7 +466,11 @@ impl Planner {
         if let Some(e) = refused {
             self.config_refused = true;
             self.config = None;
-            warn!(instance = %self.instance, "CONFIG GET is not available ({e}); config metrics are left out and 16 databases assumed until reconnect");
+            warn!(
+                instance = %self.instance,
+                "CONFIG GET is not available ({}); config metrics are left out and 16 databases assumed until reconnect",
+                OneLine(e)
+            );
         } else {
             let config =
                 ServerConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));

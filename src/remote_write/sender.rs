@@ -67,7 +67,8 @@ pub enum Answer {
 
 /// Statuses that mean the request never reached a receiver willing to judge
 /// the batch: unauthenticated, forbidden, no such endpoint, proxy
-/// authentication.
+/// authentication; and any redirect (3xx), which is not followed (a POST
+/// would turn into a GET): the url is out of date.
 const MISCONFIGURED: [StatusCode; 4] = [
     StatusCode::UNAUTHORIZED,
     StatusCode::FORBIDDEN,
@@ -192,7 +193,7 @@ impl Sender {
                 after,
             };
         }
-        if MISCONFIGURED.contains(&status) {
+        if MISCONFIGURED.contains(&status) || status.is_redirection() {
             return Answer::Misconfigured {
                 status: status.as_u16(),
                 message,
@@ -248,7 +249,7 @@ impl Sender {
                             status,
                             "remote write refused: {}; check the endpoint's url and credentials. \
                              The queue is kept and the batch retried every {:?} (said again once a minute)",
-                            crate::delivery::one_line(&error),
+                            crate::untrusted::one_line(&error),
                             self.settings.max_backoff,
                         );
                     }
@@ -281,7 +282,7 @@ impl Sender {
     fn reject(&self, status: u16, message: &str, samples: usize) {
         self.metrics.send_error(SendFailure::Status(status));
         self.metrics.dropped(DropReason::Rejected, samples as u64);
-        let message = crate::delivery::one_line(message);
+        let message = crate::untrusted::one_line(message);
         self.status
             .rejected(&format!("HTTP {status} (batch dropped): {message}"));
         if self.rejections.ready() {
@@ -296,7 +297,7 @@ impl Sender {
 
     /// A failure that will be retried: the first at once, then a summary a minute.
     fn log_failure(&self, error: &str, backlog: Option<&dyn Queue>) {
-        let error = crate::delivery::one_line(error);
+        let error = crate::untrusted::one_line(error);
         match self.status.failed(&error) {
             Report::Quiet => {}
             Report::Started => warn!(

@@ -1,5 +1,6 @@
 //! A remote-write receiver that fails on command: answers with a chosen
-//! status (503, 429 with Retry-After, 400, 202), hangs, or closes the
+//! status (503, 429 with Retry-After, 400 with a hostile body, 3xx with a
+//! Location, 202), hangs, or closes the
 //! connection. The faults a real Prometheus cannot be made to produce on
 //! demand. Everything it accepts (2xx) is decoded and kept for the test.
 
@@ -137,12 +138,18 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             }
             Fault::Close => return,
             Fault::Status(status) => {
-                let extra = if status == 429 {
-                    "retry-after: 1\r\n"
+                let extra = match status {
+                    429 => "retry-after: 1\r\n",
+                    300..400 => "location: http://elsewhere/api/v1/write?token=Loc-S3cret\r\n",
+                    _ => "",
+                };
+                // A body that tries to write a log line of its own and to
+                // clear the terminal.
+                let body = if status == 400 {
+                    "out of bounds\nlevel=ERROR msg=forged\u{1b}[2J"
                 } else {
                     ""
                 };
-                let body = if status == 400 { "out of bounds" } else { "" };
                 let response = format!(
                     "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{extra}\r\n{body}",
                     body.len()

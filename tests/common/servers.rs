@@ -518,6 +518,9 @@ pub enum Misbehaviour {
     Huge,
     /// Half a reply, then the connection closed.
     ResetMidReply,
+    /// An error reply to AUTH that echoes the password it was sent, with a
+    /// forged log line and a terminal escape in it.
+    EchoAuth,
 }
 
 /// A fake Redis for the faults a real server cannot be made to produce.
@@ -534,7 +537,8 @@ impl FakeRedis {
             for mut stream in listener.incoming().flatten() {
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 4096];
-                    if stream.read(&mut buf).unwrap_or(0) == 0 {
+                    let read = stream.read(&mut buf).unwrap_or(0);
+                    if read == 0 {
                         return;
                     }
                     match how {
@@ -547,6 +551,19 @@ impl FakeRedis {
                             let _ = stream.write_all(b"$1073741824\r\n");
                             let chunk = vec![b'x'; 64 * 1024];
                             while stream.write_all(&chunk).is_ok() {}
+                        }
+                        Misbehaviour::EchoAuth => {
+                            // The request is `*2 $4 AUTH $n <password>`: the
+                            // password is its last line.
+                            let request = String::from_utf8_lossy(&buf[..read]);
+                            let password = request.trim_end().rsplit("\r\n").next().unwrap_or("");
+                            // A RESP3 blob error may hold any byte.
+                            let words = format!(
+                                "WRONGPASS {password} is wrong\nlevel=ERROR msg=forged\u{1b}[2J"
+                            );
+                            let reply = format!("!{}\r\n{words}\r\n", words.len());
+                            let _ = stream.write_all(reply.as_bytes());
+                            std::thread::sleep(Duration::from_secs(1));
                         }
                         Misbehaviour::ResetMidReply => {
                             let _ = stream.write_all(b"$1000\r\n# Server\r\nredis_ver");
