@@ -43,11 +43,22 @@ fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
     })
 }
 
-/// The client of `endpoint`, sending `headers` with every request.
+/// The client of `endpoint`, sending `headers` with every request. Says so
+/// at WARN when its TLS does not verify the server, each time one is built.
 pub(crate) fn build(
     endpoint: &Endpoint,
     headers: HeaderMap,
 ) -> Result<reqwest::Client, ClientError> {
+    if endpoint
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.insecure_skip_verify)
+    {
+        tracing::warn!(
+            url = %redact_url(&endpoint.url),
+            "insecure_skip_verify: the server's TLS certificate is not checked"
+        );
+    }
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .default_headers(headers)

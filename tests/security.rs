@@ -64,9 +64,10 @@ fn redis_over_tls_with_a_ca_file_and_a_server_name() {
     assert_eq!(code, 1);
     assert!(err.contains("TLS") && err.contains("handshake"), "{err}");
 
-    // insecure_skip_verify connects anyway.
+    // insecure_skip_verify connects anyway, and says so.
     let (code, _, err) = once_with(&format!("{url}insecure_skip_verify = true\n"));
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains(SKIP_WARNING), "{err}");
 
     // A certificate for a name only: verify against that name.
     let named = Certs::new(false);
@@ -79,6 +80,39 @@ fn redis_over_tls_with_a_ca_file_and_a_server_name() {
     assert_eq!(code, 1, "127.0.0.1 is not in the certificate");
     let (code, _, err) = once_with(&format!("{url}tls_server_name = \"redis.test\"\n"));
     assert_eq!(code, 0, "{err}");
+}
+
+const SKIP_WARNING: &str = "insecure_skip_verify: the server's TLS certificate is not checked";
+
+#[test]
+fn insecure_skip_verify_warns_for_each_client_built() {
+    let certs = Certs::new(true);
+    let (redis, port) = tls_redis(&certs, false);
+    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let plain = format!(
+        "interval = \"1s\"\nadaptive = false\n[[targets]]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let agent = Agent::start(&plain, &[]);
+    agent.wait_page("a reading", |p| p.get("redis_up", &[]) == Some(1.0));
+    assert!(!agent.process.output().contains(SKIP_WARNING));
+    // A target and a remote-write endpoint added by a reload, both unverified.
+    let tls_instance = format!("127.0.0.1:{port}");
+    agent.reload(&format!(
+        "{plain}[[targets]]\nurl = \"rediss://{tls_instance}\"\ninsecure_skip_verify = true\n\
+         [remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n[remote_write.tls]\ninsecure_skip_verify = true\n",
+        receiver.url
+    ));
+    agent.wait_page("the TLS target up", |p| {
+        p.get("redis_up", &[("instance", &tls_instance)]) == Some(1.0)
+    });
+    let log = agent.process.output();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(SKIP_WARNING)).collect();
+    assert!(
+        warnings.iter().any(|l| l.contains(&tls_instance))
+            && warnings.iter().any(|l| l.contains(&receiver.url)),
+        "{log}"
+    );
 }
 
 #[test]

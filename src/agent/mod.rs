@@ -67,16 +67,6 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     let mut destinations = Destinations::start(&settings, &metrics, &state)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let http = serve_http(&settings, state.clone(), shutdown.clone()).await?;
-    for t in settings
-        .targets
-        .iter()
-        .filter(|t| t.tls.as_ref().is_some_and(|tls| tls.insecure_skip_verify))
-    {
-        warn!(
-            instance = t.instance,
-            "insecure_skip_verify: the server's TLS certificate is not checked"
-        );
-    }
 
     // systemd (Type=notify): started once the config is loaded, the queue
     // open and the endpoint listening. Without NOTIFY_SOCKET this does nothing.

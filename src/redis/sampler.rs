@@ -178,7 +178,16 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
+    /// The sampler of `target`. Says so at WARN when the target's TLS
+    /// does not verify the server: every sampler built (at start, by a
+    /// reload, by discovery, by `redpush once`) says it again.
     pub(crate) fn new(target: TargetSettings, metrics: MetricsSettings) -> Self {
+        if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            tracing::warn!(
+                instance = target.instance,
+                "insecure_skip_verify: the server's TLS certificate is not checked"
+            );
+        }
         Sampler {
             planner: Planner::new(&target, metrics),
             target,
