@@ -366,12 +366,19 @@ impl RemoteWrite {
     }
 }
 
-/// Opens the on-disk queue under `state_dir/wal`.
+/// Opens the on-disk queue under `state_dir/wal`. The state directory
+/// must be this user's alone (`wal/files.rs` says why).
 fn open_queue(
     settings: &Settings,
     rw: &RemoteWriteSettings,
     metrics: Arc<SelfMetrics>,
 ) -> anyhow::Result<Arc<dyn Queue>> {
+    crate::wal::private_dir(&settings.state_dir, true).with_context(|| {
+        format!(
+            "state_dir {} (state_dir / --state-dir)",
+            settings.state_dir.display()
+        )
+    })?;
     let mut wal = WalSettings::new(
         settings.state_dir.join("wal"),
         settings.queue.max_disk_bytes,

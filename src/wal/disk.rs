@@ -4,7 +4,7 @@
 //! that fails writes on command, which a real disk does only when it is
 //! full or broken.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -30,7 +30,10 @@ pub struct FileSystem;
 
 impl Disk for FileSystem {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = super::files::options()
+            .create(true)
+            .append(true)
+            .open(path)?;
         file.set_len(0)?;
         Ok(Box::new(file))
     }

@@ -12,8 +12,9 @@
 //! index, recovery at open), `ledger.rs` (what is held and how far it was
 //! taken, in memory, pure), `writer.rs` (appends, new segments, fsync),
 //! `reader.rs` (the decoded cache and reads from disk), `position.rs` (the
-//! ack file), `inspect.rs`, and `disk.rs` (the seam the writer writes
-//! through).
+//! ack file), `inspect.rs`, `disk.rs` (the seam the writer writes
+//! through) and `files.rs` (the directory's ownership checks, files opened
+//! without following symlinks, 0600).
 //!
 //! Invariants and guarantees:
 //! - a record handed to `write` is in its segment file before `write`
@@ -31,12 +32,15 @@
 //!   whole oldest segments are deleted and their unsent samples reported
 //!   as `queue_full`; samples older than `max_age` are dropped at the head
 //!   as `too_old` (receivers would refuse them);
+//! - the state directory and `wal/` are this user's alone (else the queue
+//!   does not open) and no queue file is opened through a symlink;
 //! - the writer (the writer thread) and the reader (the sender) never wait
 //!   for each other's disk work: each has a lock of its own, and the ledger,
 //!   the cache and the ack file are locked only for bookkeeping, never
 //!   while a file is read or written, and never one inside another.
 
 mod disk;
+mod files;
 pub mod frame;
 mod inspect;
 mod ledger;
@@ -47,7 +51,7 @@ mod writer;
 
 use std::fmt;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -61,6 +65,7 @@ use crate::log_throttle::LogThrottle;
 use crate::queue::{DropReason, Queue, QueueEvents, QueueStats, Queued};
 use crate::series::Record;
 pub use disk::{Disk, FileSystem, SegmentFile};
+pub(crate) use files::private_dir;
 pub use inspect::inspect;
 use ledger::Ledger;
 use position::AckFile;
@@ -162,7 +167,7 @@ impl DiskQueue {
         disk: Arc<dyn Disk>,
     ) -> Result<(DiskQueue, OpenReport), WalError> {
         let dir = settings.dir.clone();
-        create_private_dir(&dir).map_err(|source| WalError::Dir {
+        files::private_dir(&dir, false).map_err(|source| WalError::Dir {
             path: dir.clone(),
             source,
         })?;
@@ -351,22 +356,5 @@ impl Queue for DiskQueue {
 fn delete(segments: Vec<Segment>) {
     for segment in segments {
         let _ = fs::remove_file(&segment.path);
-    }
-}
-
-/// Creates `dir` (and parents) readable by this user only: queued samples
-/// describe the monitored servers.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        fs::create_dir_all(dir)
     }
 }

@@ -9,7 +9,8 @@
 //! what was sent already, which at-least-once delivery allows (receivers
 //! take an identical sample twice).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
+use std::io::Read;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,11 @@ const ACK_LEN: usize = 21;
 
 /// The position recorded in `dir`, if it holds a readable one.
 pub(super) fn read(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join("ack")).ok()?;
+    let mut text = String::new();
+    super::files::open_read(&dir.join("ack"))
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
     text.trim().parse().ok()
 }
 
@@ -60,7 +65,7 @@ impl AckFile {
 
     fn open(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
+            let file = super::files::options()
                 .create(true)
                 .truncate(false)
                 .write(true)
@@ -91,6 +96,7 @@ fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn the_position_is_overwritten_in_place_and_read_back() {

@@ -11,7 +11,6 @@
 //! if the end moved meanwhile.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 
@@ -202,7 +201,7 @@ impl SegmentReader {
 /// The bytes of a run, read with one call.
 fn read_range(run: &Run) -> Result<Vec<u8>, ReadError> {
     let mut bytes = vec![0u8; (run.to - run.from) as usize];
-    File::open(&run.path)
+    super::files::open_read(&run.path)
         .and_then(|mut f| {
             f.seek(SeekFrom::Start(run.from))?;
             f.read_exact(&mut bytes)

@@ -7,7 +7,7 @@
 //! writer, so nothing else reads a segment except to decode records.
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -73,8 +73,13 @@ pub(super) fn bases(dir: &Path) -> io::Result<Vec<u64>> {
 /// The segment file of `base` in `dir`, read whole.
 pub(super) fn read(dir: &Path, base: u64) -> Result<(PathBuf, Vec<u8>), WalError> {
     let path = segment_path(dir, base);
-    match fs::read(&path) {
-        Ok(bytes) => Ok((path, bytes)),
+    let mut bytes = Vec::new();
+    let read = super::files::open_read(&path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) => Ok((path, bytes)),
         Err(source) => Err(WalError::Read { path, source }),
     }
 }
@@ -166,7 +171,7 @@ fn cut_torn_tail(path: &Path, valid: u64, torn: u64) -> Result<(), WalError> {
         bytes = torn,
         "the queue's last record was cut short (crash or power loss while writing); dropping its {torn} bytes"
     );
-    OpenOptions::new()
+    super::files::options()
         .write(true)
         .open(path)
         .and_then(|file| file.set_len(valid))
