@@ -51,7 +51,10 @@ fn a_state_dir_others_can_write_to_is_refused() {
     } else {
         eprintln!("not root: the other-owner case needs chown, skipped");
     }
-    assert!(!state.join("wal").exists(), "nothing written in a refused dir");
+    assert!(
+        !state.join("wal").exists(),
+        "nothing written in a refused dir"
+    );
 }
 
 #[test]
@@ -80,7 +83,10 @@ fn queue_files_are_private_and_never_written_through_a_symlink() {
         "precious\n",
         "written through the symlink:\n{log}"
     );
-    assert!(log.contains("cannot record the queue's read position"), "{log}");
+    assert!(
+        log.contains("cannot record the queue's read position"),
+        "{log}"
+    );
     let state = agent.state_dir();
     let mode = |p: &Path| std::fs::metadata(p).expect("meta").mode() & 0o777;
     let segments: Vec<_> = std::fs::read_dir(state.join("wal"))

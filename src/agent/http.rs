@@ -20,7 +20,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
@@ -30,6 +30,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio_rustls::TlsAcceptor;
 
+use super::connections::{Admitted, Connections, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use super::state::AgentState;
 use crate::config::HttpSettings;
 use crate::exposition::{CONTENT_TYPE, Page};
@@ -86,12 +87,14 @@ pub(super) fn tls_acceptor(settings: &HttpSettings) -> anyhow::Result<Option<Tls
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves until `shutdown` turns true, with at most `connections`' cap of
+/// connections open (`connections.rs`).
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<AgentState>,
     access: Access,
     tls: Option<TlsAcceptor>,
+    connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -107,37 +110,67 @@ pub(super) async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        let admitted = connections.admit();
         let state = state.clone();
         let access = access.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let activity = admitted.activity();
             let service = service_fn(move |req| {
+                activity.touch();
                 let state = state.clone();
                 let access = access.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &state, &access)) }
             });
             let served = match tls {
-                None => {
-                    http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
+                None => serve_connection(TokioIo::new(stream), service, &admitted).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)) => done,
+                        () = admitted.closing() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            serve_connection(TokioIo::new(stream), service, &admitted).await
+                        }
+                        Ok(Err(e)) => {
+                            debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake not done within {HANDSHAKE_TIMEOUT:?}");
+                            return;
+                        }
+                    }
                 }
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => {
-                        http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
-                    }
-                    Err(e) => {
-                        debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                },
             };
             if let Err(e) = served {
                 debug!(%peer, "HTTP connection ended: {e}");
             }
         });
+    }
+}
+
+/// Serves one connection: headers (and the next request on a kept-alive
+/// connection) within `HEADER_TIMEOUT`; closed gracefully when the
+/// registry needs its room.
+async fn serve_connection<I, S>(io: I, service: S, admitted: &Admitted) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => served,
+        () = admitted.closing() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
@@ -348,6 +381,87 @@ impl Body for GzipBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// An endpoint with `cap` connections on a free port; its address.
+    async fn endpoint(cap: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(AgentState::new(Arc::default()));
+        let (_tx, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _tx;
+            serve(
+                listener,
+                state,
+                Access::default(),
+                None,
+                Connections::new(cap),
+                shutdown,
+            )
+            .await
+        });
+        addr
+    }
+
+    /// Reads until the server closes the connection; what it sent.
+    async fn until_closed(stream: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all).await;
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_not_sent_in_time_close_the_connection() {
+        let addr = endpoint(8).await;
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        until_closed(&mut slow).await;
+        assert!(
+            started.elapsed() >= HEADER_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_left_idle_is_closed() {
+        let addr = endpoint(8).await;
+        let mut idle = TcpStream::connect(addr).await.expect("connect");
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        let answered = until_closed(&mut idle).await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(
+            started.elapsed() >= HEADER_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_the_idlest_connection_is_closed_and_the_new_one_served() {
+        let addr = endpoint(4).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut probe = TcpStream::connect(addr).await.expect("connect");
+        probe
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(until_closed(&mut probe).await.starts_with("HTTP/1.1 200"));
+        // The first one opened was the idlest: closed to make room.
+        assert_eq!(until_closed(&mut held[0]).await, "");
+    }
 
     #[test]
     fn gzip_when_asked_for_and_not_refused() {

@@ -14,6 +14,7 @@
 //! the writer thread (which writes what it holds), then the sender, which
 //! gets a grace period to hand over what is queued.
 
+mod connections;
 mod destinations;
 mod http;
 mod pushgateway_task;
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 use crate::clock::now_ms;
 use crate::config::{Overrides, Settings};
 use crate::self_metrics::SelfMetrics;
+use connections::Connections;
 use destinations::Destinations;
 use signals::Signals;
 use state::AgentState;
@@ -100,7 +102,13 @@ async fn serve_http(
         .with_context(|| format!("cannot listen on {} (listen / --listen)", settings.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!("serving {scheme}://{}/metrics", settings.listen);
+    let connections = Connections::new(connections::cap_for(connections::file_limit()));
     Ok(tokio::spawn(http::serve(
-        listener, state, access, tls, shutdown,
+        listener,
+        state,
+        access,
+        tls,
+        connections,
+        shutdown,
     )))
 }

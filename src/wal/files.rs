@@ -32,7 +32,9 @@ pub(crate) fn private_dir(dir: &Path, follow: bool) -> io::Result<()> {
             fs::symlink_metadata(dir)?
         };
         if !meta.is_dir() {
-            return Err(refused("is not a directory (a symlink is not followed here)"));
+            return Err(refused(
+                "is not a directory (a symlink is not followed here)",
+            ));
         }
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
@@ -95,7 +97,11 @@ mod tests {
         assert_eq!(mode(&root.path().join("state")), 0o700);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
         let e = private_dir(&dir, false).expect_err("world-writable");
-        assert!(e.to_string().contains("writable by group or others (mode 777)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("writable by group or others (mode 777)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -118,7 +124,11 @@ mod tests {
     fn files_are_created_for_this_user_only() {
         let root = tempfile::TempDir::new().expect("dir");
         let path = root.path().join("segment");
-        options().write(true).create(true).open(&path).expect("create");
+        options()
+            .write(true)
+            .create(true)
+            .open(&path)
+            .expect("create");
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

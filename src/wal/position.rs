@@ -10,8 +10,8 @@
 //! take an identical sample twice).
 
 use std::fs::File;
-use std::io::Read;
 use std::io;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Digits of the widest `u64`, and the newline.

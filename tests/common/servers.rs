@@ -744,6 +744,12 @@ impl Agent {
     /// Starts `redpush` in `dir`, whose `state` directory may hold a queue
     /// from an earlier run.
     pub fn start_in(dir: TempDir, config: &str, args: &[&str]) -> Agent {
+        Agent::start_under(&[], dir, config, args)
+    }
+
+    /// [`Agent::start_in`] run by `wrapper` (a program and its arguments
+    /// that exec the agent, such as `prlimit --nofile=100`).
+    pub fn start_under(wrapper: &[&str], dir: TempDir, config: &str, args: &[&str]) -> Agent {
         let listen = free_port();
         let config_path = dir.path().join("redpush.toml");
         let state = dir.path().join("state");
@@ -752,9 +758,17 @@ impl Agent {
             state.display()
         );
         std::fs::write(&config_path, full).expect("config");
-        let mut all = vec!["--config".to_owned(), config_path.display().to_string()];
+        let mut all: Vec<String> = wrapper.iter().skip(1).map(|s| s.to_string()).collect();
+        let program = match wrapper.first() {
+            Some(program) => {
+                all.push(redpush_binary().display().to_string());
+                PathBuf::from(program)
+            }
+            None => redpush_binary(),
+        };
+        all.extend(["--config".to_owned(), config_path.display().to_string()]);
         all.extend(args.iter().map(|s| s.to_string()));
-        let process = Process::spawn("redpush", &redpush_binary(), &all, dir.path());
+        let process = Process::spawn("redpush", &program, &all, dir.path());
         let agent = Agent {
             process,
             listen,
