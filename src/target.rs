@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use crate::clock::Timestamps;
 use crate::config::{Settings, TargetSettings};
 use crate::failure_streak::{FailureStreak, Report};
+use crate::log_throttle::LogThrottle;
 use crate::metrics::mapper::{Extras, MapOptions, Reading, map_reading};
 use crate::metrics::{Families, Kind, smallvec};
 use crate::reading::{Replies, ScriptOutcome};
@@ -41,6 +42,12 @@ pub(crate) struct Target {
     /// Points of the largest reading so far (a complete one): each reading
     /// is sized for as many, so it does not grow its vectors as it fills.
     last_points: usize,
+    /// `[metrics] max_series_per_target`: most series and INFO fields of a
+    /// reading's mapped replies.
+    max_series: usize,
+    /// Readings cut by `max_series`, and when that was last said.
+    limited: u64,
+    limited_log: LogThrottle,
 }
 
 /// Why a target is down.
@@ -99,6 +106,9 @@ impl Target {
             key_families: Families::new(),
             keys_due: None,
             last_points: 0,
+            max_series: settings.metrics.max_series_per_target,
+            limited: 0,
+            limited_log: LogThrottle::default(),
         }
     }
 
@@ -215,7 +225,7 @@ impl Target {
         started: Instant,
         out: &mut Families,
     ) -> Result<(bool, Observation), DownError> {
-        let info = Info::parse(&replies.info);
+        let info = Info::parse_at_most(&replies.info, self.max_series);
         if info.is_empty() {
             return Err(DownError::NoFields);
         }
@@ -235,6 +245,10 @@ impl Target {
             now_secs: timestamp_ms as f64 / 1000.0,
         };
         map_reading(&reading, self.options, out);
+        let dropped = out.keep_at_most(self.max_series);
+        if dropped > 0 || info.is_cut() {
+            self.limited(dropped, info.is_cut());
+        }
         // Version and mode are in the `server` section, which only a
         // complete reading has.
         if replies.complete {
@@ -244,6 +258,26 @@ impl Target {
             replies.complete,
             Observation::from_info(&info, started.elapsed()),
         ))
+    }
+
+    /// A reading cut by `max_series`: counted, and said once a minute.
+    fn limited(&mut self, dropped: usize, info_cut: bool) {
+        self.limited += 1;
+        if self.limited_log.ready() {
+            let max = self.max_series;
+            let info = if info_cut {
+                format!("; INFO had more than {max} fields, the rest were not read")
+            } else {
+                String::new()
+            };
+            warn!(
+                instance = self.instance(),
+                dropped,
+                "reading cut to {max} series (metrics.max_series_per_target): {dropped} series \
+                 left out{info}. A server with this many is broken or hostile, or the limit is \
+                 too low for it (said again once a minute while it lasts)"
+            );
+        }
     }
 
     /// The target's own `redpush_*` series: how long the sample and each
@@ -268,6 +302,11 @@ impl Target {
                 seconds,
             );
         }
+        out.plain(
+            "redpush_series_limited_total",
+            Kind::Counter,
+            self.limited as f64,
+        );
         for (reason, n) in ErrorReason::ALL.iter().zip(self.errors) {
             out.push(
                 "redpush_target_errors_total",

@@ -83,3 +83,80 @@ fn once_prints_no_control_character_a_server_sent() {
         "a control character printed"
     );
 }
+
+#[test]
+fn a_reading_is_cut_at_max_series_per_target() {
+    let fake = FakeRedis::start(Misbehaviour::HugeInfo(30_000));
+    let redis = Redis::start(&[]);
+    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let config = format!(
+        "interval = \"1s\"\nadaptive = false\n[metrics]\nmax_series_per_target = 500\n\
+         [[targets]]\nurl = \"{}\"\n[[targets]]\nurl = \"{}\"\n\
+         [remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
+        fake.url(),
+        redis.url(),
+        receiver.url
+    );
+    let mut agent = Agent::start(&config, &[]);
+    let hostile = format!("127.0.0.1:{}", fake.port);
+    let page = agent.wait_page("three cut readings", |p| {
+        p.get("redpush_series_limited_total", &[("instance", &hostile)])
+            .is_some_and(|n| n >= 3.0)
+    });
+    let of = |instance: &str| {
+        page.values
+            .keys()
+            .filter(|(_, labels)| labels.iter().any(|(k, v)| k == "instance" && v == instance))
+            .count()
+    };
+    // The mapped series are cut to 500 (redis_up among them); the agent's
+    // own come on top. The well-behaved target is whole.
+    let own = page
+        .values
+        .keys()
+        .filter(|(name, labels)| {
+            name.starts_with("redpush_")
+                && labels.iter().any(|(k, v)| k == "instance" && v == &hostile)
+        })
+        .count();
+    assert_eq!(of(&hostile), 500 + own, "{:?}", page.values.len());
+    assert_eq!(page.get("redis_up", &[("instance", &hostile)]), Some(1.0));
+    assert!(of(&redis.instance()) > 100);
+    assert_eq!(
+        page.get(
+            "redpush_series_limited_total",
+            &[("instance", &redis.instance())]
+        ),
+        Some(0.0)
+    );
+    // What is pushed is cut the same way: at most 500 + own per reading.
+    receiver.with_received(|received| {
+        let mut per_stamp = std::collections::BTreeMap::<i64, usize>::new();
+        for r in received {
+            for ts in &r.request.timeseries {
+                if ts
+                    .labels
+                    .iter()
+                    .any(|l| l.name == "instance" && l.value == hostile)
+                {
+                    for s in &ts.samples {
+                        *per_stamp.entry(s.timestamp).or_default() += 1;
+                    }
+                }
+            }
+        }
+        assert!(!per_stamp.is_empty());
+        assert!(per_stamp.values().all(|&n| n <= 500 + own), "{per_stamp:?}");
+    });
+    assert_eq!(agent.process.terminate(), Some(0));
+    let log = agent.process.output();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("reading cut to 500 series"))
+        .collect::<Vec<_>>();
+    assert_eq!(warnings.len(), 1, "said once a minute:\n{log}");
+    assert!(
+        warnings[0].contains("INFO had more than 500 fields"),
+        "{log}"
+    );
+}

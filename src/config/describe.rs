@@ -292,6 +292,10 @@ fn metrics(m: &MetricsSettings) -> Table<'_> {
             key("unmapped_info_fields", Value::Bool(m.unmapped_info_fields)),
             key("config_refresh", Value::Duration(m.config_refresh)),
             key("detail_interval", Value::Duration(m.detail_interval)),
+            key(
+                "max_series_per_target",
+                Value::Number(m.max_series_per_target as u64),
+            ),
         ],
     }
 }
@@ -466,6 +470,7 @@ fsync = "never"
 unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
+max_series_per_target = 2000
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)
@@ -581,6 +586,7 @@ fsync = "never"
 unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
+max_series_per_target = 2000
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)
@@ -616,6 +622,7 @@ fsync = "always"
 unmapped_info_fields = true
 config_refresh = "1m"
 detail_interval = "10s"
+max_series_per_target = 10000
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)

@@ -169,6 +169,7 @@ pub(super) struct FileMetrics {
     pub(super) unmapped_info_fields: Option<bool>,
     pub(super) config_refresh: Option<Spanned<String>>,
     pub(super) detail_interval: Option<Spanned<String>>,
+    pub(super) max_series_per_target: Option<Spanned<usize>>,
 }
 
 /// Resolves spans to lines for error messages.

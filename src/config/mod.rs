@@ -349,7 +349,16 @@ pub struct MetricsSettings {
     /// commands); samples in between read only the fast-moving sections.
     /// Zero: every sample is complete.
     pub detail_interval: Duration,
+    /// Most series one reading of a target may give (its mapped replies;
+    /// `redis_up` and the key and `redpush_*` series come on top), and
+    /// most INFO fields read per reading: a hostile or broken server must
+    /// not grow the agent's memory and queue without bound.
+    pub max_series_per_target: usize,
 }
+
+/// `[metrics] max_series_per_target` unless set: about ten times what a
+/// busy server's complete reading gives.
+pub(crate) const DEFAULT_MAX_SERIES_PER_TARGET: usize = 10_000;
 
 impl Settings {
     /// Reads the file named by `overrides.config` (if any), applies the

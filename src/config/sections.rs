@@ -9,11 +9,12 @@ use toml::Spanned;
 
 use super::file::{
     FileConfig, FileHttp, FileLog, FileMetrics, FileQueue, Locator, byte_size, duration,
-    file_duration, invalid, pick, positive,
+    file_count, file_duration, invalid, pick, positive,
 };
 use super::{
-    ConfigError, DEFAULT_LISTEN, Fsync, HttpSettings, Intervals, LogFormat, LogLevel, LogSettings,
-    MAX_INTERVAL_LIMIT, MIN_INTERVAL_LIMIT, MetricsSettings, Origin, Overrides, QueueSettings,
+    ConfigError, DEFAULT_LISTEN, DEFAULT_MAX_SERIES_PER_TARGET, Fsync, HttpSettings, Intervals,
+    LogFormat, LogLevel, LogSettings, MAX_INTERVAL_LIMIT, MIN_INTERVAL_LIMIT, MetricsSettings,
+    Origin, Overrides, QueueSettings,
 };
 
 pub(super) fn listen(
@@ -165,6 +166,12 @@ pub(super) fn metrics(
             Duration::from_secs(60),
         )?,
         detail_interval: detail_interval(file.detail_interval.as_ref(), loc)?,
+        max_series_per_target: file_count(
+            file.max_series_per_target.as_ref(),
+            loc,
+            "metrics.max_series_per_target",
+            DEFAULT_MAX_SERIES_PER_TARGET,
+        )?,
     })
 }
 

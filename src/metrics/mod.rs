@@ -201,6 +201,44 @@ impl Families {
     pub fn sample_count(&self) -> usize {
         self.points.len()
     }
+
+    /// Keeps at most `max` points; returns how many were dropped. Families
+    /// are kept in order while they fit. A counter or gauge family that
+    /// does not fit keeps the points that do (each stands alone); a summary
+    /// or histogram that does not fit is left out whole (a part of one is
+    /// malformed), and a smaller family after it may still fit. The same
+    /// reading shape is cut the same way every time.
+    pub fn keep_at_most(&mut self, max: usize) -> usize {
+        let total = self.points.len();
+        if total <= max {
+            return 0;
+        }
+        let mut heads = Vec::new();
+        let mut points = Vec::with_capacity(max);
+        for (i, head) in self.heads.iter().enumerate() {
+            let room = max - points.len();
+            if room == 0 {
+                break;
+            }
+            let end = self.heads.get(i + 1).map_or(total, |h| h.start);
+            let len = end - head.start;
+            let take = match head.kind {
+                _ if len <= room => len,
+                Kind::Counter | Kind::Gauge => room,
+                Kind::Summary | Kind::Histogram => 0,
+            };
+            if take > 0 {
+                heads.push(Head {
+                    start: points.len(),
+                    ..head.clone()
+                });
+                points.extend_from_slice(&self.points[head.start..head.start + take]);
+            }
+        }
+        self.heads = heads;
+        self.points = points;
+        total - self.points.len()
+    }
 }
 
 /// The families of [`Families`], in order.
@@ -256,6 +294,63 @@ pub(crate) fn write_value(out: &mut impl Write, value: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn families(spec: &[(Kind, usize)]) -> Families {
+        let mut f = Families::new();
+        for (i, &(kind, n)) in spec.iter().enumerate() {
+            for p in 0..n {
+                let labels = smallvec![("i", format_smolstr!("{p}"))];
+                f.push(format!("f{i}"), kind, "", labels, p as f64);
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn a_cut_keeps_whole_families_and_splits_only_plain_ones() {
+        use Kind::{Counter, Gauge, Histogram};
+        let mut f = families(&[
+            (Gauge, 2),
+            (Histogram, 5),
+            (Gauge, 1),
+            (Counter, 4),
+            (Gauge, 3),
+        ]);
+        assert_eq!(f.keep_at_most(6), 9);
+        let kept: Vec<(&str, usize)> = f.iter().map(|f| (f.name, f.points.len())).collect();
+        // The histogram does not fit and is left out; the counter is split.
+        assert_eq!(kept, [("f0", 2), ("f2", 1), ("f3", 3)]);
+        assert_eq!(f.sample_count(), 6);
+        let mut small = families(&[(Gauge, 2)]);
+        assert_eq!(small.keep_at_most(2), 0);
+        assert_eq!(small.sample_count(), 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_cut_is_bounded_ordered_and_keeps_histograms_whole(
+            spec in proptest::collection::vec((0u8..4, 1usize..6), 0..8),
+            max in 0usize..20,
+        ) {
+            let kinds = [Kind::Counter, Kind::Gauge, Kind::Summary, Kind::Histogram];
+            let spec: Vec<(Kind, usize)> = spec.iter().map(|&(k, n)| (kinds[k as usize], n)).collect();
+            let full = families(&spec);
+            let mut cut = full.clone();
+            let dropped = cut.keep_at_most(max);
+            proptest::prop_assert!(cut.sample_count() <= max);
+            proptest::prop_assert_eq!(cut.sample_count() + dropped, full.sample_count());
+            let mut last = None;
+            for f in &cut {
+                let whole = full.get(f.name).expect("a family of the reading");
+                proptest::prop_assert!(last < Some(f.name), "order kept");
+                last = Some(f.name);
+                proptest::prop_assert_eq!(f.points, &whole.points[..f.points.len()]);
+                if matches!(f.kind, Kind::Summary | Kind::Histogram) {
+                    proptest::prop_assert_eq!(f.points.len(), whole.points.len());
+                }
+            }
+        }
+    }
 
     #[test]
     fn integers_are_written_as_the_float_formatting_writes_them() {

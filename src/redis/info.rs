@@ -19,11 +19,19 @@ pub struct Field<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct Info<'a> {
     fields: Vec<Field<'a>>,
+    /// Whether fields were left unread (`parse_at_most`).
+    cut: bool,
 }
 
 impl<'a> Info<'a> {
     pub fn parse(text: &'a str) -> Self {
-        let mut fields = Vec::with_capacity(text.len() / 24);
+        Self::parse_at_most(text, usize::MAX)
+    }
+
+    /// The first `max` fields of `text`: what a reading may hold is bounded
+    /// however long a hostile server's INFO is (within the reply budget).
+    pub fn parse_at_most(text: &'a str, max: usize) -> Self {
+        let mut fields = Vec::with_capacity((text.len() / 24).min(max));
         let mut section = "";
         let mut rest = text;
         // Lines are short (30 bytes on average): a plain scan for the end
@@ -45,17 +53,25 @@ impl<'a> Info<'a> {
             if colon == 0 {
                 continue;
             }
+            if fields.len() == max {
+                return Info { fields, cut: true };
+            }
             fields.push(Field {
                 section,
                 key: &line[..colon],
                 value: &line[colon + 1..],
             });
         }
-        Info { fields }
+        Info { fields, cut: false }
     }
 
     pub fn fields(&self) -> &[Field<'a>] {
         &self.fields
+    }
+
+    /// Whether `parse_at_most` left fields unread.
+    pub fn is_cut(&self) -> bool {
+        self.cut
     }
 
     /// The first value of `key` in any section.
@@ -191,6 +207,14 @@ mod tests {
         fn fields_are_those_of_a_split_by_lines_and_colons(text in "(?s)[a-z#:\r\n \u{e9}]{0,200}") {
             let (ours, theirs) = (Info::parse(&text), reference(&text));
             proptest::prop_assert_eq!(ours.fields(), theirs.as_slice());
+        }
+
+        #[test]
+        fn a_bounded_parse_is_the_prefix_of_the_full_one(text in "(?s)[a-z#:\r\n]{0,200}", max in 0usize..12) {
+            let (cut, full) = (Info::parse_at_most(&text, max), Info::parse(&text));
+            let kept = full.fields().len().min(max);
+            proptest::prop_assert_eq!(cut.fields(), &full.fields()[..kept]);
+            proptest::prop_assert_eq!(cut.is_cut(), full.fields().len() > max);
         }
 
         #[test]

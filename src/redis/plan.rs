@@ -491,6 +491,7 @@ mod tests {
             unmapped_info_fields: true,
             config_refresh: Duration::from_secs(60),
             detail_interval: detail,
+            max_series_per_target: 10_000,
         };
         Planner::new(&target, metrics)
     }

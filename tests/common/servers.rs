@@ -521,6 +521,10 @@ pub enum Misbehaviour {
     /// An error reply to AUTH that echoes the password it was sent, with a
     /// forged log line and a terminal escape in it.
     EchoAuth,
+    /// A server that answers INFO with this many command statistics (a
+    /// valid reply far larger than any real server's) and refuses every
+    /// other command.
+    HugeInfo(usize),
 }
 
 /// A fake Redis for the faults a real server cannot be made to produce.
@@ -536,6 +540,9 @@ impl FakeRedis {
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 std::thread::spawn(move || {
+                    if let Misbehaviour::HugeInfo(fields) = how {
+                        return serve_huge_info(stream, fields);
+                    }
                     let mut buf = [0u8; 4096];
                     let read = stream.read(&mut buf).unwrap_or(0);
                     if read == 0 {
@@ -565,6 +572,7 @@ impl FakeRedis {
                             let _ = stream.write_all(reply.as_bytes());
                             std::thread::sleep(Duration::from_secs(1));
                         }
+                        Misbehaviour::HugeInfo(_) => unreachable!("served above"),
                         Misbehaviour::ResetMidReply => {
                             let _ = stream.write_all(b"$1000\r\n# Server\r\nredis_ver");
                             let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -578,6 +586,60 @@ impl FakeRedis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Answers the commands of one connection: INFO with `fields` command
+/// statistics, anything else with an error.
+fn serve_huge_info(stream: TcpStream, fields: usize) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut info = String::from("# Server\r\nredis_version:7.0.0\r\n# Commandstats\r\n");
+    for i in 0..fields {
+        info.push_str(&format!(
+            "cmdstat_fake{i}:calls=1,usec=1,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n"
+        ));
+    }
+    let info_reply = format!("${}\r\n{info}\r\n", info.len());
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let Some(count) = line
+            .trim_end()
+            .strip_prefix('*')
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let mut args = Vec::new();
+        for _ in 0..count {
+            line.clear();
+            let _ = reader.read_line(&mut line);
+            let Some(len) = line
+                .trim_end()
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                return;
+            };
+            let mut arg = vec![0u8; len + 2];
+            if reader.read_exact(&mut arg).is_err() {
+                return;
+            }
+            args.push(String::from_utf8_lossy(&arg[..len]).to_ascii_uppercase());
+        }
+        let reply = match args.first().map(String::as_str) {
+            Some("INFO") => info_reply.as_str(),
+            Some("PING") => "+PONG\r\n",
+            _ => "-ERR unknown command\r\n",
+        };
+        if writer.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
     }
 }
 
