@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use crate::clock::Timestamps;
 use crate::config::{Settings, TargetSettings};
-use crate::failure_streak::{FailureStreak, Report};
-use crate::log_throttle::LogThrottle;
+use crate::failure_streak::{Ended, FailureStreak, Report};
+use crate::log_throttle::{Budget, LineBudget, LogThrottle};
 use crate::metrics::mapper::{Extras, MapOptions, Reading, map_reading};
 use crate::metrics::{Families, Kind, smallvec};
 use crate::reading::{Replies, ScriptOutcome};
@@ -48,6 +48,17 @@ pub(crate) struct Target {
     /// Readings cut by `max_series`, and when that was last said.
     limited: u64,
     limited_log: LogThrottle,
+}
+
+/// Most lines a minute about targets going down or up, for all targets.
+const TARGET_LINES_A_MINUTE: u32 = 30;
+static TARGET_LINES: LineBudget = LineBudget::new(TARGET_LINES_A_MINUTE);
+
+/// What a sample changed that the log says.
+enum Transition<'a> {
+    Down(Report, &'a SampleError),
+    UpAgain(Ended),
+    Up,
 }
 
 /// Why a target is down.
@@ -180,37 +191,56 @@ impl Target {
     }
 
     /// Down at the first failure, then a summary a minute while it lasts;
-    /// up at the first answer, and again with how long it was down.
+    /// up at the first answer, and again with how long it was down. All
+    /// targets share [`TARGET_LINES`]: thousands failing at once give a
+    /// few lines and a count, not thousands of lines.
     fn log_transition(&mut self, result: &Result<Replies, SampleError>) {
-        let instance = &self.sampler.target().instance;
         let now = Instant::now();
-        match result {
-            Err(e) => {
-                let reason = e.reason().map_or("backoff", ErrorReason::as_str);
-                match self.down.failed(now) {
-                    Report::Started => warn!(instance, reason, "target down: {}", OneLine(e)),
-                    Report::Continuing { lasted, failures } => warn!(
-                        instance,
-                        reason,
-                        failures,
-                        "target still down after {}: {failures} failed samples; last error: {}",
-                        humantime::format_duration(Duration::from_secs(lasted.as_secs())),
-                        OneLine(e),
-                    ),
-                    Report::Quiet => {}
-                }
-            }
-            Ok(_) => match (self.down.succeeded(now), self.was_up) {
-                (Some(ended), _) => info!(
-                    instance,
-                    failures = ended.failures,
-                    "target up again after {} down ({} failed samples)",
-                    humantime::format_duration(Duration::from_secs(ended.lasted.as_secs())),
-                    ended.failures,
-                ),
-                (None, None) => info!(instance, "target up"),
-                (None, Some(_)) => {}
+        let line = match result {
+            Err(e) => match self.down.failed(now) {
+                Report::Quiet => return,
+                report => Transition::Down(report, e),
             },
+            Ok(_) => match (self.down.succeeded(now), self.was_up) {
+                (Some(ended), _) => Transition::UpAgain(ended),
+                (None, None) => Transition::Up,
+                (None, Some(_)) => return,
+            },
+        };
+        match TARGET_LINES.take() {
+            Budget::Quiet => return,
+            Budget::Say { left_out } if left_out > 0 => warn!(
+                left_out,
+                "{left_out} log lines about targets going down or up were left out since the \
+                 last one: many targets changed at once (at most {TARGET_LINES_A_MINUTE} such \
+                 lines a minute); /api/status and redpush_target_errors_total show every target"
+            ),
+            Budget::Say { .. } => {}
+        }
+        let instance = &self.sampler.target().instance;
+        match line {
+            Transition::Down(Report::Continuing { lasted, failures }, e) => warn!(
+                instance,
+                reason = e.reason().map_or("backoff", ErrorReason::as_str),
+                failures,
+                "target still down after {}: {failures} failed samples; last error: {}",
+                humantime::format_duration(Duration::from_secs(lasted.as_secs())),
+                OneLine(e),
+            ),
+            Transition::Down(_, e) => warn!(
+                instance,
+                reason = e.reason().map_or("backoff", ErrorReason::as_str),
+                "target down: {}",
+                OneLine(e)
+            ),
+            Transition::UpAgain(ended) => info!(
+                instance,
+                failures = ended.failures,
+                "target up again after {} down ({} failed samples)",
+                humantime::format_duration(Duration::from_secs(ended.lasted.as_secs())),
+                ended.failures,
+            ),
+            Transition::Up => info!(instance, "target up"),
         }
     }
 

@@ -160,3 +160,29 @@ fn a_reading_is_cut_at_max_series_per_target() {
         "{log}"
     );
 }
+
+#[test]
+fn many_targets_failing_at_once_give_a_few_lines() {
+    let mut ports = std::collections::BTreeSet::new();
+    while ports.len() < 200 {
+        ports.insert(common::servers::free_port());
+    }
+    let mut config = "interval = \"1s\"\nadaptive = false\n".to_owned();
+    for port in &ports {
+        config.push_str(&format!(
+            "[[targets]]\nurl = \"redis://127.0.0.1:{port}\"\n"
+        ));
+    }
+    let mut agent = Agent::start(&config, &[]);
+    agent.wait_page("every target tried", |p| {
+        p.values
+            .iter()
+            .filter(|((name, _), v)| name == "redis_up" && **v == 0.0)
+            .count()
+            == ports.len()
+    });
+    assert_eq!(agent.process.terminate(), Some(0));
+    let log = agent.process.output();
+    let down = log.lines().filter(|l| l.contains("target down")).count();
+    assert!((1..=30).contains(&down), "{down} lines:\n{log}");
+}
