@@ -101,6 +101,11 @@ pub trait Queue: Send + Sync {
     /// Makes everything written so far durable (an fsync, unless the queue
     /// is configured to leave that to the system).
     fn sync(&self);
+    /// Upkeep that must not wait for a write or a read: samples older than
+    /// `max_age` dropped (and their disk freed) while the receiver is down,
+    /// a failed deletion tried again. The writer thread calls it every
+    /// [`TIDY_EVERY`].
+    fn tidy(&self) {}
     /// Records from the head, oldest first, up to `max_samples` samples in
     /// all (but at least one record when the queue is not empty).
     fn peek(&self, max_samples: usize) -> Vec<Queued>;
@@ -192,14 +197,16 @@ impl WriterThread {
     }
 }
 
+/// How often the writer thread tidies the queue (`Queue::tidy`).
+pub(crate) const TIDY_EVERY: Duration = Duration::from_secs(1);
+
 fn write_all(queue: &dyn Queue, rx: &Receiver<Arc<Record>>) {
     // When the records written but not synced yet must be synced.
     let mut sync_due: Option<Instant> = None;
+    let mut tidy_due = Instant::now() + TIDY_EVERY;
     loop {
-        let received = match sync_due {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-        };
+        let due = sync_due.map_or(tidy_due, |sync| sync.min(tidy_due));
+        let received = rx.recv_timeout(due.saturating_duration_since(Instant::now()));
         match received {
             Ok(first) => {
                 let mut batch = vec![first];
@@ -217,6 +224,10 @@ fn write_all(queue: &dyn Queue, rx: &Receiver<Arc<Record>>) {
         if sync_due.is_some_and(|due| Instant::now() >= due) {
             queue.sync();
             sync_due = None;
+        }
+        if Instant::now() >= tidy_due {
+            queue.tidy();
+            tidy_due = Instant::now() + TIDY_EVERY;
         }
     }
 }

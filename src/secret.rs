@@ -72,11 +72,12 @@ pub(crate) const REDACTED: &str = "<redacted>";
 /// rest, query keys included, kept so the URL can still be recognised.
 /// The one redaction of URLs: logs, `check-config`, the status page.
 pub(crate) fn redact_url(raw: &str) -> String {
-    if raw.contains("://") {
-        redact_urls(raw).0
-    } else {
+    match url::Url::parse(raw) {
+        // As the URL is used: normalised (`http://h` is `http://h/`).
+        Ok(url) => redact_urls(url.as_str()).0,
+        Err(_) if raw.contains("://") => redact_urls(raw).0,
         // A relative one (a Location header's `/path?query`).
-        redact_one(raw, &mut Vec::new())
+        Err(_) => redact_one(raw, &mut Vec::new()),
     }
 }
 

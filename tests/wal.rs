@@ -415,6 +415,164 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
     assert!(pending(&q).contains(&199));
 }
 
+/// A file system of `capacity` bytes: an append that would take the files
+/// it created past it writes what fits and fails, as a full disk does.
+/// `tells_free`: whether it answers how much is free (a file system whose
+/// free space cannot be read leaves the queue to find out by failing).
+#[derive(Clone)]
+struct SmallDisk {
+    capacity: u64,
+    tells_free: bool,
+    files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+}
+
+impl SmallDisk {
+    fn new(capacity: u64, tells_free: bool) -> SmallDisk {
+        SmallDisk {
+            capacity,
+            tells_free,
+            files: Arc::default(),
+        }
+    }
+
+    /// Bytes of the files it created that are still there.
+    fn used(&self) -> u64 {
+        let files = self.files.lock().expect("lock");
+        files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+struct SmallFile {
+    file: Box<dyn SegmentFile>,
+    disk: SmallDisk,
+}
+
+impl Disk for SmallDisk {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        self.files.lock().expect("lock").push(path.to_owned());
+        Ok(Box::new(SmallFile {
+            file: FileSystem.create(path)?,
+            disk: self.clone(),
+        }))
+    }
+
+    fn available(&self, _dir: &Path) -> Option<u64> {
+        self.tells_free
+            .then(|| self.capacity.saturating_sub(self.used()))
+    }
+}
+
+impl SegmentFile for SmallFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let free = self.disk.capacity.saturating_sub(self.disk.used()) as usize;
+        if bytes.len() > free {
+            self.file.append(&bytes[..free])?;
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        self.file.append(bytes)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.truncate(len)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+}
+
+/// Delivers 400 records of about 300 bytes each through a queue whose
+/// segments (16 MiB) are far larger than its 64 KiB disk.
+fn deliver_through_a_small_disk(tells_free: bool) {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.segment_bytes = 16 * 1024 * 1024;
+    let disk = SmallDisk::new(64 * 1024, tells_free);
+    let metrics = Arc::new(SelfMetrics::default());
+    let (q, _) = DiskQueue::open_on(s, metrics.clone(), Arc::new(disk.clone())).expect("open");
+    let mut delivered = Vec::new();
+    for id in 0..400 {
+        q.push(record(id, 40));
+        let batch = q.peek(usize::MAX);
+        delivered.extend(batch.iter().map(|b| id_of(&b.record)));
+        q.ack(batch.last().expect("batch").seq);
+        assert!(disk.used() <= 64 * 1024);
+    }
+    assert_eq!(delivered, (0..400).collect::<Vec<_>>());
+    assert_eq!(metrics.dropped_count(DropReason::WriteError), 0);
+}
+
+#[test]
+fn a_disk_smaller_than_a_segment_keeps_delivering() {
+    // The free space sizes the segments at open.
+    deliver_through_a_small_disk(true);
+    // Without it, the first failed append rolls over to a new segment and
+    // deletes what was delivered, and is tried again.
+    deliver_through_a_small_disk(false);
+}
+
+#[test]
+fn every_acknowledged_segment_is_deleted_at_open_the_last_too() {
+    let dir = TempDir::new().expect("dir");
+    let s = settings(dir.path());
+    {
+        let (q, _) = open(&s);
+        for id in 0..3 {
+            q.push(record(id, 3));
+        }
+        let batch = q.peek(usize::MAX);
+        q.ack(batch.last().expect("batch").seq);
+        assert_eq!(
+            segments(dir.path()).len(),
+            1,
+            "the last one stays while written"
+        );
+    }
+    let (q, _) = open(&s);
+    assert!(
+        segments(dir.path()).is_empty(),
+        "{:?}",
+        segments(dir.path())
+    );
+    // Numbering goes on past the acknowledged records.
+    q.push(record(3, 3));
+    let batch = q.peek(usize::MAX);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].seq, 3);
+}
+
+#[test]
+fn max_age_is_applied_while_nothing_reads_the_queue() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.max_age = Duration::from_millis(300);
+    let (q, metrics) = open(&s);
+    let q: Arc<dyn Queue> = Arc::new(q);
+    let (writer, thread) = Writer::start(q.clone(), metrics.clone()).expect("writer");
+    for id in 0..20 {
+        writer.push(record(id, 5));
+    }
+    // Nothing peeks (the receiver is down): the writer thread's tidy drops
+    // them once they are older than max_age.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics.dropped_count(DropReason::TooOld) < 100 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", q.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metrics.dropped_count(DropReason::TooOld), 100);
+    assert_eq!(q.stats().records, 0);
+    assert!(
+        segments(dir.path()).len() <= 1,
+        "only the segment written to stays"
+    );
+    drop(writer);
+    thread.join();
+}
+
 // ---------------------------------------------------------------------------
 // Model-based: random operations against the log and a VecDeque.
 
@@ -487,7 +645,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => proptest::collection::vec(1usize..20, 1..12).prop_map(Op::PushMany),
         1 => proptest::collection::vec(1usize..20, 1..12).prop_map(Op::ThroughWriter),
         3 => (1usize..200, 0usize..5).prop_map(|(n, k)| Op::PeekAck(n, k)),
-        1 => (1usize..4).prop_map(Op::FailWrites),
+        1 => (1usize..6).prop_map(Op::FailWrites),
         1 => Just(Op::Restart),
         1 => (1usize..40).prop_map(Op::TornTail),
     ]
@@ -566,7 +724,8 @@ impl ModelRun {
     }
 
     /// The next records to write; those the disk will refuse are counted
-    /// as dropped instead of pending.
+    /// as dropped instead of pending. A failed append is tried once more in
+    /// a new segment: a record is lost when both attempts fail.
     fn next(&mut self, sizes: &[usize], old: bool) -> Vec<Arc<Record>> {
         let mut failing = self.disk.failing.load(Ordering::Relaxed);
         let mut out = Vec::new();
@@ -579,10 +738,11 @@ impl ModelRun {
             };
             self.next_id += 1;
             out.push(written(&p));
-            if failing > 0 {
-                failing -= 1;
+            if failing >= 2 {
+                failing -= 2;
                 self.dropped[WRITE] += samples as u64;
             } else {
+                failing = 0;
                 self.model.push_back(p);
                 self.tail = Some(p.id);
             }
@@ -591,6 +751,7 @@ impl ModelRun {
     }
 
     fn apply(&mut self, op: Op, dir: &Path) -> Result<(), TestCaseError> {
+        let writes = matches!(op, Op::Push(..) | Op::PushMany(_) | Op::ThroughWriter(_));
         match op {
             Op::Push(n, old) => {
                 let records = self.next(&[n], old);
@@ -620,6 +781,10 @@ impl ModelRun {
                 self.tear(cut, dir);
                 self.restart();
             }
+        }
+        if writes {
+            // A write drops what is too old at the head, as a read does.
+            self.expire_head();
         }
         self.bound()
     }

@@ -12,6 +12,13 @@ use std::path::Path;
 pub trait Disk: Send + Sync {
     /// Opens `path` for appending, empty (created if missing).
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
+
+    /// Bytes free for this user on the file system of `dir`; `None` when
+    /// that cannot be told.
+    fn available(&self, dir: &Path) -> Option<u64> {
+        let _ = dir;
+        None
+    }
 }
 
 /// A segment file open for appending.
@@ -36,6 +43,27 @@ impl Disk for FileSystem {
             .open(path)?;
         file.set_len(0)?;
         Ok(Box::new(file))
+    }
+
+    fn available(&self, dir: &Path) -> Option<u64> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+            // SAFETY: statvfs reads a NUL-terminated path and writes the
+            // struct it is given; a zeroed statvfs is a valid value.
+            let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+                return None;
+            }
+            #[allow(clippy::useless_conversion)] // the field types differ by platform
+            Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            None
+        }
     }
 }
 

@@ -218,6 +218,19 @@ impl Ledger {
         done
     }
 
+    /// When every record of the last segment is acknowledged, an empty
+    /// segment for the next record takes its place as the last one, so
+    /// that [`Ledger::take_acknowledged`] can take it too: a queue whose
+    /// every record was delivered then holds no file at all. Returns a
+    /// last segment left empty, for the caller to delete.
+    pub(super) fn retire_acknowledged_tail(&mut self, dir: &Path) -> Option<Segment> {
+        let done = self
+            .segments
+            .back()
+            .is_some_and(|s| !s.records.is_empty() && s.end() <= self.acked);
+        if done { self.start_segment(dir) } else { None }
+    }
+
     /// Takes oldest segments (never the last one) while the queue is over
     /// `max_bytes`, for the caller to delete; their samples not sent yet
     /// are lost.

@@ -28,10 +28,16 @@
 //! - a torn frame at the tail (power loss mid-write) fails its checksum and
 //!   is cut off at open; a corrupt frame inside an older segment ends that
 //!   segment's readable part. Either way the queue opens;
+//! - a segment is at most a quarter of the file system's room for the
+//!   queue (at open); a failed append leaves its segment, deletes what was
+//!   delivered and is tried once more in a new one: a disk smaller than
+//!   `segment_bytes` keeps working. A fully acknowledged segment is deleted
+//!   (the last one at open); a deletion that fails is tried again;
 //! - the log stays within `max_disk_bytes`: when an append goes over,
 //!   whole oldest segments are deleted and their unsent samples reported
 //!   as `queue_full`; samples older than `max_age` are dropped at the head
-//!   as `too_old` (receivers would refuse them);
+//!   as `too_old` (receivers would refuse them), at reads, writes and the
+//!   writer thread's tidy each second, so also while the receiver is down;
 //! - the state directory and `wal/` are this user's alone (else the queue
 //!   does not open) and no queue file is opened through a symlink;
 //! - the writer (the writer thread) and the reader (the sender) never wait
@@ -148,7 +154,15 @@ pub struct DiskQueue {
     pushed: Notify,
     /// `Queue::notify_from`.
     notify_from: AtomicUsize,
+    /// Files of segments the ledger gave up that could not be deleted (a
+    /// read-only directory): tried again at every later deletion and tidy.
+    undeleted: Mutex<Vec<PathBuf>>,
 }
+
+/// Segments are never sized below this by the free space: each segment's
+/// frames define the shapes they use again, so small ones cost their
+/// definitions over and over.
+const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 
 impl DiskQueue {
     /// Opens (or creates) the log in `settings.dir`, cutting off a torn
@@ -161,8 +175,14 @@ impl DiskQueue {
     }
 
     /// [`DiskQueue::open`], writing segments through `disk`.
+    ///
+    /// A segment is at most a quarter of what the file system holds for the
+    /// queue (its free space and the queue's own files), so that on a disk
+    /// smaller than `segment_bytes` the queue still rolls over and frees
+    /// what was delivered. Every fully acknowledged segment is deleted, the
+    /// last one too.
     pub fn open_on(
-        settings: WalSettings,
+        mut settings: WalSettings,
         events: Arc<dyn QueueEvents>,
         disk: Arc<dyn Disk>,
     ) -> Result<(DiskQueue, OpenReport), WalError> {
@@ -173,7 +193,14 @@ impl DiskQueue {
         })?;
         let (segments, report) = segment::recover(&dir)?;
         let mut ledger = Ledger::new(segments, position::read(&dir));
-        let done = ledger.take_acknowledged();
+        if let Some(free) = disk.available(&dir) {
+            let room = free.saturating_add(ledger.stats().bytes);
+            settings.segment_bytes = settings
+                .segment_bytes
+                .min((room / 4).max(MIN_SEGMENT_BYTES));
+        }
+        let mut done: Vec<Segment> = ledger.retire_acknowledged_tail(&dir).into_iter().collect();
+        done.extend(ledger.take_acknowledged());
         let queue = DiskQueue {
             writer: Mutex::new(SegmentWriter::new(
                 &dir,
@@ -191,9 +218,10 @@ impl DiskQueue {
             },
             pushed: Notify::new(),
             notify_from: AtomicUsize::new(1),
+            undeleted: Mutex::default(),
             settings,
         };
-        delete(done);
+        queue.delete(done);
         Ok((queue, report))
     }
 
@@ -218,7 +246,53 @@ impl DiskQueue {
             self.troubles
                 .log(format_args!("cannot record the queue's read position: {e}"));
         }
-        delete(freed);
+        self.delete(freed);
+    }
+
+    /// Deletes the files of segments the ledger gave up, and those an
+    /// earlier attempt could not; keeps what fails for the next attempt.
+    fn delete(&self, segments: Vec<Segment>) {
+        let mut undeleted = lock(&self.undeleted);
+        if segments.is_empty() && undeleted.is_empty() {
+            return;
+        }
+        let paths = std::mem::take(&mut *undeleted)
+            .into_iter()
+            .chain(segments.into_iter().map(|s| s.path));
+        for path in paths {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    self.troubles.log(format_args!(
+                        "cannot delete the delivered queue file {}: {e}; tried again later",
+                        path.display()
+                    ));
+                    undeleted.push(path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Appends `record`; after a failed append (a full disk) the segment
+    /// is left, what was delivered is deleted and the append tried once
+    /// more in a new segment.
+    fn append(&self, writer: &mut SegmentWriter, record: &Record) -> Result<u64, std::io::Error> {
+        let on_sync_error = |e: std::io::Error| {
+            self.write_failed("fsync", &e, "what was written may not survive a power loss");
+        };
+        match writer.write(record, &self.ledger, on_sync_error) {
+            Ok(seq) => Ok(seq),
+            Err(_) => {
+                writer.roll(&self.ledger);
+                let freed = lock(&self.ledger).take_acknowledged();
+                self.delete(freed);
+                let retried = writer.write(record, &self.ledger, on_sync_error);
+                if retried.is_err() {
+                    writer.roll(&self.ledger);
+                }
+                retried
+            }
+        }
     }
 
     /// Deletes oldest segments while the log is over its bound.
@@ -236,7 +310,7 @@ impl DiskQueue {
         if over.acked_moved {
             self.advanced(acked, over.removed);
         } else {
-            delete(over.removed);
+            self.delete(over.removed);
         }
     }
 
@@ -264,10 +338,7 @@ impl Queue for DiskQueue {
         {
             let mut writer = lock(&self.writer);
             for record in records {
-                let on_sync_error = |e: std::io::Error| {
-                    self.write_failed("fsync", &e, "what was written may not survive a power loss");
-                };
-                match writer.write(&record, &self.ledger, on_sync_error) {
+                match self.append(&mut writer, &record) {
                     Ok(seq) => written.push(Queued { seq, record }),
                     Err(e) => {
                         self.troubles
@@ -288,6 +359,7 @@ impl Queue for DiskQueue {
                 cache.push_written(queued);
             }
         }
+        self.expire();
         self.enforce_bound();
         let samples = lock(&self.ledger).stats().samples;
         if was_empty || samples >= self.notify_from.load(Ordering::Relaxed) {
@@ -299,6 +371,11 @@ impl Queue for DiskQueue {
         if let Err(e) = lock(&self.writer).sync() {
             self.write_failed("fsync", &e, "what was written may not survive a power loss");
         }
+    }
+
+    fn tidy(&self) {
+        self.expire();
+        self.delete(Vec::new());
     }
 
     fn peek(&self, max_samples: usize) -> Vec<Queued> {
@@ -352,9 +429,36 @@ impl Queue for DiskQueue {
     }
 }
 
-/// Deletes the files of segments the ledger gave up.
-fn delete(segments: Vec<Segment>) {
-    for segment in segments {
-        let _ = fs::remove_file(&segment.path);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEvents;
+
+    impl QueueEvents for NoEvents {
+        fn dropped(&self, _: DropReason, _: u64) {}
+        fn write_failed(&self) {}
+    }
+
+    #[test]
+    fn a_deletion_that_failed_is_tried_again() {
+        let root = tempfile::TempDir::new().expect("dir");
+        let dir = root.path().join("wal");
+        let settings =
+            WalSettings::new(dir.clone(), 1 << 20, Duration::from_secs(60), Fsync::Never);
+        let (queue, _) = DiskQueue::open(settings, Arc::new(NoEvents)).expect("open");
+        // A segment file that cannot be deleted yet: a directory stands in
+        // for it (a read-only file system refuses the same way, even root).
+        let segment = Segment::new(&dir, 7);
+        fs::create_dir(&segment.path).expect("mkdir");
+        queue.delete(vec![segment]);
+        assert_eq!(lock(&queue.undeleted).len(), 1);
+        // The obstacle goes; the file is there: the next tidy deletes it.
+        let path = lock(&queue.undeleted)[0].clone();
+        fs::remove_dir(&path).expect("rmdir");
+        fs::write(&path, b"delivered").expect("write");
+        queue.tidy();
+        assert!(!path.exists());
+        assert!(lock(&queue.undeleted).is_empty());
     }
 }

@@ -163,6 +163,18 @@ impl SegmentWriter {
         }))
     }
 
+    /// Leaves the last segment after a failed write: its file is synced
+    /// (as far as the disk allows) and closed, and the next record starts a
+    /// new segment, so that the one left can be deleted once it is
+    /// acknowledged (a full disk then gets room back).
+    pub(super) fn roll(&mut self, ledger: &Mutex<Ledger>) {
+        let _ = self.sync();
+        self.file = None;
+        if let Some(empty) = lock(ledger).start_segment(&self.dir) {
+            let _ = fs::remove_file(&empty.path);
+        }
+    }
+
     /// fsyncs what was written since the last sync (`Fsync::Always`). A
     /// failure leaves the written frames' fate to the disk: they stay
     /// queued (readable as long as the system runs), and the next frame
