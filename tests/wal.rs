@@ -415,83 +415,13 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
     assert!(pending(&q).contains(&199));
 }
 
-/// A file system of `capacity` bytes: an append that would take the files
-/// it created past it writes what fits and fails, as a full disk does.
-/// `tells_free`: whether it answers how much is free (a file system whose
-/// free space cannot be read leaves the queue to find out by failing).
-#[derive(Clone)]
-struct SmallDisk {
-    capacity: u64,
-    tells_free: bool,
-    files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
-}
-
-impl SmallDisk {
-    fn new(capacity: u64, tells_free: bool) -> SmallDisk {
-        SmallDisk {
-            capacity,
-            tells_free,
-            files: Arc::default(),
-        }
-    }
-
-    /// Bytes of the files it created that are still there.
-    fn used(&self) -> u64 {
-        let files = self.files.lock().expect("lock");
-        files
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
-    }
-}
-
-struct SmallFile {
-    file: Box<dyn SegmentFile>,
-    disk: SmallDisk,
-}
-
-impl Disk for SmallDisk {
-    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
-        self.files.lock().expect("lock").push(path.to_owned());
-        Ok(Box::new(SmallFile {
-            file: FileSystem.create(path)?,
-            disk: self.clone(),
-        }))
-    }
-
-    fn available(&self, _dir: &Path) -> Option<u64> {
-        self.tells_free
-            .then(|| self.capacity.saturating_sub(self.used()))
-    }
-}
-
-impl SegmentFile for SmallFile {
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let free = self.disk.capacity.saturating_sub(self.disk.used()) as usize;
-        if bytes.len() > free {
-            self.file.append(&bytes[..free])?;
-            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
-        }
-        self.file.append(bytes)
-    }
-
-    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        self.file.truncate(len)
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync()
-    }
-}
-
 /// Delivers 400 records of about 300 bytes each through a queue whose
 /// segments (16 MiB) are far larger than its 64 KiB disk.
 fn deliver_through_a_small_disk(tells_free: bool) {
     let dir = TempDir::new().expect("dir");
     let mut s = settings(dir.path());
     s.segment_bytes = 16 * 1024 * 1024;
-    let disk = SmallDisk::new(64 * 1024, tells_free);
+    let disk = FullDisk::small(64 * 1024, tells_free);
     let metrics = Arc::new(SelfMetrics::default());
     let (q, _) = DiskQueue::open_on(s, metrics.clone(), Arc::new(disk.clone())).expect("open");
     let mut delivered = Vec::new();
@@ -576,37 +506,83 @@ fn max_age_is_applied_while_nothing_reads_the_queue() {
 // ---------------------------------------------------------------------------
 // Model-based: random operations against the log and a VecDeque.
 
-/// The file system, with appends that fail on command: the writes of a
-/// disk that is full. A failing append writes part of its frame first, as
-/// a disk running out of room mid-write does.
+/// The file system, with appends that fail as a full disk's do (after
+/// writing part of the frame): the next `failing` ones, on command; or,
+/// for a disk of `capacity` bytes, any that would take the files it
+/// created past it. `tells_free`: whether it answers how much is free (a
+/// file system whose free space cannot be read leaves the queue to find
+/// out by failing).
 #[derive(Clone, Default)]
 struct FullDisk {
-    /// Appends still to fail.
     failing: Arc<AtomicUsize>,
+    capacity: Option<u64>,
+    tells_free: bool,
+    files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
-struct FullDiskFile {
-    file: Box<dyn SegmentFile>,
-    failing: Arc<AtomicUsize>,
-}
-
-impl Disk for FullDisk {
-    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
-        Ok(Box::new(FullDiskFile {
-            file: FileSystem.create(path)?,
-            failing: self.failing.clone(),
-        }))
+impl FullDisk {
+    fn small(capacity: u64, tells_free: bool) -> FullDisk {
+        FullDisk {
+            capacity: Some(capacity),
+            tells_free,
+            ..FullDisk::default()
+        }
     }
-}
 
-impl SegmentFile for FullDiskFile {
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Bytes of the files it created that are still there.
+    fn used(&self) -> u64 {
+        let files = self.files.lock().expect("lock");
+        files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// How much of a frame of `len` bytes fits: all, or what is written
+    /// before the append fails.
+    fn room_for(&self, len: usize) -> Result<(), usize> {
         let fail = self
             .failing
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok();
         if fail {
-            self.file.append(&bytes[..bytes.len() / 2])?;
+            return Err(len / 2);
+        }
+        match self.capacity {
+            Some(capacity) => {
+                let free = capacity.saturating_sub(self.used()) as usize;
+                if len > free { Err(free) } else { Ok(()) }
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+struct FullDiskFile {
+    file: Box<dyn SegmentFile>,
+    disk: FullDisk,
+}
+
+impl Disk for FullDisk {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        self.files.lock().expect("lock").push(path.to_owned());
+        Ok(Box::new(FullDiskFile {
+            file: FileSystem.create(path)?,
+            disk: self.clone(),
+        }))
+    }
+
+    fn available(&self, _dir: &Path) -> Option<u64> {
+        let capacity = self.capacity.filter(|_| self.tells_free)?;
+        Some(capacity.saturating_sub(self.used()))
+    }
+}
+
+impl SegmentFile for FullDiskFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Err(fits) = self.disk.room_for(bytes.len()) {
+            self.file.append(&bytes[..fits])?;
             return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
         }
         self.file.append(bytes)
