@@ -561,7 +561,7 @@ basic_auth = { username = "rw", password_file = "/tmp/cfg/pw" }
 bearer_token_file = "/tmp/cfg/token"
 
 [pushgateway]
-url = "http://pg:9091"
+url = "http://pg:9091/"
 timeout = "4s"
 job = "pgjob"
 interval = "20s"
