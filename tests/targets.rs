@@ -192,3 +192,22 @@ fn a_quiet_target_slows_down_and_says_why() {
     let log = agent.process.output();
     assert!(!log.contains("sampling interval changed"), "{log}");
 }
+
+#[test]
+fn valkey_urls_and_bare_host_port_targets_are_sampled() {
+    let a = Redis::start(&[]);
+    let b = Redis::start(&[]);
+    let valkey = format!("valkey://127.0.0.1:{}", a.port);
+    let bare = format!("127.0.0.1:{}", b.port);
+    let (code, out, err) =
+        common::servers::redpush_run(&["once", "--redis", &valkey, "--redis", &bare]);
+    assert_eq!(code, 0, "{err}");
+    let page = common::exposition::Page::parse(&out);
+    for r in [&a, &b] {
+        assert_eq!(
+            page.get("redis_up", &[("instance", &r.instance())]),
+            Some(1.0),
+            "{out}"
+        );
+    }
+}

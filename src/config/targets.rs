@@ -212,7 +212,9 @@ fn target_tls(
     Ok(())
 }
 
-/// Parses `redis://[user[:password]@]host[:port][/db]`, `rediss://...` or
+/// Parses `redis://[user[:password]@]host[:port][/db]`, `rediss://...`,
+/// `valkey://` and `valkeys://` (the same for Valkey), a bare
+/// `host[:port]` (as the exporter takes it: `redis://` implied) or
 /// `unix:///path/to/redis.sock[?db=N]` into a target with the default
 /// settings. The password never appears in an error.
 pub(crate) fn parse_target(
@@ -220,14 +222,18 @@ pub(crate) fn parse_target(
     origin: Origin,
     key: &str,
 ) -> Result<TargetSettings, ConfigError> {
+    if !value.contains("://") {
+        // `localhost:6379` would parse as a URL of scheme `localhost`.
+        return parse_target(&format!("redis://{value}"), origin, key);
+    }
     let url = url::Url::parse(value)
         .map_err(|e| invalid(origin.clone(), key, format!("is not a Redis URL ({e})")))?;
     let username = Some(url.username()).filter(|u| !u.is_empty()).map(decode);
     let password = url.password().map(|p| Secret::new(decode(p)));
     let (address, instance, db) = match url.scheme() {
-        "redis" => tcp_address(&url, &origin, key)?,
+        "redis" | "valkey" => tcp_address(&url, &origin, key)?,
         "unix" | "redis+unix" => unix_address(&url, &origin, key)?,
-        "rediss" => {
+        "rediss" | "valkeys" => {
             let mut redis = url.clone();
             let _ = redis.set_scheme("redis");
             let mut target = parse_target(redis.as_str(), origin, key)?;
@@ -238,7 +244,10 @@ pub(crate) fn parse_target(
             return Err(invalid(
                 origin,
                 key,
-                format!("has scheme {other}://; use redis://host:port or unix:///path/to/socket"),
+                format!(
+                    "has scheme {other}://; use redis://host:port (rediss://, valkey://, \
+                     valkeys://) or unix:///path/to/socket"
+                ),
             ));
         }
     };
@@ -330,4 +339,30 @@ fn decode(s: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(value: &str) -> TargetSettings {
+        parse_target(value, Origin::Default, "redis").expect(value)
+    }
+
+    #[test]
+    fn valkey_schemes_and_bare_addresses_are_redis_targets() {
+        let plain = target("redis://u:pw@10.0.0.1:7000/2");
+        let valkey = target("valkey://u:pw@10.0.0.1:7000/2");
+        assert_eq!(valkey, plain);
+        assert_eq!(target("valkeys://h:6380"), target("rediss://h:6380"));
+        assert!(target("valkeys://h:6380").tls.is_some());
+        assert_eq!(target("10.0.0.1:7000"), target("redis://10.0.0.1:7000"));
+        assert_eq!(target("localhost").instance, "localhost:6379");
+        assert_eq!(target("[::1]:6380").instance, "[::1]:6380");
+        assert_eq!(target("u:pw@h:1/3"), target("redis://u:pw@h:1/3"));
+        let e = parse_target("http://h:1", Origin::Default, "redis")
+            .expect_err("not redis")
+            .to_string();
+        assert!(e.contains("valkey://"), "{e}");
+    }
 }
