@@ -164,6 +164,7 @@ fn main() {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             max_samples_per_send: 5000,
+            max_samples_per_second: None,
             headers: Vec::new(),
         };
         let sender = Sender::new(settings, metrics.clone()).expect("sender");

@@ -33,6 +33,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
         min_backoff: Duration::from_millis(30),
         max_backoff: Duration::from_millis(200),
         max_samples_per_send: 1000,
+        max_samples_per_second: None,
         headers: vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())],
     }
 }
@@ -243,4 +244,23 @@ fn render(metrics: &SelfMetrics) -> String {
     let mut out = String::new();
     redpush::testing::write_families(&mut out, &metrics.families(Default::default(), 0), &[]);
     out
+}
+
+#[test]
+fn a_backlog_is_sent_no_faster_than_max_samples_per_second() {
+    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let mut s = settings(&receiver.url);
+    // 400 samples (200 records of 2) in batches of 100 at 200 a second:
+    // the four batches go out over at least 1.5 s, in order, all of them.
+    s.max_samples_per_send = 100;
+    s.max_samples_per_second = Some(200);
+    let records: Vec<Record> = (0..200).map(|i| record(1_000 + i, i as f64)).collect();
+    let started = std::time::Instant::now();
+    drain_with(s, records);
+    let took = started.elapsed();
+    assert_eq!(receiver.requests(), 4);
+    assert!(took >= Duration::from_millis(1500), "sent within {took:?}");
+    let clients = receiver.accepted("redis_connected_clients", &[]);
+    assert_eq!(clients.len(), 200);
+    assert!(clients.windows(2).all(|w| w[0].0 < w[1].0));
 }

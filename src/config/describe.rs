@@ -222,6 +222,10 @@ fn remote_write(rw: &RemoteWriteSettings) -> Table<'_> {
             Value::Number(rw.max_samples_per_send as u64),
         ),
     ];
+    between.push(match rw.max_samples_per_second {
+        Some(n) => key("max_samples_per_second", Value::Number(n)),
+        None => Line::Note("max_samples_per_second: unlimited".to_owned()),
+    });
     // Header values often carry tokens: names only.
     between.extend(
         rw.headers
@@ -429,6 +433,7 @@ flush_deadline = "2s"
 min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
+max_samples_per_second = 50000
 headers = { "X-Scope-OrgID" = "tenant1", "X-Other" = "v" }
 bearer_token_file = "/tmp/cfg/token"
 [remote_write.basic_auth]
@@ -555,6 +560,7 @@ flush_deadline = "2s"
 min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
+max_samples_per_second = 50000
 # header X-Other: set
 # header X-Scope-OrgID: set
 basic_auth = { username = "rw", password_file = "/tmp/cfg/pw" }

@@ -171,6 +171,10 @@ pub(super) fn remote_write(
             "remote_write.max_samples_per_send",
             5000,
         )?,
+        max_samples_per_second: file
+            .and_then(|f| f.max_samples_per_second.as_ref())
+            .map(|n| file_count(Some(n), loc, "remote_write.max_samples_per_second", 1))
+            .transpose()?,
         headers: file
             .map(|f| headers(f, loc))
             .transpose()?

@@ -106,6 +106,7 @@ pub(super) struct FileRemoteWrite {
     pub(super) min_backoff: Option<Spanned<String>>,
     pub(super) max_backoff: Option<Spanned<String>>,
     pub(super) max_samples_per_send: Option<Spanned<usize>>,
+    pub(super) max_samples_per_second: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, Spanned<String>>,
     pub(super) basic_auth: Option<FileBasicAuth>,

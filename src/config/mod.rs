@@ -324,6 +324,9 @@ pub struct RemoteWriteSettings {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub max_samples_per_send: usize,
+    /// Most samples a second sent on average (`None`: unlimited), so that
+    /// a backlog does not flood the receiver.
+    pub max_samples_per_second: Option<u64>,
     /// Sent with every request; values never logged.
     pub headers: Vec<(String, String)>,
 }

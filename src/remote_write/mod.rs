@@ -4,6 +4,7 @@
 
 pub(crate) mod encode;
 pub(crate) mod labels;
+pub(crate) mod pace;
 pub(crate) mod sender;
 
 /// Field numbers of `proto/remote_write.proto`, for the parts of a request

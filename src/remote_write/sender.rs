@@ -37,6 +37,7 @@ use crate::http_client::{self, ClientError};
 use crate::log_throttle::LogThrottle;
 use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
+use crate::remote_write::pace::Pace;
 use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
 
@@ -330,10 +331,12 @@ impl Sender {
     }
 
     /// Drains `queue` until `shutdown`: waits for a full batch or for the
-    /// oldest sample to reach `flush_deadline`, sends, acknowledges.
+    /// oldest sample to reach `flush_deadline`, and for `Pace` to allow
+    /// it, sends, acknowledges. Stopping flushes without pacing.
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
         let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
         let mut encoder = encode::Encoder::default();
+        let mut pace = Pace::new(self.settings.max_samples_per_second);
         // Woken when the queue fills from empty, or holds a full batch;
         // otherwise the deadline's timer wakes it.
         queue.notify_from(self.settings.max_samples_per_send);
@@ -362,6 +365,14 @@ impl Sender {
                 }
                 continue;
             }
+            let paced = pace.wait(Instant::now());
+            if !stopping && !paced.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(paced) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             let batch = peek(&queue, self.settings.max_samples_per_send).await;
             let Some(first) = batch.first() else {
                 // Expired at the head meanwhile, or unreadable (logged by the
@@ -382,6 +393,7 @@ impl Sender {
                     .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
             }
             let last_seq = batch.last().map_or(first.seq, |q| q.seq);
+            pace.sent(encoded.samples, Instant::now());
             match self
                 .deliver(encoded.body, encoded.samples, Some(&*queue), &mut shutdown)
                 .await
