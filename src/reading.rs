@@ -129,6 +129,31 @@ pub(crate) struct KeyReading {
     /// Seconds to live, for keys with an expiry.
     pub ttl_seconds: Option<f64>,
     pub stream: Option<StreamReading>,
+    /// A string key's value (`GETRANGE` of its first `MAX_KEY_VALUE_BYTES`).
+    pub value: Option<KeyValue>,
+}
+
+/// Longest string value read of a checked key: longer ones are neither a
+/// number nor fit for a label, and are left out.
+pub(crate) const MAX_KEY_VALUE_BYTES: usize = 1024;
+
+/// A string key's value as the exporter reports it: a number as
+/// `redis_key_value`, anything else in `redis_key_value_as_string`'s `val`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum KeyValue {
+    Number(f64),
+    Text(String),
+}
+
+impl KeyValue {
+    /// The value of `bytes` (a whole string value).
+    pub(crate) fn of(bytes: &[u8]) -> KeyValue {
+        let text = String::from_utf8_lossy(bytes);
+        match text.parse::<f64>() {
+            Ok(n) => KeyValue::Number(n),
+            Err(_) => KeyValue::Text(text.into_owned()),
+        }
+    }
 }
 
 /// `XINFO STREAM` and `XINFO GROUPS` of a stream key.

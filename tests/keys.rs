@@ -4,7 +4,7 @@
 mod common;
 
 use common::exposition::Page;
-use common::servers::{Redis, redpush_run};
+use common::servers::{Exporter, Redis, redpush_run};
 
 fn once_with(redis: &Redis, keys: &str) -> Page {
     let dir = tempfile::TempDir::new().expect("dir");
@@ -200,5 +200,59 @@ fn a_lua_script_returns_metrics() {
         page.get("redis_up", &[]),
         Some(1.0),
         "a failing script does not take the target down"
+    );
+}
+
+#[test]
+fn string_values_are_reported_as_the_exporter_reports_them() {
+    let redis = Redis::start(&[]);
+    redis.cli(&["SET", "num", "12345"]);
+    redis.cli(&["SET", "float", "-1.5e3"]);
+    redis.cli(&["SET", "text", "hello world"]);
+    redis.cli(&["SET", "long", &"x".repeat(2000)]);
+    redis.cli(&["RPUSH", "list", "a"]);
+    let keys = ["num", "float", "text", "list"];
+    let ours = once_with(
+        &redis,
+        &format!(
+            "check_single_keys = {:?}\n",
+            [&keys[..], &["long"]].concat()
+        ),
+    );
+    let exporter =
+        Exporter::start_with(&redis, &[&format!("-check-single-keys={}", keys.join(","))]);
+    let theirs = Page::parse(&exporter.scrape());
+    let values = |page: &Page| -> Vec<(String, Vec<(String, String)>, f64)> {
+        page.values
+            .iter()
+            .filter(|((name, _), _)| {
+                name == "redis_key_value" || name == "redis_key_value_as_string"
+            })
+            .map(|((name, labels), v)| (name.clone(), labels.clone(), *v))
+            .collect()
+    };
+    let ours_values = values(&ours);
+    assert_eq!(ours_values.len(), 3, "{ours_values:?}");
+    assert_eq!(ours_values, values(&theirs));
+    assert_eq!(
+        ours.get("redis_key_value", &[("db", "db0"), ("key", "num")]),
+        Some(12345.0)
+    );
+    assert_eq!(
+        ours.get(
+            "redis_key_value_as_string",
+            &[("db", "db0"), ("key", "text"), ("val", "hello world")]
+        ),
+        Some(1.0)
+    );
+    // A value too long for a label is left out; its size is there.
+    assert!(
+        !ours_values
+            .iter()
+            .any(|(_, labels, _)| labels.iter().any(|(_, v)| v == "long"))
+    );
+    assert_eq!(
+        ours.get("redis_key_size", &[("db", "db0"), ("key", "long")]),
+        Some(2000.0)
     );
 }

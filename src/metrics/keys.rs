@@ -3,7 +3,7 @@
 //! with the exporter's names.
 
 use super::{Families, Kind, Labels, smallvec};
-use crate::reading::{KeyReading, KeysReading, ScriptOutcome, StreamReading};
+use crate::reading::{KeyReading, KeyValue, KeysReading, ScriptOutcome, StreamReading};
 
 /// XINFO STREAM field → metric (all gauges but entries-added).
 const STREAM_FIELDS: &[(&str, &str, Kind)] = &[
@@ -67,6 +67,19 @@ pub(crate) fn map_keys(reading: &KeysReading, out: &mut Families) {
             if let Some(v) = value(k) {
                 out.push(name, Kind::Gauge, "", key_labels(k), v);
             }
+        }
+    }
+    // A string key's value: a number as itself, else as a label (1).
+    for k in &reading.keys {
+        if let Some(KeyValue::Number(v)) = k.value {
+            out.push("redis_key_value", Kind::Gauge, "", key_labels(k), v);
+        }
+    }
+    for k in &reading.keys {
+        if let Some(KeyValue::Text(text)) = &k.value {
+            let mut labels = key_labels(k);
+            labels.push(("val", text.as_str().into()));
+            out.push("redis_key_value_as_string", Kind::Gauge, "", labels, 1.0);
         }
     }
     let streams: Vec<(&KeyReading, &StreamReading)> = reading

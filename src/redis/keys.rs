@@ -9,7 +9,9 @@ use std::time::Instant;
 use redis::Value;
 
 use crate::config::KeySettings;
-use crate::reading::{GroupReading, KeyReading, KeysReading, StreamReading};
+use crate::reading::{
+    GroupReading, KeyReading, KeyValue, KeysReading, MAX_KEY_VALUE_BYTES, StreamReading,
+};
 use crate::redis::replies::{bytes_text, int, pairs_of};
 use crate::redis::sampler::{RoundTrip, SampleError, Sampler};
 
@@ -211,6 +213,13 @@ async fn sizes(
     pipe.ignore_errors();
     for (k, kind) in &keys {
         pipe.cmd(kind.size_command()).arg(&k.key);
+        if *kind == KeyType::String {
+            // One byte more than is kept: a longer value is seen as such.
+            pipe.cmd("GETRANGE")
+                .arg(&k.key)
+                .arg(0)
+                .arg(MAX_KEY_VALUE_BYTES);
+        }
         if *kind == KeyType::Stream {
             pipe.cmd("XINFO").arg("STREAM").arg(&k.key);
             pipe.cmd("XINFO").arg("GROUPS").arg(&k.key);
@@ -222,6 +231,14 @@ async fn sizes(
         let size = replies.next();
         if kind != KeyType::Other {
             k.size = int(size.as_ref());
+        }
+        if kind == KeyType::String {
+            k.value = match replies.next() {
+                Some(Value::BulkString(b)) if b.len() <= MAX_KEY_VALUE_BYTES => {
+                    Some(KeyValue::of(&b))
+                }
+                _ => None,
+            };
         }
         if kind == KeyType::Stream {
             let info = replies.next();

@@ -733,12 +733,18 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn start(redis: &Redis) -> Exporter {
+        Exporter::start_with(redis, &[])
+    }
+
+    /// An exporter of `redis` with `extra` flags (`-check-single-keys=...`).
+    pub fn start_with(redis: &Redis, extra: &[&str]) -> Exporter {
         let dir = TempDir::new().expect("temp dir");
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             format!("-redis.addr={}", redis.url()),
             format!("-web.listen-address=127.0.0.1:{port}"),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::spawn(
             "redis-exporter",
             &program("prometheus-redis-exporter"),
