@@ -164,6 +164,17 @@ mod tests {
                     memory_bytes: Some(120.0),
                     ttl_seconds: None,
                     stream: None,
+                    value: None,
+                },
+                KeyReading {
+                    key: "n".into(),
+                    value: Some(KeyValue::of(b"12.5")),
+                    ..KeyReading::default()
+                },
+                KeyReading {
+                    key: "t".into(),
+                    value: Some(KeyValue::of(b"on\n")),
+                    ..KeyReading::default()
                 },
                 KeyReading {
                     key: "events".into(),
@@ -177,6 +188,7 @@ mod tests {
                             fields: vec![("lag".into(), 1.0)],
                         }],
                     }),
+                    value: None,
                 },
             ],
             counts: vec![("session:*".into(), 42.0)],
@@ -194,6 +206,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("redis_key_ttl_seconds{db=\"db0\",key=\"queue\"}"));
+        assert!(
+            text.contains("redis_key_value{db=\"db0\",key=\"n\"} 12.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis_key_value_as_string{db=\"db0\",key=\"t\",val=\"on\\n\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE redis_stream_entries_added_total counter\nredis_stream_entries_added_total{db=\"db0\",stream=\"events\"} 5\n"), "{text}");
         assert!(
             text.contains(
