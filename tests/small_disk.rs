@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::exposition::Page;
-use common::fault_receiver::{Fault, FaultReceiver};
-use common::servers::{Agent, Redis};
+use common::servers::{Agent, Receiver, Redis};
 use common::{wait_until, when};
 
 /// A mounted tmpfs, unmounted when dropped.
@@ -71,14 +70,14 @@ fn a_volume_smaller_than_a_segment_keeps_delivering() {
         return;
     };
     let redis = Redis::start(&[]);
-    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let prometheus = Receiver::prometheus();
     // Complete readings ten times a second: about 20 KB of queue a second.
     let config = format!(
         "interval = \"100ms\"\nmin_interval = \"100ms\"\nadaptive = false\n\
          [metrics]\ndetail_interval = \"0s\"\n[[targets]]\nurl = \"{}\"\n\
          [remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
         redis.url(),
-        receiver.url
+        prometheus.write_url()
     );
     let state = volume.path.join("state");
     let dir = tempfile::TempDir::new().expect("dir");
@@ -93,6 +92,17 @@ fn a_volume_smaller_than_a_segment_keeps_delivering() {
         p.get("redpush_samples_sent_total", &[])
             .is_some_and(|n| n >= 150_000.0)
     });
+    // The readings reached a real receiver (and the counters below say
+    // none was lost on the way).
+    let instance = redis.instance();
+    let stored = prometheus.query(&format!(
+        "count_over_time(redis_up{{instance=\"{instance}\"}}[10m])"
+    ));
+    let sent_readings = page.get("redpush_samples_sent_total", &[]).unwrap_or(0.0);
+    assert!(
+        stored.first().is_some_and(|(_, n)| *n >= 100.0),
+        "{stored:?} after {sent_readings} samples"
+    );
     for reason in ["write_error", "queue_full"] {
         assert_eq!(
             counter(&page, "redpush_samples_dropped_total", reason),

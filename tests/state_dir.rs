@@ -9,17 +9,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use common::fault_receiver::{Fault, FaultReceiver};
-use common::servers::{Agent, Redis, redpush_run};
+use common::servers::{Agent, Receiver, Redis, redpush_run};
 use common::{wait_until, when};
 
+/// Runs the agent with remote write (which opens the queue) and `state`:
+/// it must refuse before it sends anything, so nothing listens at the url.
 fn start_with_state_dir(state: &Path) -> (i32, String) {
-    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
     let (code, _, err) = redpush_run(&[
         "--redis",
         "redis://127.0.0.1:1",
         "--remote-write",
-        &receiver.url,
+        &format!(
+            "http://127.0.0.1:{}/api/v1/write",
+            common::servers::free_port()
+        ),
         "--listen",
         &format!("127.0.0.1:{}", common::servers::free_port()),
         "--state-dir",
@@ -60,7 +63,7 @@ fn a_state_dir_others_can_write_to_is_refused() {
 #[test]
 fn queue_files_are_private_and_never_written_through_a_symlink() {
     let redis = Redis::start(&[]);
-    let receiver = FaultReceiver::start(vec![], Fault::Status(204));
+    let prometheus = Receiver::prometheus();
     let dir = tempfile::TempDir::new().expect("dir");
     let wal = dir.path().join("state/wal");
     std::fs::create_dir_all(&wal).expect("mkdir");
@@ -70,11 +73,17 @@ fn queue_files_are_private_and_never_written_through_a_symlink() {
     let config = format!(
         "interval = \"1s\"\nadaptive = false\n[[targets]]\nurl = \"{}\"\n[remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
         redis.url(),
-        receiver.url
+        prometheus.write_url()
     );
     let mut agent = Agent::start_in(dir, &config, &[]);
-    wait_until("two deliveries", Duration::from_secs(30), || {
-        when(receiver.requests() >= 2, (), || agent.process.output())
+    // Two readings stored by the receiver: two batches acknowledged.
+    let instance = redis.instance();
+    wait_until("two readings delivered", Duration::from_secs(30), || {
+        let stored = prometheus.query(&format!(
+            "count_over_time(redis_up{{instance=\"{instance}\"}}[5m])"
+        ));
+        let n = stored.first().map_or(0.0, |(_, v)| *v);
+        when(n >= 2.0, (), || agent.process.output())
     });
     assert_eq!(agent.process.terminate(), Some(0));
     let log = agent.process.output();
