@@ -66,23 +66,27 @@ pub enum Answer {
     },
 }
 
-/// Statuses that mean the request never reached a receiver willing to judge
-/// the batch: unauthenticated, forbidden, no such endpoint, proxy
-/// authentication; and any redirect (3xx), which is not followed (a POST
+/// Whether `status` means the request never reached a receiver willing to
+/// judge the batch: unauthenticated, forbidden, no such endpoint, proxy
+/// authentication; or any redirect (3xx), which is not followed (a POST
 /// would turn into a GET): the url is out of date.
-const MISCONFIGURED: [StatusCode; 4] = [
-    StatusCode::UNAUTHORIZED,
-    StatusCode::FORBIDDEN,
-    StatusCode::NOT_FOUND,
-    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-];
+fn misconfigured(status: StatusCode) -> bool {
+    status.is_redirection()
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::NOT_FOUND
+                | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        )
+}
 
 /// How delivery of one batch ended.
 #[derive(Debug, PartialEq)]
 pub enum Delivery {
     Accepted,
     Rejected,
-    /// The endpoint answered this status of `MISCONFIGURED`; the batch was
+    /// The endpoint answered a status `misconfigured` names; the batch was
     /// held for `max_backoff` and is still to be sent.
     Held {
         status: u16,
@@ -194,7 +198,7 @@ impl Sender {
                 after,
             };
         }
-        if MISCONFIGURED.contains(&status) || status.is_redirection() {
+        if misconfigured(status) {
             return Answer::Misconfigured {
                 status: status.as_u16(),
                 message,
@@ -250,7 +254,7 @@ impl Sender {
                             status,
                             "remote write refused: {}; check the endpoint's url and credentials. \
                              The queue is kept and the batch retried every {:?} (said again once a minute)",
-                            crate::untrusted::one_line(&error),
+                            error,
                             self.settings.max_backoff,
                         );
                     }
@@ -283,7 +287,7 @@ impl Sender {
     fn reject(&self, status: u16, message: &str, samples: usize) {
         self.metrics.send_error(SendFailure::Status(status));
         self.metrics.dropped(DropReason::Rejected, samples as u64);
-        let message = crate::untrusted::one_line(message);
+        // `message` is `http_client::error_body`'s: escaped already.
         self.status
             .rejected(&format!("HTTP {status} (batch dropped): {message}"));
         if self.rejections.ready() {
