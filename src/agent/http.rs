@@ -390,9 +390,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(AgentState::new(Arc::default()));
-        let (_tx, shutdown) = watch::channel(false);
+        let (keep_serving, shutdown) = watch::channel(false);
         tokio::spawn(async move {
-            let _keep = _tx;
+            let _keep_serving = keep_serving;
             serve(
                 listener,
                 state,
@@ -413,37 +413,30 @@ mod tests {
         String::from_utf8_lossy(&all).into_owned()
     }
 
+    /// Sends `request` on a new connection and waits for the server to
+    /// close it: what it answered, and after how long.
+    async fn closed_after(request: &[u8]) -> (String, std::time::Duration) {
+        let mut stream = TcpStream::connect(endpoint(8).await)
+            .await
+            .expect("connect");
+        stream.write_all(request).await.expect("write");
+        let started = tokio::time::Instant::now();
+        let answered = until_closed(&mut stream).await;
+        (answered, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn headers_not_sent_in_time_close_the_connection() {
-        let addr = endpoint(8).await;
-        let mut slow = TcpStream::connect(addr).await.expect("connect");
-        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .expect("write");
-        let started = tokio::time::Instant::now();
-        until_closed(&mut slow).await;
-        assert!(
-            started.elapsed() >= HEADER_TIMEOUT,
-            "{:?}",
-            started.elapsed()
-        );
+        let (answered, after) = closed_after(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(!answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(after >= HEADER_TIMEOUT, "{after:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_kept_alive_connection_left_idle_is_closed() {
-        let addr = endpoint(8).await;
-        let mut idle = TcpStream::connect(addr).await.expect("connect");
-        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        let started = tokio::time::Instant::now();
-        let answered = until_closed(&mut idle).await;
+        let (answered, after) = closed_after(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
-        assert!(
-            started.elapsed() >= HEADER_TIMEOUT,
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(after >= HEADER_TIMEOUT, "{after:?}");
     }
 
     #[tokio::test]
