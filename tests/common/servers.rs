@@ -602,28 +602,20 @@ fn serve_huge_info(stream: TcpStream, fields: usize) {
     let info_reply = format!("${}\r\n{info}\r\n", info.len());
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
+    // `*N` or `$N`: the count or length after `prefix`; `None` at the end
+    // of the stream or on anything else.
+    let header = |reader: &mut BufReader<TcpStream>, prefix: char| -> Option<usize> {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        line.trim_end().strip_prefix(prefix)?.parse().ok()
+    };
     loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let Some(count) = line
-            .trim_end()
-            .strip_prefix('*')
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(count) = header(&mut reader, '*') else {
             return;
         };
         let mut args = Vec::new();
         for _ in 0..count {
-            line.clear();
-            let _ = reader.read_line(&mut line);
-            let Some(len) = line
-                .trim_end()
-                .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
-            else {
+            let Some(len) = header(&mut reader, '$') else {
                 return;
             };
             let mut arg = vec![0u8; len + 2];
