@@ -166,6 +166,7 @@ fn main() {
             max_samples_per_send: 5000,
             max_samples_per_second: None,
             headers: Vec::new(),
+            write_relabel: Default::default(),
         };
         let sender = Sender::new(settings, metrics.clone()).expect("sender");
         let (stop, stop_rx) = watch::channel(false);

@@ -25,6 +25,7 @@ pub(crate) mod pushgateway;
 pub(crate) mod queue;
 pub(crate) mod reading;
 pub(crate) mod redis;
+pub(crate) mod relabel;
 pub(crate) mod remote_write;
 pub(crate) mod schedule;
 pub(crate) mod secret;

@@ -14,9 +14,9 @@ use crate::pushgateway::Pushgateway;
 use crate::queue::Queued;
 use crate::remote_write::encode::encode;
 use crate::remote_write::sender::{Delivery, Sender};
+use crate::remote_write::write_relabel::WriteRelabel;
 use crate::self_metrics::SelfMetrics;
-use crate::series::Record;
-use crate::series::flatten;
+use crate::series::{Record, TargetSeries};
 use crate::target::{Target, TargetReading};
 use crate::untrusted::OneLine;
 
@@ -57,7 +57,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 record: sampled.record.clone(),
             })
             .collect();
-        let encoded = encode(&batch);
+        let encoded = encode(&WriteRelabel::new(&rw.write_relabel).batch(batch));
         let sender =
             Sender::new(rw.clone(), Arc::new(SelfMetrics::default())).context("remote_write")?;
         // Retries run for at most one request timeout in all; a batch job
@@ -124,13 +124,9 @@ async fn read_all(settings: &Settings) -> Vec<Sampled> {
         let interval = settings.intervals.interval;
         tasks.push(tokio::spawn(async move {
             let reading = target.read(interval).await;
-            let mut series = Vec::new();
-            flatten(&reading.families, &[], &mut series);
-            let record = Arc::new(Record {
-                timestamp_ms: reading.timestamp_ms,
-                target: target.labels().clone(),
-                series,
-            });
+            let record = TargetSeries::new(target.labels().clone(), false)
+                .relabeled(&target.settings().metric_relabel)
+                .record(&reading.families, reading.timestamp_ms, true);
             Sampled {
                 instance: target.instance().to_owned(),
                 reading,

@@ -35,6 +35,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
         max_samples_per_send: 1000,
         max_samples_per_second: None,
         headers: vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())],
+        write_relabel: Default::default(),
     }
 }
 

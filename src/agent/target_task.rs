@@ -47,7 +47,8 @@ impl TargetTask {
         };
         let mut controller = Controller::new(bounds, t.adaptive);
         let instance = target.instance().to_owned();
-        let mut series = TargetSeries::new(target.labels().clone(), writer.is_some());
+        let mut series = TargetSeries::new(target.labels().clone(), writer.is_some())
+            .relabeled(&t.metric_relabel);
         let clock = Instant::now();
         let mut next = Instant::now();
         let mut first = true;

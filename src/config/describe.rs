@@ -10,6 +10,7 @@ use super::{
     Address, Endpoint, Fsync, HttpSettings, LogSettings, MetricsSettings, PushgatewaySettings,
     QueueSettings, RemoteWriteSettings, Settings, TargetSettings,
 };
+use crate::relabel::Rules;
 use crate::secret::redact_url;
 
 /// A setting's value as TOML writes it.
@@ -21,6 +22,8 @@ enum Value<'a> {
     Bool(bool),
     Number(u64),
     List(&'a [String]),
+    /// Written as it is (already TOML).
+    Raw(String),
     /// An inline table.
     Table(Vec<(&'a str, Value<'a>)>),
 }
@@ -182,6 +185,7 @@ fn target(t: &TargetSettings) -> Table<'_> {
         let labels = t.labels.iter().map(|(k, v)| (k.as_str(), Value::Text(v)));
         lines.push(key("labels", Value::Table(labels.collect())));
     }
+    lines.extend(rules("metric_relabel_configs", &t.metric_relabel));
     Table {
         header: Some(("targets", true)),
         lines,
@@ -200,6 +204,11 @@ fn endpoint<'a>(e: &'a Endpoint, between: Vec<Line<'a>>) -> Vec<Line<'a>> {
     }
     lines.extend(path_of("bearer_token_file", &e.bearer_token_file));
     lines
+}
+
+/// Relabeling rules as an array of inline tables, when there are any.
+fn rules(name: &'static str, rules: &Rules) -> Option<Line<'static>> {
+    (!rules.is_empty()).then(|| key(name, Value::Raw(rules.to_string())))
 }
 
 fn basic_auth<'a>(user: &'a str, file: &'a Path) -> Line<'a> {
@@ -232,6 +241,7 @@ fn remote_write(rw: &RemoteWriteSettings) -> Table<'_> {
             .iter()
             .map(|(name, _)| Line::Note(format!("header {name}: set"))),
     );
+    between.extend(rules("write_relabel_configs", &rw.write_relabel));
     Table {
         header: Some(("remote_write", false)),
         lines: endpoint(&rw.endpoint, between),
@@ -350,6 +360,7 @@ fn write_value(f: &mut impl Write, value: &Value<'_>) -> fmt::Result {
         Value::Bool(b) => write!(f, "{b}"),
         Value::Number(n) => write!(f, "{n}"),
         Value::List(items) => write!(f, "{items:?}"),
+        Value::Raw(text) => f.write_str(text),
         Value::Table(entries) => {
             f.write_str("{ ")?;
             for (i, (name, value)) in entries.iter().enumerate() {
@@ -407,6 +418,10 @@ key_max = 10
 client_list = true
 client_list_detail = true
 script_file = "/tmp/cfg/s.lua"
+[[targets.metric_relabel_configs]]
+source_labels = ["__name__", "cmd"]
+regex = 'redis_commands_.*;(config|debug)\d?'
+action = "drop"
 
 [[targets]]
 url = "rediss://[::1]:6380"
@@ -444,6 +459,10 @@ ca_file = "/tmp/cfg/ca.pem"
 cert_file = "/tmp/cfg/c.pem"
 key_file = "/tmp/cfg/k.pem"
 insecure_skip_verify = true
+[[remote_write.write_relabel_configs]]
+source_labels = ["instance"]
+regex = "(.*):.*"
+target_label = "host"
 
 [pushgateway]
 url = "http://pg:9091"
@@ -516,6 +535,7 @@ client_list = true
 client_list_detail = true
 script_file = "/tmp/cfg/s.lua"
 labels = { role = "cache", tier = "a" }
+metric_relabel_configs = [{ action = "drop", source_labels = ["__name__", "cmd"], regex = "redis_commands_.*;(config|debug)\\d?" }]
 
 [[targets]]
 url = "rediss://[::1]:6380"  # db 0
@@ -563,6 +583,7 @@ max_samples_per_send = 1000
 max_samples_per_second = 50000
 # header X-Other: set
 # header X-Scope-OrgID: set
+write_relabel_configs = [{ action = "replace", source_labels = ["instance"], regex = "(.*):.*", target_label = "host" }]
 basic_auth = { username = "rw", password_file = "/tmp/cfg/pw" }
 bearer_token_file = "/tmp/cfg/token"
 
@@ -645,6 +666,40 @@ format = "text"
     fn every_setting_is_printed_as_before() {
         assert_eq!(printed(FULL), FULL_PRINTED);
         assert_eq!(printed(""), DEFAULT_PRINTED);
+    }
+
+    #[test]
+    fn printed_rules_read_back_as_the_same_rules() {
+        let full = Settings::from_toml(Path::new("full.toml"), FULL, &Overrides::default())
+            .expect("valid");
+        let line = |name: &str| {
+            let printed = full.to_string();
+            printed
+                .lines()
+                .find(|l| l.starts_with(name))
+                .expect("printed")
+                .to_owned()
+        };
+        let target = format!(
+            "[[targets]]\nurl = \"redis://h:1\"\n{}\n",
+            line("metric_relabel_configs")
+        );
+        let again = Settings::from_toml(Path::new("again.toml"), &target, &Overrides::default())
+            .expect("valid");
+        assert_eq!(
+            again.targets[0].metric_relabel,
+            full.targets[0].metric_relabel
+        );
+        let rw = format!(
+            "[remote_write]\nurl = \"http://h/\"\n{}\n",
+            line("write_relabel_configs")
+        );
+        let again = Settings::from_toml(Path::new("again.toml"), &rw, &Overrides::default())
+            .expect("valid");
+        assert_eq!(
+            again.remote_write.expect("set").write_relabel,
+            full.remote_write.expect("set").write_relabel
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::relabel::Rules;
+
 use super::file::{
     FileBasicAuth, FileHttpTls, FilePushgateway, FileRemoteWrite, Locator, file_count,
-    file_duration, invalid, labels,
+    file_duration, invalid, labels, relabel_rules,
 };
 use super::{
     ConfigError, Endpoint, MIN_INTERVAL_LIMIT, Origin, Overrides, PushgatewaySettings,
@@ -179,6 +181,14 @@ pub(super) fn remote_write(
             .map(|f| headers(f, loc))
             .transpose()?
             .unwrap_or_default(),
+        write_relabel: match file {
+            Some(f) => relabel_rules(
+                &f.write_relabel_configs,
+                loc,
+                "remote_write.write_relabel_configs",
+            )?,
+            None => Rules::default(),
+        },
     };
     if settings.min_backoff > settings.max_backoff {
         return Err(invalid(

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Origin};
+use crate::relabel::{Rule, RuleText, Rules};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +96,21 @@ pub(super) struct FileTarget {
     pub(super) client_list: Option<bool>,
     pub(super) client_list_detail: Option<bool>,
     pub(super) script_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) metric_relabel_configs: Vec<Spanned<FileRelabel>>,
+}
+
+/// One relabeling rule as written (Prometheus' `relabel_config`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRelabel {
+    pub(super) source_labels: Option<Vec<String>>,
+    pub(super) separator: Option<String>,
+    pub(super) regex: Option<String>,
+    pub(super) modulus: Option<u64>,
+    pub(super) target_label: Option<String>,
+    pub(super) replacement: Option<String>,
+    pub(super) action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +128,8 @@ pub(super) struct FileRemoteWrite {
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) bearer_token_file: Option<PathBuf>,
     pub(super) tls: Option<FileHttpTls>,
+    #[serde(default)]
+    pub(super) write_relabel_configs: Vec<Spanned<FileRelabel>>,
 }
 
 /// TLS of an HTTP client (remote write, Pushgateway).
@@ -308,6 +326,33 @@ fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
+}
+
+/// Relabeling rules of the file, each checked; an error names the rule by
+/// `key[index]` and its line.
+pub(super) fn relabel_rules(
+    rules: &[Spanned<FileRelabel>],
+    loc: &Locator<'_>,
+    key: &str,
+) -> Result<Rules, ConfigError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, spanned)| {
+            let r = spanned.get_ref();
+            let text = RuleText {
+                source_labels: r.source_labels.clone(),
+                separator: r.separator.clone(),
+                regex: r.regex.clone(),
+                modulus: r.modulus,
+                target_label: r.target_label.clone(),
+                replacement: r.replacement.clone(),
+                action: r.action.clone(),
+            };
+            Rule::new(&text).map_err(|m| invalid(loc.origin(spanned), &format!("{key}[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Rules::new)
 }
 
 /// Labels from a table of the file (`external_labels`, a target's

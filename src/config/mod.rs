@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::relabel::Rules;
 use crate::secret::Secret;
 use file::{FileConfig, Locator};
 #[cfg(test)]
@@ -266,6 +267,9 @@ pub struct TargetSettings {
     pub script_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// `metric_relabel_configs`: applied to every series of the target
+    /// (what `/metrics`, the Pushgateway and remote write get).
+    pub metric_relabel: Rules,
 }
 
 /// The key sampler of a target (opt-in: it costs the server).
@@ -329,6 +333,8 @@ pub struct RemoteWriteSettings {
     pub max_samples_per_second: Option<u64>,
     /// Sent with every request; values never logged.
     pub headers: Vec<(String, String)>,
+    /// `write_relabel_configs`: applied to what this endpoint is sent.
+    pub write_relabel: Rules,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -641,6 +647,29 @@ mod tests {
                 port: 6380
             }
         );
+    }
+
+    #[test]
+    fn a_bad_relabel_rule_is_named_by_its_index_and_line() {
+        let text = "[[targets]]\nurl = \"redis://h:1\"\n\
+            [[targets.metric_relabel_configs]]\nregex = \"x\"\naction = \"drop\"\n\
+            [[targets.metric_relabel_configs]]\naction = \"hashmod\"\ntarget_label = \"s\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(
+            err.contains("redpush.toml:6: `targets[0].metric_relabel_configs[1]`"),
+            "{err}"
+        );
+        assert!(err.contains("modulus"), "{err}");
+        let text = "[remote_write]\nurl = \"http://h/\"\n\
+            [[remote_write.write_relabel_configs]]\nregex = \"(\"\naction = \"keep\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(
+            err.contains("redpush.toml:3: `remote_write.write_relabel_configs[0]` regex \"(\" is invalid: unclosed group"),
+            "{err}"
+        );
+        let text = "[[targets]]\nurl = \"redis://h:1\"\n\
+            [[targets.metric_relabel_configs]]\nregexp = \"x\"\n";
+        assert!(load(text).is_err(), "unknown keys are refused");
     }
 
     #[test]

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use super::file::{
     FileConfig, FileTarget, Locator, byte_size, file_count, file_duration, invalid, labels,
+    relabel_rules,
 };
 use super::sections::check_intervals;
 use super::{
     Address, ConfigError, DEFAULT_MAX_REPLY_BYTES, DEFAULT_TARGET, Intervals, KeySettings, Origin,
     Overrides, TargetSettings, TlsSettings,
 };
+use crate::relabel::Rules;
 use crate::secret::Secret;
 
 /// Every target: those of the flags (which replace the file's), else of
@@ -115,6 +117,11 @@ fn file_target(
     target.client_list_detail = t.client_list_detail.unwrap_or(false);
     target.client_list = t.client_list.unwrap_or(false) || target.client_list_detail;
     target.script_file = t.script_file.clone();
+    target.metric_relabel = relabel_rules(
+        &t.metric_relabel_configs,
+        loc,
+        &format!("{key}.metric_relabel_configs"),
+    )?;
     target_tls(t, &mut target.tls, loc, key)?;
     Ok(target)
 }
@@ -277,6 +284,7 @@ pub(crate) fn parse_target(
         script_file: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
+        metric_relabel: Rules::default(),
     })
 }
 

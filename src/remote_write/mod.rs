@@ -6,6 +6,7 @@ pub(crate) mod encode;
 pub(crate) mod labels;
 pub(crate) mod pace;
 pub(crate) mod sender;
+pub(crate) mod write_relabel;
 
 /// Field numbers of `proto/remote_write.proto`, for the parts of a request
 /// written by hand (`labels.rs`, `encode.rs`); a unit test in each checks

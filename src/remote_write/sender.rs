@@ -38,6 +38,7 @@ use crate::log_throttle::LogThrottle;
 use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
 use crate::remote_write::pace::Pace;
+use crate::remote_write::write_relabel::WriteRelabel;
 use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
 
@@ -341,6 +342,7 @@ impl Sender {
         let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
         let mut encoder = encode::Encoder::default();
         let mut pace = Pace::new(self.settings.max_samples_per_second);
+        let mut relabel = WriteRelabel::new(&self.settings.write_relabel);
         // Woken when the queue fills from empty, or holds a full batch;
         // otherwise the deadline's timer wakes it.
         queue.notify_from(self.settings.max_samples_per_send);
@@ -391,12 +393,17 @@ impl Sender {
                 }
                 continue;
             };
-            let encoded = encoder.encode(&batch);
+            let last_seq = batch.last().map_or(first.seq, |q| q.seq);
+            let encoded = encoder.encode(&relabel.batch(batch));
             if encoded.out_of_order > 0 {
                 self.metrics
                     .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
             }
-            let last_seq = batch.last().map_or(first.seq, |q| q.seq);
+            if encoded.samples == 0 {
+                // The rules dropped every series: nothing to send.
+                queue.ack(last_seq);
+                continue;
+            }
             pace.sent(encoded.samples, Instant::now());
             match self
                 .deliver(encoded.body, encoded.samples, Some(&*queue), &mut shutdown)

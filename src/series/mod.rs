@@ -9,12 +9,14 @@
 //!   reading before;
 //! - `stale.rs`: which series ended, and Prometheus' stale marker;
 //! - `target_series.rs`: one target's readings over time → records;
+//! - `relabeled.rs`: relabeling rules applied to series, once per shape;
 //! - `record.rs`: the record, what the queue stores and the encoders send.
 
 mod catalogue;
 mod flatten;
 mod intern;
 mod record;
+mod relabeled;
 mod stale;
 mod target_series;
 
@@ -22,6 +24,7 @@ pub(crate) use catalogue::{EncodedLabels, Label, Shape, TargetLabels};
 pub use catalogue::{shape, target_labels};
 pub use flatten::{Flattener, Matched, flatten};
 pub use record::{Record, Series};
+pub(crate) use relabeled::Relabeler;
 #[cfg(test)]
 pub(crate) use stale::stale_nan;
 pub use stale::{StaleTracker, is_stale_marker};

@@ -15,7 +15,11 @@
 //! - every series pushed (when markers are kept) is, by the end of the
 //!   target, in every later complete reading or ended by exactly one stale
 //!   marker: in the first complete reading that lacks it, or at [`end`];
-//! - a fast reading ends nothing.
+//! - a fast reading ends nothing;
+//! - with `metric_relabel_configs`, the lanes and the stale tracker work on
+//!   the series as read, and the records given out are those series after
+//!   the rules (`Relabeler`): a series ends when the series it came from
+//!   ends, and what the rules drop is neither given out nor ended.
 //!
 //! [`end`]: TargetSeries::end
 
@@ -24,8 +28,10 @@ use std::sync::Arc;
 use super::catalogue::TargetLabels;
 use super::flatten::{Flattener, Matched};
 use super::record::{Record, Series};
+use super::relabeled::Relabeler;
 use super::stale::StaleTracker;
 use crate::metrics::Families;
+use crate::relabel::Rules;
 
 /// One kind of reading's history: see the module's text.
 #[derive(Debug, Default)]
@@ -56,6 +62,8 @@ pub struct TargetSeries {
     /// read the records, and they leave markers out): no reading then pays
     /// for the stale check.
     stale: Option<StaleTracker>,
+    /// `metric_relabel_configs`, when there are any.
+    relabel: Option<Relabeler>,
 }
 
 impl TargetSeries {
@@ -67,6 +75,21 @@ impl TargetSeries {
             complete: Lane::default(),
             fast: Lane::default(),
             stale: markers.then(StaleTracker::default),
+            relabel: None,
+        }
+    }
+
+    /// Records given out are relabeled by `rules` (none: as read).
+    pub(crate) fn relabeled(mut self, rules: &Rules) -> Self {
+        self.relabel = (!rules.is_empty()).then(|| Relabeler::new(rules.clone()));
+        self
+    }
+
+    /// `record` after the rules, if there are any.
+    fn give_out(&mut self, record: Arc<Record>) -> Arc<Record> {
+        match &mut self.relabel {
+            Some(relabeler) => Arc::new(relabeler.record(&record)),
+            None => record,
         }
     }
 
@@ -107,22 +130,21 @@ impl TargetSeries {
             &mut self.fast
         };
         lane.last = Some(record.clone());
-        record
+        self.give_out(record)
     }
 
     /// The target has ended (removed from the configuration, or a node
     /// gone): a record of stale markers for every series it still has, if
     /// markers are kept and there are any.
-    pub fn end(self, timestamp_ms: i64) -> Option<Arc<Record>> {
-        let mut stale = self.stale?;
-        let series = stale.all(self.complete.last_series());
-        (!series.is_empty()).then(|| {
-            Arc::new(Record {
-                timestamp_ms,
-                target: self.target,
-                series,
-            })
-        })
+    pub fn end(mut self, timestamp_ms: i64) -> Option<Arc<Record>> {
+        let series = self.stale.as_mut()?.all(self.complete.last_series());
+        let record = Arc::new(Record {
+            timestamp_ms,
+            target: self.target.clone(),
+            series,
+        });
+        let record = self.give_out(record);
+        (!record.series.is_empty()).then_some(record)
     }
 }
 
@@ -261,6 +283,45 @@ mod tests {
         #[test]
         fn every_series_pushed_is_continued_or_ended_once(readings in readings()) {
             check(&readings)?;
+        }
+    }
+
+    proptest! {
+        /// With a rule that drops one command, every record given out is
+        /// the record without the rule, that command's series (markers
+        /// included) left out: relabeling never changes what ends when.
+        #[test]
+        fn relabeled_records_are_the_plain_ones_filtered(readings in readings()) {
+            let rule = crate::relabel::Rule::new(&crate::relabel::RuleText {
+                source_labels: Some(vec!["cmd".into()]),
+                regex: Some("set".into()),
+                action: Some("drop".into()),
+                ..Default::default()
+            })
+            .expect("valid");
+            let rules = crate::relabel::Rules::new(vec![rule]);
+            let labels = target_labels([("instance", "t:5")]);
+            let mut plain = TargetSeries::new(labels.clone(), true);
+            let mut relabeled = TargetSeries::new(labels, true).relabeled(&rules);
+            let filtered = |r: &Record| -> Vec<(String, u64)> {
+                r.series
+                    .iter()
+                    .filter(|s| !s.shape.labels().any(|l| l == ("cmd", "set")))
+                    .map(|s| (key(s), s.value.to_bits()))
+                    .collect()
+            };
+            let pairs = |r: &Record| -> Vec<(String, u64)> {
+                r.series.iter().map(|s| (key(s), s.value.to_bits())).collect()
+            };
+            for (ts, r) in readings.iter().enumerate() {
+                let families = families(r);
+                let want = plain.record(&families, ts as i64, r.complete);
+                let got = relabeled.record(&families, ts as i64, r.complete);
+                prop_assert_eq!(pairs(&got), filtered(&want));
+            }
+            let want = plain.end(99).map(|r| filtered(&r)).unwrap_or_default();
+            let got = relabeled.end(99).map(|r| pairs(&r)).unwrap_or_default();
+            prop_assert_eq!(got, want);
         }
     }
 

@@ -1,0 +1,364 @@
+//! Relabeling applied to series, once per shape and target set.
+//!
+//! A series is a shape and its target's labels (`catalogue`); the rules
+//! see both merged, as a scraper sees a series with its target's labels.
+//! What they leave is made a shape again, relative to the same target
+//! labels, so records, the queue, the page and the encoder keep working
+//! with shapes: the result's labels that differ from the target's become
+//! the new shape's own labels (own labels win over the target's), and a
+//! target label the rules removed becomes an own label with an empty
+//! value, which hides it (`Shape::hidden`).
+//!
+//! Invariants:
+//! - the rules run once per (shape, target set), not per sample: the
+//!   outcome is kept until a sweep finds it unused since the sweep before;
+//! - labels the rules leave as they were give back the very same shape;
+//! - a relabeled record holds each resulting series once (the first wins
+//!   when rules make two series one), in the order of the record given.
+
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashSet};
+
+use super::catalogue::{Shape, TargetLabels, shape};
+use super::record::{Record, Series};
+use crate::metrics::Kind;
+use crate::relabel::{LabelSet, NAME, Rules};
+
+/// Outcomes kept below this many entries are never swept.
+const SWEEP_FROM: usize = 4096;
+
+/// The rules' outcome for one (shape, target set): the shape to use,
+/// `None` when dropped; and the sweep generation it was last used in.
+#[derive(Debug)]
+struct Outcome {
+    shape: Option<Arc<Shape>>,
+    used: u32,
+}
+
+/// Rules and their outcome per (shape, target set).
+#[derive(Debug)]
+pub(crate) struct Relabeler {
+    rules: Rules,
+    /// By (shape id, target id).
+    outcomes: HashMap<(u64, u64), Outcome>,
+    generation: u32,
+    sweep_at: usize,
+}
+
+impl Relabeler {
+    pub(crate) fn new(rules: Rules) -> Relabeler {
+        Relabeler {
+            rules,
+            outcomes: HashMap::default(),
+            generation: 0,
+            sweep_at: SWEEP_FROM,
+        }
+    }
+
+    /// The shape a series of `shape` on `target` has after the rules, or
+    /// `None` when they drop it.
+    pub(crate) fn shape(
+        &mut self,
+        shape: &Arc<Shape>,
+        target: &TargetLabels,
+    ) -> Option<Arc<Shape>> {
+        let key = (shape.id(), target.id());
+        if let Some(outcome) = self.outcomes.get_mut(&key) {
+            outcome.used = self.generation;
+            return outcome.shape.clone();
+        }
+        let shape = relabel(&self.rules, shape, target);
+        let used = self.generation;
+        let outcome = Outcome {
+            shape: shape.clone(),
+            used,
+        };
+        self.outcomes.insert(key, outcome);
+        shape
+    }
+
+    /// `series` of `target` after the rules: dropped ones left out, each
+    /// resulting series once.
+    pub(crate) fn series(&mut self, series: &[Series], target: &TargetLabels) -> Vec<Series> {
+        self.sweep();
+        let mut seen: HashSet<usize> = HashSet::default();
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let Some(shape) = self.shape(&s.shape, target) else {
+                continue;
+            };
+            if seen.insert(Arc::as_ptr(&shape) as usize) {
+                out.push(Series {
+                    shape,
+                    value: s.value,
+                });
+            }
+        }
+        out
+    }
+
+    /// `record` after the rules (see [`Relabeler::series`]).
+    pub(crate) fn record(&mut self, record: &Record) -> Record {
+        Record {
+            timestamp_ms: record.timestamp_ms,
+            target: record.target.clone(),
+            series: self.series(&record.series, &record.target),
+        }
+    }
+
+    /// Forgets outcomes unused since the last sweep, once the kept ones
+    /// have doubled since then: shapes and targets come and go.
+    fn sweep(&mut self) {
+        if self.outcomes.len() < self.sweep_at {
+            return;
+        }
+        let generation = self.generation;
+        self.outcomes
+            .retain(|_, outcome| outcome.used == generation);
+        self.generation = generation.wrapping_add(1);
+        self.sweep_at = (2 * self.outcomes.len()).max(SWEEP_FROM);
+    }
+}
+
+/// The labels of a series as a scraper sees them: the target's, the
+/// shape's own over them (an empty one removing it), and `__name__`.
+pub(crate) fn label_set(shape: &Shape, target: &TargetLabels) -> LabelSet {
+    let mut set: LabelSet = target
+        .labels()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    for (name, value) in shape.labels() {
+        if value.is_empty() {
+            set.remove(name);
+        } else {
+            set.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    set.insert(
+        NAME.to_owned(),
+        format!("{}{}", shape.name(), shape.suffix()),
+    );
+    set
+}
+
+fn relabel(rules: &Rules, shape: &Arc<Shape>, target: &TargetLabels) -> Option<Arc<Shape>> {
+    let before = label_set(shape, target);
+    let mut after = before.clone();
+    if !rules.apply(&mut after) {
+        return None;
+    }
+    if after == before {
+        return Some(shape.clone());
+    }
+    Some(to_shape(shape, target, after))
+}
+
+/// The shape that, with `target`'s labels, has the labels `set`.
+fn to_shape(original: &Shape, target: &TargetLabels, mut set: LabelSet) -> Arc<Shape> {
+    let full = set.remove(NAME).unwrap_or_default();
+    let (name, kind, suffix) = name_kind_suffix(original, &full);
+    let theirs = |n: &str| {
+        target
+            .labels()
+            .iter()
+            .find(|(name, _)| &**name == n)
+            .map(|(_, v)| &**v)
+    };
+    let mut own: Vec<(String, String)> = Vec::with_capacity(set.len());
+    // The shape's own labels first, in their order, where they stay.
+    for (n, _) in original.labels() {
+        if let Some(v) = set.remove(n) {
+            own.push((n.to_owned(), v));
+        }
+    }
+    for (n, v) in set.iter() {
+        if theirs(n) != Some(v.as_str()) {
+            own.push((n.clone(), v.clone()));
+        }
+    }
+    for (n, _) in target.labels() {
+        if !set.contains_key(&**n) && !own.iter().any(|(o, _)| **o == **n) {
+            own.push((n.to_string(), String::new()));
+        }
+    }
+    let labels: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    shape(name, kind, suffix, &labels)
+}
+
+/// A relabeled `__name__` as a family name, type and suffix: the
+/// original's type and suffix while the name still ends with that suffix;
+/// otherwise a gauge of its own (part of a histogram renamed apart from
+/// the rest is no histogram).
+fn name_kind_suffix<'a>(original: &'a Shape, full: &'a str) -> (&'a str, Kind, &'a str) {
+    let suffix = original.suffix();
+    match full.strip_suffix(suffix) {
+        Some(name) if !name.is_empty() => (name, original.kind(), suffix),
+        _ => (full, Kind::Gauge, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relabel::{Rule, RuleText};
+    use crate::series::target_labels;
+
+    fn rules(texts: &[RuleText]) -> Rules {
+        Rules::new(texts.iter().map(|t| Rule::new(t).expect("valid")).collect())
+    }
+
+    fn text(action: &str, source: &[&str], regex: &str) -> RuleText {
+        RuleText {
+            action: Some(action.to_owned()),
+            source_labels: Some(source.iter().map(|s| (*s).to_owned()).collect()),
+            regex: Some(regex.to_owned()),
+            ..RuleText::default()
+        }
+    }
+
+    #[test]
+    fn outcomes_are_the_rules_applied_to_the_merged_labels() {
+        let target = target_labels([("instance", "h:1"), ("job", "redis"), ("zone", "a")]);
+        let cmd = shape(
+            "relabeled_test_calls_total",
+            Kind::Counter,
+            "",
+            &[("cmd", "get")],
+        );
+        let db = shape("relabeled_test_keys", Kind::Gauge, "", &[("db", "db0")]);
+        let rename = RuleText {
+            source_labels: Some(vec!["cmd".into()]),
+            regex: Some("(.*)".into()),
+            target_label: Some("command".into()),
+            ..RuleText::default()
+        };
+        let mut relabeler = Relabeler::new(rules(&[
+            text("drop", &["__name__", "db"], "relabeled_test_keys;db0"),
+            rename,
+            RuleText {
+                regex: Some("cmd|zone".into()),
+                action: Some("labeldrop".into()),
+                ..RuleText::default()
+            },
+        ]));
+        assert!(relabeler.shape(&db, &target).is_none());
+        let got = relabeler.shape(&cmd, &target).expect("kept");
+        assert_eq!(got.name(), "relabeled_test_calls_total");
+        assert_eq!(got.kind(), Kind::Counter);
+        let mut want = label_set(&cmd, &target);
+        want.remove("cmd");
+        want.remove("zone");
+        want.insert("command".into(), "get".into());
+        assert_eq!(label_set(&got, &target), want);
+        // Cached: the same shape again, not a new one.
+        assert!(Arc::ptr_eq(
+            &got,
+            &relabeler.shape(&cmd, &target).expect("kept")
+        ));
+    }
+
+    #[test]
+    fn unchanged_series_keep_their_shape_and_merged_ones_come_once() {
+        let target = target_labels([("instance", "h:2")]);
+        let a = shape("relabeled_test_merge", Kind::Gauge, "", &[("db", "db0")]);
+        let b = shape("relabeled_test_merge", Kind::Gauge, "", &[("db", "db1")]);
+        let other = shape("relabeled_test_other", Kind::Gauge, "", &[]);
+        let mut relabeler = Relabeler::new(rules(&[RuleText {
+            regex: Some("db".into()),
+            action: Some("labeldrop".into()),
+            ..RuleText::default()
+        }]));
+        let series: Vec<Series> = [(&a, 1.0), (&other, 2.0), (&b, 3.0)]
+            .into_iter()
+            .map(|(s, value)| Series {
+                shape: s.clone(),
+                value,
+            })
+            .collect();
+        let out = relabeler.series(&series, &target);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].value, 1.0, "the first of the two wins");
+        assert!(Arc::ptr_eq(&out[1].shape, &other));
+    }
+
+    #[test]
+    fn a_renamed_part_keeps_its_type_only_with_its_suffix() {
+        let target = target_labels([("instance", "h:3")]);
+        let bucket = shape(
+            "relabeled_test_hist",
+            Kind::Histogram,
+            "_bucket",
+            &[("le", "1")],
+        );
+        let rename = |to: &str| RuleText {
+            source_labels: Some(vec![NAME.into()]),
+            regex: Some("relabeled_test_hist(.*)".into()),
+            target_label: Some(NAME.into()),
+            replacement: Some(to.into()),
+            ..RuleText::default()
+        };
+        let mut keeps = Relabeler::new(rules(&[rename("relabeled_test_h${1}")]));
+        let got = keeps.shape(&bucket, &target).expect("kept");
+        assert_eq!(
+            (got.name(), got.kind(), got.suffix()),
+            ("relabeled_test_h", Kind::Histogram, "_bucket")
+        );
+        let mut loses = Relabeler::new(rules(&[rename("relabeled_test_flat")]));
+        let got = loses.shape(&bucket, &target).expect("kept");
+        assert_eq!(
+            (got.name(), got.kind(), got.suffix()),
+            ("relabeled_test_flat", Kind::Gauge, "")
+        );
+    }
+
+    #[test]
+    fn a_removed_target_label_is_hidden_and_a_changed_one_overridden() {
+        let target = target_labels([("instance", "h:4"), ("job", "redis"), ("zone", "a")]);
+        let s = shape("relabeled_test_hide", Kind::Gauge, "", &[]);
+        let mut relabeler = Relabeler::new(rules(&[
+            RuleText {
+                regex: Some("zone".into()),
+                action: Some("labeldrop".into()),
+                ..RuleText::default()
+            },
+            RuleText {
+                source_labels: Some(vec!["instance".into()]),
+                regex: Some("(.*):.*".into()),
+                target_label: Some("instance".into()),
+                ..RuleText::default()
+            },
+        ]));
+        let got = relabeler.shape(&s, &target).expect("kept");
+        let set = label_set(&got, &target);
+        assert_eq!(set.get("zone"), None);
+        assert_eq!(set["instance"], "h");
+        assert_eq!(set["job"], "redis");
+        assert_eq!(got.hidden().len(), 1);
+    }
+
+    #[test]
+    fn unused_outcomes_are_swept() {
+        let target = target_labels([("instance", "h:5")]);
+        let mut relabeler = Relabeler::new(rules(&[text("keep", &["__name__"], ".*")]));
+        for i in 0..3 * SWEEP_FROM {
+            let s = shape(
+                "relabeled_test_sweep",
+                Kind::Gauge,
+                "",
+                &[("i", &i.to_string())],
+            );
+            let series = [Series {
+                shape: s,
+                value: 1.0,
+            }];
+            relabeler.series(&series, &target);
+        }
+        assert!(
+            relabeler.outcomes.len() <= 2 * SWEEP_FROM,
+            "{}",
+            relabeler.outcomes.len()
+        );
+    }
+}
