@@ -158,6 +158,7 @@ fn main() {
                 timeout: Duration::from_secs(30),
                 basic_auth: None,
                 bearer_token_file: None,
+                oauth2: None,
                 tls: None,
             },
             flush_deadline: Duration::from_secs(5),
@@ -167,6 +168,7 @@ fn main() {
             max_samples_per_second: None,
             headers: Vec::new(),
             write_relabel: Default::default(),
+            metadata_interval: None,
         };
         let sender = Sender::new(settings, metrics.clone()).expect("sender");
         let (stop, stop_rx) = watch::channel(false);

@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::metrics::help::help;
 use crate::metrics::{Families, write_value};
 use crate::series::{Record, Series, flatten, is_stale_marker};
 
@@ -49,19 +50,19 @@ fn runs(series: &[Series]) -> impl Iterator<Item = Range<usize>> + '_ {
 }
 
 /// Appends one family's series. `with_type` is false when the caller
-/// already wrote this family's `# TYPE` line (several targets on one page
-/// share it).
+/// already wrote this family's `# HELP` and `# TYPE` lines (several
+/// targets on one page share them).
 fn write_run(out: &mut String, run: &[Series], extra: &[(&str, &str)], with_type: bool) {
     let Some(first) = run.first() else {
         return;
     };
     if with_type {
-        let _ = writeln!(
-            out,
-            "# TYPE {} {}",
-            first.shape.name(),
-            first.shape.kind().as_str()
-        );
+        let name = first.shape.name();
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        escape_help(out, &help(name));
+        let _ = writeln!(out, "\n# TYPE {name} {}", first.shape.kind().as_str());
     }
     for series in run.iter().filter(|s| !is_stale_marker(s.value)) {
         let shape = &series.shape;
@@ -169,6 +170,17 @@ impl Page {
     }
 }
 
+/// Help texts escape `\` and newlines.
+fn escape_help(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Label values escape `\`, `"` and newlines.
 fn escape_label_value(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -210,9 +222,9 @@ mod tests {
         write_families(&mut out, &families, &[("instance", "h:1")]);
         assert_eq!(
             out,
-            "# TYPE redis_up gauge\nredis_up{instance=\"h:1\"} 1\n\
-             # TYPE redis_errors_total counter\nredis_errors_total{instance=\"h:1\",err=\"a\\\"b\\\\c\\nd\"} 2\n\
-             # TYPE s summary\ns{instance=\"h:1\",quantile=\"99.9\"} 0.5\ns_count{instance=\"h:1\"} +Inf\n"
+            "# HELP redis_up Information about the Redis instance\n# TYPE redis_up gauge\nredis_up{instance=\"h:1\"} 1\n\
+             # HELP redis_errors_total Total number of errors per error type\n# TYPE redis_errors_total counter\nredis_errors_total{instance=\"h:1\",err=\"a\\\"b\\\\c\\nd\"} 2\n\
+             # HELP s s metric\n# TYPE s summary\ns{instance=\"h:1\",quantile=\"99.9\"} 0.5\ns_count{instance=\"h:1\"} +Inf\n"
         );
     }
 
@@ -244,8 +256,8 @@ mod tests {
         );
         assert_eq!(
             out,
-            "# TYPE redis_up gauge\nredis_up{instance=\"a:1\"} 1\nredis_up{instance=\"b:2\"} 0\n\
-             # TYPE only_a gauge\nonly_a{instance=\"a:1\"} 2\n"
+            "# HELP redis_up Information about the Redis instance\n# TYPE redis_up gauge\nredis_up{instance=\"a:1\"} 1\nredis_up{instance=\"b:2\"} 0\n\
+             # HELP only_a only_a metric\n# TYPE only_a gauge\nonly_a{instance=\"a:1\"} 2\n"
         );
     }
 
@@ -318,7 +330,10 @@ mod tests {
         series[1].value = crate::series::stale_nan();
         let mut out = String::new();
         write_series(&mut out, &series, &[]);
-        assert_eq!(out, "# TYPE redis_up gauge\nredis_up 1\n");
+        assert_eq!(
+            out,
+            "# HELP redis_up Information about the Redis instance\n# TYPE redis_up gauge\nredis_up 1\n"
+        );
     }
 
     #[test]
@@ -327,6 +342,6 @@ mod tests {
         families.plain("x", Kind::Gauge, 0.000546);
         let mut out = String::new();
         write_families(&mut out, &families, &[]);
-        assert_eq!(out, "# TYPE x gauge\nx 0.000546\n");
+        assert_eq!(out, "# HELP x x metric\n# TYPE x gauge\nx 0.000546\n");
     }
 }

@@ -11,6 +11,7 @@ use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap;
 
 use crate::config::Endpoint;
+use crate::oauth2_token::{TokenError, TokenSource};
 use crate::secret::{SecretError, read_secret, redact_url};
 use crate::untrusted::one_line;
 
@@ -94,20 +95,61 @@ pub(crate) fn build(
     builder.build().map_err(ClientError::Build)
 }
 
-/// Adds the endpoint's credentials to `request`, read from their files now
-/// so that a rotated one is picked up: basic auth (user and password file)
-/// and a bearer token (file).
-pub(crate) fn authorize(
-    mut request: RequestBuilder,
-    endpoint: &Endpoint,
-) -> Result<RequestBuilder, SecretError> {
-    if let Some((user, file)) = &endpoint.basic_auth {
-        request = request.basic_auth(user, Some(read_secret(file)?.expose()));
+/// An endpoint's credentials, added to each request: basic auth (user and
+/// password file) and a bearer token (file) read from their files at every
+/// request, so that a rotated one is picked up; or an OAuth2 token, kept
+/// until it nears its expiry (`oauth2_token`).
+pub(crate) struct Credentials {
+    basic_auth: Option<(String, PathBuf)>,
+    bearer_token_file: Option<PathBuf>,
+    oauth2: Option<TokenSource>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CredentialsError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl Credentials {
+    /// The credentials of `endpoint`; a token is fetched with `client`.
+    pub(crate) fn new(endpoint: &Endpoint, client: &reqwest::Client) -> Credentials {
+        Credentials {
+            basic_auth: endpoint.basic_auth.clone(),
+            bearer_token_file: endpoint.bearer_token_file.clone(),
+            oauth2: endpoint
+                .oauth2
+                .clone()
+                .map(|o| TokenSource::new(o, client.clone())),
+        }
     }
-    if let Some(file) = &endpoint.bearer_token_file {
-        request = request.bearer_auth(read_secret(file)?.expose());
+
+    /// `request` with the credentials added.
+    pub(crate) async fn authorize(
+        &self,
+        mut request: RequestBuilder,
+    ) -> Result<RequestBuilder, CredentialsError> {
+        if let Some((user, file)) = &self.basic_auth {
+            request = request.basic_auth(user, Some(read_secret(file)?.expose()));
+        }
+        if let Some(file) = &self.bearer_token_file {
+            request = request.bearer_auth(read_secret(file)?.expose());
+        }
+        if let Some(tokens) = &self.oauth2 {
+            request = request.bearer_auth(tokens.token().await?.expose());
+        }
+        Ok(request)
     }
-    Ok(request)
+
+    /// The endpoint answered 401: an OAuth2 token it refused is not used
+    /// again.
+    pub(crate) async fn refused(&self) {
+        if let Some(tokens) = &self.oauth2 {
+            tokens.refused().await;
+        }
+    }
 }
 
 /// What a failed answer says, as it may be logged (one line, escaped): for

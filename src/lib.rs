@@ -20,6 +20,7 @@ pub(crate) mod http_client;
 pub(crate) mod log_throttle;
 pub mod logging;
 pub(crate) mod metrics;
+pub(crate) mod oauth2_token;
 pub(crate) mod once;
 pub(crate) mod pushgateway;
 pub(crate) mod queue;

@@ -72,6 +72,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .deliver(encoded.body, encoded.samples, None, &mut stop_rx)
             .await
         {
+            Delivery::Accepted if rw.metadata_interval.is_some() => {
+                // The families of this run, as the agent sends them.
+                if let Err(e) = sender.post_metadata(&crate::series::families()).await {
+                    eprintln!("redpush: the remote-write receiver did not take the metadata: {e}");
+                }
+            }
             Delivery::Accepted => {}
             Delivery::Rejected => {
                 eprintln!("redpush: the remote-write receiver rejected the samples");

@@ -6,15 +6,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::PushgatewaySettings;
-use crate::http_client::{self, ClientError};
-use crate::secret::SecretError;
+use crate::http_client::{self, ClientError, Credentials, CredentialsError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PushError {
     #[error("Pushgateway client: {0}")]
     Client(#[from] ClientError),
     #[error("Pushgateway request failed: {0}")]
-    Credentials(#[from] SecretError),
+    Credentials(#[from] CredentialsError),
     #[error("Pushgateway request failed: {0}")]
     Request(#[source] reqwest::Error),
     #[error("Pushgateway answered {status}: {message}")]
@@ -71,13 +70,19 @@ pub(crate) fn group_url(
 /// A Pushgateway client for one configuration: groups, auth, timeouts.
 pub(crate) struct Pushgateway {
     client: reqwest::Client,
+    credentials: Credentials,
     settings: PushgatewaySettings,
 }
 
 impl Pushgateway {
     pub(crate) fn new(settings: PushgatewaySettings) -> Result<Self, PushError> {
         let client = http_client::build(&settings.endpoint, Default::default())?;
-        Ok(Pushgateway { client, settings })
+        let credentials = Credentials::new(&settings.endpoint, &client);
+        Ok(Pushgateway {
+            client,
+            credentials,
+            settings,
+        })
     }
 
     pub(crate) fn settings(&self) -> &PushgatewaySettings {
@@ -93,11 +98,11 @@ impl Pushgateway {
         )
     }
 
-    fn authorize(
+    async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, PushError> {
-        Ok(http_client::authorize(request, &self.settings.endpoint)?)
+        Ok(self.credentials.authorize(request).await?)
     }
 
     /// Replaces the group of `instance` with `body` (text exposition format).
@@ -107,26 +112,37 @@ impl Pushgateway {
             .put(self.url(instance))
             .header("Content-Type", crate::exposition::CONTENT_TYPE)
             .body(body);
-        check(self.authorize(request)?.send().await).await
+        self.check(self.authorize(request).await?.send().await)
+            .await
     }
 
     /// Deletes the group of `instance`.
     pub(crate) async fn delete(&self, instance: &str) -> Result<(), PushError> {
         let request = self.client.delete(self.url(instance));
-        check(self.authorize(request)?.send().await).await
+        self.check(self.authorize(request).await?.send().await)
+            .await
     }
 }
 
-async fn check(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), PushError> {
-    let response = sent.map_err(|e| PushError::Request(e.without_url()))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
+impl Pushgateway {
+    /// The outcome of a request; a 401 drops a refused OAuth2 token.
+    async fn check(
+        &self,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<(), PushError> {
+        let response = sent.map_err(|e| PushError::Request(e.without_url()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            self.credentials.refused().await;
+        }
+        Err(PushError::Status {
+            status: status.as_u16(),
+            message: crate::http_client::error_body(response).await,
+        })
     }
-    Err(PushError::Status {
-        status: status.as_u16(),
-        message: crate::http_client::error_body(response).await,
-    })
 }
 
 #[cfg(test)]

@@ -179,6 +179,20 @@ pub(crate) struct KeysReading {
     pub keys: Vec<KeyReading>,
     /// (pattern, number of matching keys) for `count_keys`.
     pub counts: Vec<(String, f64)>,
+    /// `check_key_groups`, when configured and read in full.
+    pub groups: Option<KeyGroups>,
+}
+
+/// A key group: its name, its keys, their memory in bytes.
+pub(crate) type KeyGroup = (String, f64, f64);
+
+/// Every key of a database grouped by `check_key_groups`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct KeyGroups {
+    /// Every group, sorted by name.
+    pub groups: Vec<KeyGroup>,
+    /// How long the walk over the keys took.
+    pub duration_ms: f64,
 }
 
 /// The outcome of a user's Lua script, as the exporter reports it.

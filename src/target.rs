@@ -360,7 +360,14 @@ impl Target {
         let db = format!("db{}", self.sampler.target().db);
         self.key_families = Families::new();
         match crate::redis::keys::read_keys(&mut self.sampler, &settings, &db).await {
-            Ok(reading) => crate::metrics::keys::map_keys(&reading, &mut self.key_families),
+            Ok(reading) => {
+                crate::metrics::keys::map_keys(&reading, &mut self.key_families);
+                if let Some(groups) = &reading.groups {
+                    let max = settings.max_distinct_key_groups;
+                    let families = &mut self.key_families;
+                    crate::metrics::keys::map_key_groups(&reading.db, groups, max, families);
+                }
+            }
             Err(e) => warn!(
                 instance = self.instance(),
                 "reading the configured keys failed: {}",

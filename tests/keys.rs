@@ -256,3 +256,71 @@ fn string_values_are_reported_as_the_exporter_reports_them() {
         Some(2000.0)
     );
 }
+
+#[test]
+fn key_groups_match_the_exporter_on_the_same_keys() {
+    let redis = Redis::start(&[]);
+    for i in 0..30 {
+        redis.cli(&["SET", &format!("user:{i}:name"), "someone"]);
+    }
+    for i in 0..20 {
+        redis.cli(&["SET", &format!("session:{}{i}", ["a", "b"][i % 2]), "x"]);
+    }
+    for i in 0..10 {
+        redis.cli(&["HSET", &format!("cart:{i}"), "item", "1", "qty", "2"]);
+    }
+    for key in ["misc", "other", "x:1"] {
+        redis.cli(&["SET", key, "1"]);
+    }
+    let patterns = ["^(user):", "^(session):(%a)", "^(cart):"];
+    let groups = |page: &Page| -> Vec<(common::exposition::SeriesKey, f64)> {
+        page.values
+            .iter()
+            .filter(|((name, labels), _)| {
+                (name.starts_with("redis_key_group_")
+                    || name == "redis_number_of_distinct_key_groups")
+                    && labels.contains(&("db".to_owned(), "db0".to_owned()))
+            })
+            .map(|(key, v)| (key.clone(), *v))
+            .collect()
+    };
+    for max in [2, 100] {
+        let ours = once_with(
+            &redis,
+            &format!("check_key_groups = {patterns:?}\nmax_distinct_key_groups = {max}\n"),
+        );
+        let exporter = Exporter::start_with(
+            &redis,
+            &[
+                &format!("-check-key-groups={}", patterns.join(",")),
+                &format!("-max-distinct-key-groups={max}"),
+            ],
+        );
+        let theirs = Page::parse(&exporter.scrape());
+        let ours_groups = groups(&ours);
+        assert_eq!(ours_groups, groups(&theirs), "max {max}");
+        let count = |group: &str| {
+            ours.get(
+                "redis_key_group_count",
+                &[("db", "db0"), ("key_group", group)],
+            )
+        };
+        assert_eq!(count("user"), Some(30.0));
+        assert_eq!(
+            ours.get("redis_number_of_distinct_key_groups", &[("db", "db0")]),
+            Some(5.0),
+            "user, sessiona, sessionb, cart, unclassified"
+        );
+        if max == 2 {
+            assert_eq!(ours_groups.len(), 2 * 3 + 1, "two groups and overflow");
+            assert!(count("overflow").is_some());
+        } else {
+            assert_eq!(count("unclassified"), Some(3.0));
+            assert_eq!(count("sessiona"), Some(10.0));
+        }
+        assert!(
+            ours.get("redis_last_key_groups_scrape_duration_milliseconds", &[])
+                .is_some()
+        );
+    }
+}

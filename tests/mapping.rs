@@ -146,6 +146,7 @@ fn check_against_exporter(info: &str, exporter: &str, memory_moved: &[&str]) {
     let info = fixture(info);
     let ours = map_text(&info, Some(&reference_config()), MapOptions::default());
     let differing = assert_superset(&exporter, &ours, &commands_in(&info));
+    assert_same_help(&exporter, &ours);
     let unexpected: Vec<&String> = differing
         .iter()
         .filter(|name| {
@@ -157,6 +158,26 @@ fn check_against_exporter(info: &str, exporter: &str, memory_moved: &[&str]) {
         unexpected.is_empty(),
         "values that should be stable differ: {unexpected:?}"
     );
+}
+
+/// Every family of ours has a `# HELP`, the exporter's text where the
+/// exporter has the family.
+fn assert_same_help(exporter: &Page, ours: &Page) {
+    let without: Vec<&String> = ours
+        .types
+        .keys()
+        .filter(|name| !ours.helps.contains_key(*name))
+        .collect();
+    assert!(without.is_empty(), "families without HELP: {without:?}");
+    let mut compared = 0;
+    for (name, text) in &exporter.helps {
+        let Some(ours) = ours.helps.get(name) else {
+            continue;
+        };
+        assert_eq!(ours, text, "HELP of {name}");
+        compared += 1;
+    }
+    assert!(compared > 100, "only {compared} families compared");
 }
 
 #[test]

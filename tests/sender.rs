@@ -27,6 +27,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
             timeout: Duration::from_secs(5),
             basic_auth: None,
             bearer_token_file: None,
+            oauth2: None,
             tls: None,
         },
         flush_deadline: Duration::from_millis(200),
@@ -36,6 +37,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
         max_samples_per_second: None,
         headers: vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())],
         write_relabel: Default::default(),
+        metadata_interval: None,
     }
 }
 

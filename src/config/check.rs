@@ -84,6 +84,10 @@ fn endpoint_files<'a>(files: &mut Vec<(String, &'a Path)>, e: &'a Endpoint, sect
     if let Some(p) = &e.bearer_token_file {
         files.push((format!("{section}.bearer_token_file"), p.as_path()));
     }
+    if let Some(o) = &e.oauth2 {
+        let key = format!("{section}.oauth2.client_secret_file");
+        files.push((key, o.client_secret_file.as_path()));
+    }
     tls_files(files, e.tls.as_ref(), &format!("{section}.tls."));
 }
 

@@ -154,6 +154,11 @@ fn target(t: &TargetSettings) -> Table<'_> {
             key("check_keys", Value::List(&k.check_keys)),
             key("check_single_keys", Value::List(&k.check_single_keys)),
             key("count_keys", Value::List(&k.count_keys)),
+            key("check_key_groups", Value::List(&k.check_key_groups)),
+            key(
+                "max_distinct_key_groups",
+                Value::Number(k.max_distinct_key_groups as u64),
+            ),
             key("key_interval", Value::Duration(k.interval)),
             key("key_time_budget", Value::Duration(k.budget)),
             key("key_scan_count", Value::Number(u64::from(k.scan_count))),
@@ -203,6 +208,23 @@ fn endpoint<'a>(e: &'a Endpoint, between: Vec<Line<'a>>) -> Vec<Line<'a>> {
         lines.push(basic_auth(user, file));
     }
     lines.extend(path_of("bearer_token_file", &e.bearer_token_file));
+    if let Some(o) = &e.oauth2 {
+        lines.push(key(
+            "oauth2",
+            Value::Table(vec![
+                ("client_id", Value::Text(&o.client_id)),
+                ("client_secret_file", Value::Path(&o.client_secret_file)),
+                ("token_url", Value::Owned(redact_url(&o.token_url))),
+                ("scopes", Value::List(&o.scopes)),
+            ]),
+        ));
+        // Parameters may carry tokens of their own: names only.
+        lines.extend(
+            o.endpoint_params
+                .iter()
+                .map(|(name, _)| Line::Note(format!("oauth2 endpoint_params {name}: set"))),
+        );
+    }
     lines
 }
 
@@ -234,6 +256,10 @@ fn remote_write(rw: &RemoteWriteSettings) -> Table<'_> {
     between.push(match rw.max_samples_per_second {
         Some(n) => key("max_samples_per_second", Value::Number(n)),
         None => Line::Note("max_samples_per_second: unlimited".to_owned()),
+    });
+    between.push(match rw.metadata_interval {
+        Some(interval) => key("metadata_interval", Value::Duration(interval)),
+        None => key("send_metadata", Value::Bool(false)),
     });
     // Header values often carry tokens: names only.
     between.extend(
@@ -411,6 +437,8 @@ max_reply_bytes = "1MiB"
 check_keys = ["user:*"]
 check_single_keys = ["k1"]
 count_keys = ["session:*"]
+check_key_groups = ["^(user):", "^(session):"]
+max_distinct_key_groups = 20
 key_interval = "2m"
 key_time_budget = "1s"
 key_scan_count = 50
@@ -449,11 +477,14 @@ min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
 max_samples_per_second = 50000
+metadata_interval = "30s"
 headers = { "X-Scope-OrgID" = "tenant1", "X-Other" = "v" }
-bearer_token_file = "/tmp/cfg/token"
-[remote_write.basic_auth]
-username = "rw"
-password_file = "/tmp/cfg/pw"
+[remote_write.oauth2]
+client_id = "rw"
+client_secret_file = "/tmp/cfg/pw"
+token_url = "https://auth.example/token"
+scopes = ["metrics:write"]
+endpoint_params = { audience = "mimir" }
 [remote_write.tls]
 ca_file = "/tmp/cfg/ca.pem"
 cert_file = "/tmp/cfg/c.pem"
@@ -472,9 +503,6 @@ interval = "20s"
 grouping = { dc = "eu", rack = "r1" }
 delete_on_shutdown = true
 bearer_token_file = "/tmp/cfg/token"
-[pushgateway.basic_auth]
-username = "pg"
-password_file = "/tmp/cfg/pw"
 [pushgateway.tls]
 ca_file = "/tmp/cfg/ca.pem"
 
@@ -527,6 +555,8 @@ adaptive = true
 check_keys = ["user:*"]
 check_single_keys = ["k1"]
 count_keys = ["session:*"]
+check_key_groups = ["^(user):", "^(session):"]
+max_distinct_key_groups = 20
 key_interval = "2m"
 key_time_budget = "1s"
 key_scan_count = 50
@@ -581,11 +611,12 @@ min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
 max_samples_per_second = 50000
+metadata_interval = "30s"
 # header X-Other: set
 # header X-Scope-OrgID: set
 write_relabel_configs = [{ action = "replace", source_labels = ["instance"], regex = "(.*):.*", target_label = "host" }]
-basic_auth = { username = "rw", password_file = "/tmp/cfg/pw" }
-bearer_token_file = "/tmp/cfg/token"
+oauth2 = { client_id = "rw", client_secret_file = "/tmp/cfg/pw", token_url = "https://auth.example/token", scopes = ["metrics:write"] }
+# oauth2 endpoint_params audience: set
 
 [pushgateway]
 url = "http://pg:9091/"
@@ -595,7 +626,6 @@ interval = "20s"
 delete_on_shutdown = true
 # grouping dc = "eu"
 # grouping rack = "r1"
-basic_auth = { username = "pg", password_file = "/tmp/cfg/pw" }
 bearer_token_file = "/tmp/cfg/token"
 
 [http]

@@ -10,12 +10,12 @@ use toml::Spanned;
 use crate::relabel::Rules;
 
 use super::file::{
-    FileBasicAuth, FileHttpTls, FilePushgateway, FileRemoteWrite, Locator, file_count,
+    FileBasicAuth, FileHttpTls, FileOAuth2, FilePushgateway, FileRemoteWrite, Locator, file_count,
     file_duration, invalid, labels, relabel_rules,
 };
 use super::{
-    ConfigError, Endpoint, MIN_INTERVAL_LIMIT, Origin, Overrides, PushgatewaySettings,
-    RemoteWriteSettings, TlsSettings,
+    ConfigError, Endpoint, MIN_INTERVAL_LIMIT, OAuth2Settings, Origin, Overrides,
+    PushgatewaySettings, RemoteWriteSettings, TlsSettings,
 };
 
 /// The endpoint part of a push table as written.
@@ -24,6 +24,7 @@ struct FileEndpoint<'a> {
     timeout: Option<&'a Spanned<String>>,
     basic_auth: Option<&'a FileBasicAuth>,
     bearer_token_file: Option<&'a PathBuf>,
+    oauth2: Option<&'a FileOAuth2>,
     tls: Option<&'a FileHttpTls>,
 }
 
@@ -34,6 +35,7 @@ impl<'a> From<&'a FileRemoteWrite> for FileEndpoint<'a> {
             timeout: f.timeout.as_ref(),
             basic_auth: f.basic_auth.as_ref(),
             bearer_token_file: f.bearer_token_file.as_ref(),
+            oauth2: f.oauth2.as_ref(),
             tls: f.tls.as_ref(),
         }
     }
@@ -46,6 +48,7 @@ impl<'a> From<&'a FilePushgateway> for FileEndpoint<'a> {
             timeout: f.timeout.as_ref(),
             basic_auth: f.basic_auth.as_ref(),
             bearer_token_file: f.bearer_token_file.as_ref(),
+            oauth2: f.oauth2.as_ref(),
             tls: f.tls.as_ref(),
         }
     }
@@ -69,6 +72,20 @@ fn endpoint(
         (None, None) => return Ok(None),
     };
     let file = file.as_ref();
+    if let Some(f) = file {
+        let ways = [
+            f.basic_auth.is_some(),
+            f.bearer_token_file.is_some(),
+            f.oauth2.is_some(),
+        ];
+        if ways.iter().filter(|&&set| set).count() > 1 {
+            return Err(invalid(
+                Origin::Default,
+                section,
+                "takes one of basic_auth, bearer_token_file and oauth2, not several",
+            ));
+        }
+    }
     Ok(Some(Endpoint {
         url,
         timeout: file_duration(
@@ -81,11 +98,42 @@ fn endpoint(
             .and_then(|f| f.basic_auth)
             .map(|b| (b.username.clone(), b.password_file.clone())),
         bearer_token_file: file.and_then(|f| f.bearer_token_file.cloned()),
+        oauth2: file
+            .and_then(|f| f.oauth2)
+            .map(|o| oauth2(o, section, loc))
+            .transpose()?,
         tls: file
             .and_then(|f| f.tls)
             .map(|t| tls(t, &format!("{section}.tls")))
             .transpose()?,
     }))
+}
+
+/// The `oauth2` table of `section`: its token url checked like an
+/// endpoint's.
+fn oauth2(
+    file: &FileOAuth2,
+    section: &str,
+    loc: &Locator<'_>,
+) -> Result<OAuth2Settings, ConfigError> {
+    let key = format!("{section}.oauth2.token_url");
+    let token_url = http_url(
+        file.token_url.get_ref(),
+        loc.origin(&file.token_url),
+        &key,
+        section,
+    )?;
+    Ok(OAuth2Settings {
+        client_id: file.client_id.clone(),
+        client_secret_file: file.client_secret_file.clone(),
+        token_url,
+        scopes: file.scopes.clone(),
+        endpoint_params: file
+            .endpoint_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
 }
 
 /// An http:// or https:// URL without a password in it.
@@ -181,6 +229,14 @@ pub(super) fn remote_write(
             .map(|f| headers(f, loc))
             .transpose()?
             .unwrap_or_default(),
+        metadata_interval: match file.and_then(|f| f.send_metadata) {
+            Some(false) => None,
+            _ => Some(d(
+                file.and_then(|f| f.metadata_interval.as_ref()),
+                "remote_write.metadata_interval",
+                Duration::from_secs(60),
+            )?),
+        },
         write_relabel: match file {
             Some(f) => relabel_rules(
                 &f.write_relabel_configs,

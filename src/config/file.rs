@@ -89,6 +89,9 @@ pub(super) struct FileTarget {
     pub(super) check_single_keys: Vec<String>,
     #[serde(default)]
     pub(super) count_keys: Vec<String>,
+    #[serde(default)]
+    pub(super) check_key_groups: Vec<String>,
+    pub(super) max_distinct_key_groups: Option<Spanned<usize>>,
     pub(super) key_interval: Option<Spanned<String>>,
     pub(super) key_time_budget: Option<Spanned<String>>,
     pub(super) key_scan_count: Option<Spanned<u32>>,
@@ -123,10 +126,13 @@ pub(super) struct FileRemoteWrite {
     pub(super) max_backoff: Option<Spanned<String>>,
     pub(super) max_samples_per_send: Option<Spanned<usize>>,
     pub(super) max_samples_per_second: Option<Spanned<u64>>,
+    pub(super) send_metadata: Option<bool>,
+    pub(super) metadata_interval: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, Spanned<String>>,
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) bearer_token_file: Option<PathBuf>,
+    pub(super) oauth2: Option<FileOAuth2>,
     pub(super) tls: Option<FileHttpTls>,
     #[serde(default)]
     pub(super) write_relabel_configs: Vec<Spanned<FileRelabel>>,
@@ -141,6 +147,19 @@ pub(super) struct FileHttpTls {
     pub(super) key_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) insecure_skip_verify: bool,
+}
+
+/// OAuth2 client credentials (`[remote_write.oauth2]`, `[pushgateway.oauth2]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOAuth2 {
+    pub(super) client_id: String,
+    pub(super) client_secret_file: PathBuf,
+    pub(super) token_url: Spanned<String>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    #[serde(default)]
+    pub(super) endpoint_params: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +180,7 @@ pub(super) struct FilePushgateway {
     pub(super) grouping: BTreeMap<Spanned<String>, String>,
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) bearer_token_file: Option<PathBuf>,
+    pub(super) oauth2: Option<FileOAuth2>,
     #[serde(default)]
     pub(super) delete_on_shutdown: bool,
     pub(super) tls: Option<FileHttpTls>,

@@ -281,6 +281,11 @@ pub struct KeySettings {
     pub check_single_keys: Vec<String>,
     /// Patterns whose matching keys are counted.
     pub count_keys: Vec<String>,
+    /// Lua patterns grouping every key (`redis_key_group_*`).
+    pub check_key_groups: Vec<String>,
+    /// Most groups reported per database, by memory; the rest summed as
+    /// `overflow`.
+    pub max_distinct_key_groups: usize,
     /// How often the keys are read (a longer interval than sampling).
     pub interval: Duration,
     /// Time allowed for the SCANs of one run.
@@ -317,7 +322,23 @@ pub struct Endpoint {
     pub basic_auth: Option<(String, PathBuf)>,
     /// Read per request.
     pub bearer_token_file: Option<PathBuf>,
+    /// OAuth2 client credentials: a token fetched and kept until it nears
+    /// its expiry.
+    pub oauth2: Option<OAuth2Settings>,
     pub tls: Option<TlsSettings>,
+}
+
+/// OAuth2's client credentials grant (RFC 6749, 4.4), as Prometheus'
+/// `oauth2` block has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OAuth2Settings {
+    pub client_id: String,
+    /// Read at every token request, so a rotated secret is picked up.
+    pub client_secret_file: PathBuf,
+    pub token_url: String,
+    pub scopes: Vec<String>,
+    /// Extra form parameters of the token request (`audience`...).
+    pub endpoint_params: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -335,6 +356,9 @@ pub struct RemoteWriteSettings {
     pub headers: Vec<(String, String)>,
     /// `write_relabel_configs`: applied to what this endpoint is sent.
     pub write_relabel: Rules,
+    /// How often every family's metadata is sent (`None`: never,
+    /// `send_metadata = false`).
+    pub metadata_interval: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -647,6 +671,22 @@ mod tests {
                 port: 6380
             }
         );
+    }
+
+    #[test]
+    fn one_way_of_authenticating_per_endpoint() {
+        let text = "[remote_write]\nurl = \"http://h/\"\nbearer_token_file = \"/t\"\n\
+            [remote_write.oauth2]\nclient_id = \"c\"\nclient_secret_file = \"/s\"\n\
+            token_url = \"https://auth/token\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(
+            err.contains("`remote_write` takes one of basic_auth, bearer_token_file and oauth2"),
+            "{err}"
+        );
+        let text = "[remote_write]\nurl = \"http://h/\"\n[remote_write.oauth2]\n\
+            client_id = \"c\"\nclient_secret_file = \"/s\"\ntoken_url = \"ftp://auth/token\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains("remote_write.oauth2.token_url"), "{err}");
     }
 
     #[test]

@@ -156,7 +156,11 @@ fn key_settings(
     loc: &Locator<'_>,
     key: &str,
 ) -> Result<Option<KeySettings>, ConfigError> {
-    if t.check_keys.is_empty() && t.check_single_keys.is_empty() && t.count_keys.is_empty() {
+    if t.check_keys.is_empty()
+        && t.check_single_keys.is_empty()
+        && t.count_keys.is_empty()
+        && t.check_key_groups.is_empty()
+    {
         return Ok(None);
     }
     let name = |n: &str| format!("{key}.{n}");
@@ -164,6 +168,13 @@ fn key_settings(
         check_keys: t.check_keys.clone(),
         check_single_keys: t.check_single_keys.clone(),
         count_keys: t.count_keys.clone(),
+        check_key_groups: t.check_key_groups.clone(),
+        max_distinct_key_groups: file_count(
+            t.max_distinct_key_groups.as_ref(),
+            loc,
+            &name("max_distinct_key_groups"),
+            100,
+        )?,
         interval: file_duration(
             t.key_interval.as_ref(),
             loc,

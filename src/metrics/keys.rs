@@ -3,7 +3,9 @@
 //! with the exporter's names.
 
 use super::{Families, Kind, Labels, smallvec};
-use crate::reading::{KeyReading, KeyValue, KeysReading, ScriptOutcome, StreamReading};
+use crate::reading::{
+    KeyGroup, KeyGroups, KeyReading, KeyValue, KeysReading, ScriptOutcome, StreamReading,
+};
 
 /// XINFO STREAM field → metric (all gauges but entries-added).
 const STREAM_FIELDS: &[(&str, &str, Kind)] = &[
@@ -125,6 +127,56 @@ pub(crate) fn map_keys(reading: &KeysReading, out: &mut Families) {
     }
 }
 
+/// Key groups as the exporter gives them: `redis_key_group_count` and
+/// `redis_key_group_memory_usage_bytes{db,key_group}` for the `max` groups
+/// using the most memory, the others summed as `key_group="overflow"`;
+/// `redis_number_of_distinct_key_groups{db}` (all of them, before the
+/// cut) and the walk's duration.
+pub(crate) fn map_key_groups(db: &str, groups: &KeyGroups, max: usize, out: &mut Families) {
+    let shown = top_groups(&groups.groups, max);
+    let group_labels =
+        |group: &str| -> Labels { smallvec![("db", db.into()), ("key_group", group.into())] };
+    for (group, keys, _) in &shown {
+        out.push(
+            "redis_key_group_count",
+            Kind::Gauge,
+            "",
+            group_labels(group),
+            *keys,
+        );
+    }
+    for (group, _, memory) in &shown {
+        let name = "redis_key_group_memory_usage_bytes";
+        out.push(name, Kind::Gauge, "", group_labels(group), *memory);
+    }
+    out.push(
+        "redis_number_of_distinct_key_groups",
+        Kind::Gauge,
+        "",
+        smallvec![("db", db.into())],
+        groups.groups.len() as f64,
+    );
+    out.plain(
+        "redis_last_key_groups_scrape_duration_milliseconds",
+        Kind::Gauge,
+        groups.duration_ms,
+    );
+}
+
+/// The `max` groups using the most memory (ties by name), then, when there
+/// are more, the rest summed as `overflow`.
+fn top_groups(groups: &[KeyGroup], max: usize) -> Vec<KeyGroup> {
+    let mut sorted = groups.to_vec();
+    sorted.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    if sorted.len() > max {
+        let rest = sorted.split_off(max);
+        let keys = rest.iter().map(|g| g.1).sum();
+        let memory = rest.iter().map(|g| g.2).sum();
+        sorted.push(("overflow".to_owned(), keys, memory));
+    }
+    sorted
+}
+
 /// `redis_script_result{filename}` (1 ok, 0 error, 2 empty) and
 /// `redis_script_values{key,filename}`.
 pub(crate) fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Families) {
@@ -152,6 +204,46 @@ pub(crate) fn map_script(filename: &str, outcome: &ScriptOutcome, out: &mut Fami
 mod tests {
     use super::*;
     use crate::reading::GroupReading;
+
+    #[test]
+    fn key_groups_beyond_the_limit_are_summed_as_overflow() {
+        let group = |name: &str, keys: f64, memory: f64| (name.to_owned(), keys, memory);
+        let groups = KeyGroups {
+            groups: vec![
+                group("a", 1.0, 50.0),
+                group("session", 3.0, 216.0),
+                group("unclassified", 2.0, 192.0),
+                group("user", 3.0, 216.0),
+            ],
+            duration_ms: 2.0,
+        };
+        let shown = top_groups(&groups.groups, 2);
+        assert_eq!(
+            shown,
+            vec![
+                group("session", 3.0, 216.0),
+                group("user", 3.0, 216.0),
+                group("overflow", 3.0, 242.0),
+            ]
+        );
+        assert_eq!(
+            top_groups(&groups.groups, 4).len(),
+            4,
+            "no overflow when all fit"
+        );
+        let mut families = Families::new();
+        map_key_groups("db0", &groups, 2, &mut families);
+        let mut text = String::new();
+        crate::exposition::write_families(&mut text, &families, &[]);
+        for line in [
+            "redis_key_group_count{db=\"db0\",key_group=\"overflow\"} 3\n",
+            "redis_key_group_memory_usage_bytes{db=\"db0\",key_group=\"user\"} 216\n",
+            "redis_number_of_distinct_key_groups{db=\"db0\"} 4\n",
+            "redis_last_key_groups_scrape_duration_milliseconds 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn keys_streams_and_counts() {
@@ -192,6 +284,7 @@ mod tests {
                 },
             ],
             counts: vec![("session:*".into(), 42.0)],
+            groups: None,
         };
         let mut families = Families::new();
         map_keys(&reading, &mut families);

@@ -9,6 +9,7 @@
 //! code), a point's labels sit inline, and so do label values up to 23 bytes
 //! (`cmd`, `db`, a replica's address), which is nearly all of them.
 
+pub(crate) mod help;
 pub(crate) mod keys;
 pub(crate) mod mapper;
 pub(crate) mod table;

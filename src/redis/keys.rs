@@ -12,8 +12,10 @@ use crate::config::KeySettings;
 use crate::reading::{
     GroupReading, KeyReading, KeyValue, KeysReading, MAX_KEY_VALUE_BYTES, StreamReading,
 };
+use crate::redis::key_groups::{KeyGroupsError, read_key_groups};
 use crate::redis::replies::{bytes_text, int, pairs_of};
 use crate::redis::sampler::{RoundTrip, SampleError, Sampler};
+use crate::untrusted::OneLine;
 
 /// What one SCAN pass found: the keys, and whether it saw the whole keyspace.
 struct Scan {
@@ -76,12 +78,30 @@ pub(crate) async fn read_keys(
     settings: &KeySettings,
     db: &str,
 ) -> Result<KeysReading, SampleError> {
-    let (names, counts) = find(sampler, settings).await?;
+    let deadline = Instant::now() + settings.budget;
+    let (names, counts) = find(sampler, settings, deadline).await?;
     let typed = types(sampler, &names).await?;
+    let keys = sizes(sampler, typed).await?;
+    let groups = match settings.check_key_groups.is_empty() {
+        true => None,
+        false => match read_key_groups(sampler, settings, deadline).await {
+            Ok(groups) => Some(groups),
+            Err(KeyGroupsError::Sample(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    instance = sampler.target().instance,
+                    "key groups left out: {}",
+                    OneLine(e)
+                );
+                None
+            }
+        },
+    };
     Ok(KeysReading {
         db: db.to_owned(),
-        keys: sizes(sampler, typed).await?,
+        keys,
         counts,
+        groups,
     })
 }
 
@@ -91,8 +111,8 @@ pub(crate) async fn read_keys(
 async fn find(
     sampler: &mut Sampler,
     settings: &KeySettings,
+    deadline: Instant,
 ) -> Result<(Vec<String>, Vec<(String, f64)>), SampleError> {
-    let deadline = Instant::now() + settings.budget;
     let mut names: Vec<String> = settings.check_single_keys.clone();
     let mut incomplete = Vec::new();
     for pattern in &settings.check_keys {

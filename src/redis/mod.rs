@@ -8,6 +8,7 @@
 pub(crate) mod connection;
 pub(crate) mod discovery;
 pub(crate) mod info;
+pub(crate) mod key_groups;
 pub(crate) mod keys;
 pub(crate) mod plan;
 pub(crate) mod replies;

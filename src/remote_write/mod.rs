@@ -4,6 +4,7 @@
 
 pub(crate) mod encode;
 pub(crate) mod labels;
+pub(crate) mod metadata;
 pub(crate) mod pace;
 pub(crate) mod sender;
 pub(crate) mod write_relabel;

@@ -33,14 +33,16 @@ use crate::clock::now_ms;
 use crate::config::RemoteWriteSettings;
 use crate::delivery::DeliveryStatus;
 use crate::failure_streak::{Ended, Report};
-use crate::http_client::{self, ClientError};
+use crate::http_client::{self, ClientError, Credentials};
 use crate::log_throttle::LogThrottle;
 use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
+use crate::remote_write::metadata::{self, Family, MetadataSchedule};
 use crate::remote_write::pace::Pace;
 use crate::remote_write::write_relabel::WriteRelabel;
 use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
+use crate::series::{families, generation};
 
 /// The longest `Retry-After` honoured; a receiver asking for more is retried
 /// sooner rather than holding the backlog for hours.
@@ -106,6 +108,7 @@ pub enum SenderError {
 
 pub struct Sender {
     client: reqwest::Client,
+    credentials: Credentials,
     settings: RemoteWriteSettings,
     /// The endpoint's URL as logs may show it.
     url: String,
@@ -114,6 +117,8 @@ pub struct Sender {
     /// Rejections are logged at most once a minute, so a receiver that
     /// refuses everything does not flood the log.
     rejections: LogThrottle,
+    /// So are metadata requests that failed.
+    metadata_failures: LogThrottle,
 }
 
 impl Sender {
@@ -132,12 +137,14 @@ impl Sender {
         }
         let client = http_client::build(&settings.endpoint, headers)?;
         Ok(Sender {
+            credentials: Credentials::new(&settings.endpoint, &client),
             client,
             url: redact_url(&settings.endpoint.url),
             settings,
             metrics,
             status: Arc::default(),
             rejections: LogThrottle::default(),
+            metadata_failures: LogThrottle::default(),
         })
     }
 
@@ -156,7 +163,7 @@ impl Sender {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body);
         // Credentials are read per request so that a rotated file is picked up.
-        let credentials = http_client::authorize(request, &self.settings.endpoint);
+        let credentials = self.credentials.authorize(request).await;
         let request = match credentials {
             Ok(request) => request,
             Err(e) => {
@@ -198,6 +205,9 @@ impl Sender {
                 error: http_error(status, &message),
                 after,
             };
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            self.credentials.refused().await;
         }
         if misconfigured(status) {
             return Answer::Misconfigured {
@@ -285,6 +295,55 @@ impl Sender {
         }
     }
 
+    /// Sends every family's metadata when `schedule` says it is due. A
+    /// failure is logged (at most once a minute) and the send tried again
+    /// at the schedule's next check.
+    async fn send_metadata(
+        &self,
+        schedule: &mut MetadataSchedule,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let Some(families) = schedule.due(Instant::now(), generation(), families) else {
+            return;
+        };
+        let posted = tokio::select! {
+            posted = self.post_metadata(&families) => posted,
+            _ = shutdown.changed() => return,
+        };
+        match posted {
+            Ok(()) => {
+                debug!(families = families.len(), "remote write: metadata sent");
+                schedule.sent(families, Instant::now());
+            }
+            Err(error) => {
+                if self.metadata_failures.ready() {
+                    warn!(
+                        url = %self.url,
+                        "remote write: metadata not accepted ({error}); tried again in {:?} (said again once a minute)",
+                        metadata::CHECK_EVERY
+                    );
+                }
+            }
+        }
+    }
+
+    /// Posts the metadata of `families` once, in as many requests as it
+    /// takes; the error of the first that was not accepted.
+    pub(crate) async fn post_metadata(&self, families: &[Family]) -> Result<(), String> {
+        for body in metadata::requests(families) {
+            match self.post(body.into()).await {
+                Answer::Accepted => {}
+                Answer::Rejected { status, message }
+                | Answer::Misconfigured { status, message } => {
+                    let status = StatusCode::from_u16(status).unwrap_or_default();
+                    return Err(http_error(status, &message));
+                }
+                Answer::Retry { error, .. } => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     fn reject(&self, status: u16, message: &str, samples: usize) {
         self.metrics.send_error(SendFailure::Status(status));
         self.metrics.dropped(DropReason::Rejected, samples as u64);
@@ -343,11 +402,15 @@ impl Sender {
         let mut encoder = encode::Encoder::default();
         let mut pace = Pace::new(self.settings.max_samples_per_second);
         let mut relabel = WriteRelabel::new(&self.settings.write_relabel);
+        let mut metadata = self.settings.metadata_interval.map(MetadataSchedule::new);
         // Woken when the queue fills from empty, or holds a full batch;
         // otherwise the deadline's timer wakes it.
         queue.notify_from(self.settings.max_samples_per_send);
         loop {
             let stopping = *shutdown.borrow();
+            if let (Some(schedule), false) = (&mut metadata, stopping) {
+                self.send_metadata(schedule, &mut shutdown).await;
+            }
             // The counters decide whether to send yet: woken by every push,
             // the sender must not read a batch only to wait again.
             let stats = queue.stats();

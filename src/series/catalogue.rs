@@ -390,6 +390,25 @@ pub fn shape(name: &str, kind: Kind, suffix: &str, labels: &[(&str, &str)]) -> A
     catalogue().shape(name, kind, suffix, labels)
 }
 
+/// Every family among the shapes the process holds, each once, sorted by
+/// name: what remote write's metadata describes.
+pub(crate) fn families() -> Vec<(Arc<str>, Kind)> {
+    let mut families: Vec<(Arc<str>, Kind)> = catalogue()
+        .shapes
+        .iter()
+        .map(|s| (s.name.clone(), s.kind))
+        .collect();
+    families.sort_unstable_by(|a, b| a.0.cmp(&b.0).then((a.1 as u8).cmp(&(b.1 as u8))));
+    families.dedup();
+    families
+}
+
+/// Changes whenever a shape or target set is made: whether
+/// [`families`] may have changed since this was last read.
+pub(crate) fn generation() -> u64 {
+    NEXT_ID.load(AtomicOrdering::Relaxed)
+}
+
 /// The shared label set of a target: `labels` in order of precedence (of
 /// a name given twice the first wins), empty values left out.
 pub fn target_labels<'a>(

@@ -21,6 +21,7 @@ mod stale;
 mod target_series;
 
 pub(crate) use catalogue::{EncodedLabels, Label, Shape, TargetLabels};
+pub(crate) use catalogue::{families, generation};
 pub use catalogue::{shape, target_labels};
 pub use flatten::{Flattener, Matched, flatten};
 pub use record::{Record, Series};

@@ -9,6 +9,8 @@ pub type SeriesKey = (String, Vec<(String, String)>);
 pub struct Page {
     pub values: BTreeMap<SeriesKey, f64>,
     pub types: BTreeMap<String, String>,
+    /// `# HELP` texts by family, as written (escapes kept).
+    pub helps: BTreeMap<String, String>,
 }
 
 impl Page {
@@ -24,6 +26,11 @@ impl Page {
                 if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
                     page.types.insert(name.to_owned(), kind.to_owned());
                 }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                page.helps.insert(name.to_owned(), text.to_owned());
                 continue;
             }
             if line.starts_with('#') {

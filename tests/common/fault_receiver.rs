@@ -2,7 +2,8 @@
 //! status (503, 429 with Retry-After, 400 with a hostile body, 3xx with a
 //! Location, 202), hangs, or closes the
 //! connection. The faults a real Prometheus cannot be made to produce on
-//! demand. Everything it accepts (2xx) is decoded and kept for the test.
+//! demand. Everything it accepts (2xx) is decoded and kept for the test;
+//! requests of metadata only are always accepted and kept apart.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,9 @@ struct Shared {
     script: VecDeque<Fault>,
     mode: Fault,
     received: Vec<Received>,
+    /// Metadata-only requests: always accepted, kept apart from `received`
+    /// (the faults are for batches of samples).
+    metadata: Vec<WriteRequest>,
 }
 
 pub struct FaultReceiver {
@@ -63,6 +67,7 @@ impl FaultReceiver {
             script: script.into(),
             mode,
             received: Vec::new(),
+            metadata: Vec::new(),
         }));
         let accept = shared.clone();
         runtime.spawn(async move {
@@ -93,6 +98,11 @@ impl FaultReceiver {
         f(&self.shared.lock().expect("lock").received)
     }
 
+    /// The metadata-only requests received so far.
+    pub fn metadata(&self) -> Vec<WriteRequest> {
+        self.shared.lock().expect("lock").metadata.clone()
+    }
+
     /// Timestamps of the accepted samples of the series `name` whose labels
     /// include `labels`, in arrival order.
     pub fn accepted(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(i64, f64)> {
@@ -121,6 +131,14 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             .decompress_vec(&body)
             .expect("snappy block body");
         let request = WriteRequest::decode(raw.as_slice()).expect("protobuf body");
+        if request.timeseries.is_empty() && !request.metadata.is_empty() {
+            shared.lock().expect("lock").metadata.push(request);
+            let answer = b"HTTP/1.1 204 X\r\ncontent-length: 0\r\n\r\n";
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let fault = {
             let mut shared = shared.lock().expect("lock");
             let fault = shared.script.pop_front().unwrap_or(shared.mode);
