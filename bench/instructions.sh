@@ -14,6 +14,10 @@
 # usage: bench/instructions.sh          (TARGETS=100 DURATION=60 WARMUP=40)
 #        PROFILE=file bench/instructions.sh   also keeps the window's callgrind
 #                                             profile, for callgrind_annotate
+#        TARGET_TOML=... RW_TOML=...          TOML added to every [[targets]]
+#                                             and to [remote_write] (relabel
+#                                             rules: keep them from dropping
+#                                             series, or the count is off)
 set -euo pipefail
 
 TARGETS=${TARGETS:-100}
@@ -44,11 +48,12 @@ listen_port=$(free_port)
     echo "state_dir = \"$work/state\""
     echo "interval = \"10s\""
     echo "adaptive = false"
+    for ((i = 0; i < TARGETS; i++)); do
+        printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n%s\n' $((first + i)) "${TARGET_TOML:-}"
+    done
     echo "[remote_write]"
     echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
-    for ((i = 0; i < TARGETS; i++)); do
-        printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
-    done
+    echo "${RW_TOML:-}"
 } >"$work/redpush.toml"
 RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$redpush" --config "$work/redpush.toml" >"$work/redpush.log" 2>&1 &

@@ -159,6 +159,7 @@ fn main() {
                 basic_auth: None,
                 bearer_token_file: None,
                 oauth2: None,
+                sigv4: None,
                 tls: None,
             },
             flush_deadline: Duration::from_secs(5),

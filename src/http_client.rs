@@ -13,6 +13,7 @@ use reqwest::header::HeaderMap;
 use crate::config::Endpoint;
 use crate::oauth2_token::{TokenError, TokenSource};
 use crate::secret::{SecretError, read_secret, redact_url};
+use crate::sigv4::{SigV4Error, Signer};
 use crate::untrusted::one_line;
 
 pub(crate) const USER_AGENT: &str = concat!("redpush/", env!("CARGO_PKG_VERSION"));
@@ -97,12 +98,14 @@ pub(crate) fn build(
 
 /// An endpoint's credentials, added to each request: basic auth (user and
 /// password file) and a bearer token (file) read from their files at every
-/// request, so that a rotated one is picked up; or an OAuth2 token, kept
-/// until it nears its expiry (`oauth2_token`).
+/// request, so that a rotated one is picked up; an OAuth2 token, kept
+/// until it nears its expiry (`oauth2_token`); or an AWS signature
+/// (`sigv4`).
 pub(crate) struct Credentials {
     basic_auth: Option<(String, PathBuf)>,
     bearer_token_file: Option<PathBuf>,
     oauth2: Option<TokenSource>,
+    sigv4: Option<Signer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,10 @@ pub(crate) enum CredentialsError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    SigV4(#[from] SigV4Error),
+    #[error("the request cannot be built: {0}")]
+    Build(String),
 }
 
 impl Credentials {
@@ -123,6 +130,7 @@ impl Credentials {
                 .oauth2
                 .clone()
                 .map(|o| TokenSource::new(o, client.clone())),
+            sigv4: endpoint.sigv4.clone().map(Signer::new),
         }
     }
 
@@ -139,6 +147,14 @@ impl Credentials {
         }
         if let Some(tokens) = &self.oauth2 {
             request = request.bearer_auth(tokens.token().await?.expose());
+        }
+        if let Some(signer) = &self.sigv4 {
+            // Signed last, over the request as it will be sent.
+            let (client, built) = request.build_split();
+            let mut built =
+                built.map_err(|e| CredentialsError::Build(e.without_url().to_string()))?;
+            signer.sign(&mut built).await?;
+            request = RequestBuilder::from_parts(client, built);
         }
         Ok(request)
     }

@@ -106,8 +106,10 @@ impl Action {
     }
 }
 
-/// A rule as written, each field `None` when left out.
-#[derive(Clone, Debug, Default)]
+/// A rule as written (a config file's table), each field `None` when left
+/// out.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RuleText {
     pub(crate) source_labels: Option<Vec<String>>,
     pub(crate) separator: Option<String>,

@@ -28,6 +28,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
             basic_auth: None,
             bearer_token_file: None,
             oauth2: None,
+            sigv4: None,
             tls: None,
         },
         flush_deadline: Duration::from_millis(200),

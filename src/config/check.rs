@@ -84,6 +84,9 @@ fn endpoint_files<'a>(files: &mut Vec<(String, &'a Path)>, e: &'a Endpoint, sect
     if let Some(p) = &e.bearer_token_file {
         files.push((format!("{section}.bearer_token_file"), p.as_path()));
     }
+    if let Some(file) = e.sigv4.as_ref().and_then(|v| v.secret_key_file.as_ref()) {
+        files.push((format!("{section}.sigv4.secret_key_file"), file.as_path()));
+    }
     if let Some(o) = &e.oauth2 {
         let key = format!("{section}.oauth2.client_secret_file");
         files.push((key, o.client_secret_file.as_path()));

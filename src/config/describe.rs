@@ -225,6 +225,24 @@ fn endpoint<'a>(e: &'a Endpoint, between: Vec<Line<'a>>) -> Vec<Line<'a>> {
                 .map(|(name, _)| Line::Note(format!("oauth2 endpoint_params {name}: set"))),
         );
     }
+    if let Some(v) = &e.sigv4 {
+        let text =
+            |name, value: &'a Option<String>| value.as_deref().map(|v| (name, Value::Text(v)));
+        let mut fields: Vec<(&str, Value<'a>)> =
+            [text("region", &v.region), text("access_key", &v.access_key)]
+                .into_iter()
+                .flatten()
+                .collect();
+        if let Some(file) = &v.secret_key_file {
+            fields.push(("secret_key_file", Value::Path(file)));
+        }
+        fields.extend(
+            [text("profile", &v.profile), text("role_arn", &v.role_arn)]
+                .into_iter()
+                .flatten(),
+        );
+        lines.push(key("sigv4", Value::Table(fields)));
+    }
     lines
 }
 

@@ -10,12 +10,12 @@ use toml::Spanned;
 use crate::relabel::Rules;
 
 use super::file::{
-    FileBasicAuth, FileHttpTls, FileOAuth2, FilePushgateway, FileRemoteWrite, Locator, file_count,
-    file_duration, invalid, labels, relabel_rules,
+    FileBasicAuth, FileHttpTls, FileOAuth2, FilePushgateway, FileRemoteWrite, FileSigV4, Locator,
+    file_count, file_duration, invalid, labels, relabel_rules,
 };
 use super::{
     ConfigError, Endpoint, MIN_INTERVAL_LIMIT, OAuth2Settings, Origin, Overrides,
-    PushgatewaySettings, RemoteWriteSettings, TlsSettings,
+    PushgatewaySettings, RemoteWriteSettings, SigV4Settings, TlsSettings,
 };
 
 /// The endpoint part of a push table as written.
@@ -25,6 +25,7 @@ struct FileEndpoint<'a> {
     basic_auth: Option<&'a FileBasicAuth>,
     bearer_token_file: Option<&'a PathBuf>,
     oauth2: Option<&'a FileOAuth2>,
+    sigv4: Option<&'a FileSigV4>,
     tls: Option<&'a FileHttpTls>,
 }
 
@@ -36,6 +37,7 @@ impl<'a> From<&'a FileRemoteWrite> for FileEndpoint<'a> {
             basic_auth: f.basic_auth.as_ref(),
             bearer_token_file: f.bearer_token_file.as_ref(),
             oauth2: f.oauth2.as_ref(),
+            sigv4: f.sigv4.as_ref(),
             tls: f.tls.as_ref(),
         }
     }
@@ -49,6 +51,7 @@ impl<'a> From<&'a FilePushgateway> for FileEndpoint<'a> {
             basic_auth: f.basic_auth.as_ref(),
             bearer_token_file: f.bearer_token_file.as_ref(),
             oauth2: f.oauth2.as_ref(),
+            sigv4: None,
             tls: f.tls.as_ref(),
         }
     }
@@ -82,7 +85,7 @@ fn endpoint(
             return Err(invalid(
                 Origin::Default,
                 section,
-                "takes one of basic_auth, bearer_token_file and oauth2, not several",
+                "takes one of basic_auth, bearer_token_file, oauth2 and sigv4, not several",
             ));
         }
     }
@@ -101,6 +104,10 @@ fn endpoint(
         oauth2: file
             .and_then(|f| f.oauth2)
             .map(|o| oauth2(o, section, loc))
+            .transpose()?,
+        sigv4: file
+            .and_then(|f| f.sigv4)
+            .map(|v| sigv4(v, section))
             .transpose()?,
         tls: file
             .and_then(|f| f.tls)
@@ -133,6 +140,32 @@ fn oauth2(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+    })
+}
+
+/// The `sigv4` table of `section`: an access key goes with its secret's
+/// file.
+fn sigv4(file: &FileSigV4, section: &str) -> Result<SigV4Settings, ConfigError> {
+    if file.access_key.is_some() != file.secret_key_file.is_some() {
+        return Err(invalid(
+            Origin::Default,
+            &format!("{section}.sigv4.access_key"),
+            "and secret_key_file go together (without both, AWS' credential chain is used)",
+        ));
+    }
+    if file.access_key.is_some() && file.region.is_none() {
+        return Err(invalid(
+            Origin::Default,
+            &format!("{section}.sigv4.region"),
+            "is needed with access_key",
+        ));
+    }
+    Ok(SigV4Settings {
+        region: file.region.clone(),
+        access_key: file.access_key.clone(),
+        secret_key_file: file.secret_key_file.clone(),
+        profile: file.profile.clone(),
+        role_arn: file.role_arn.clone(),
     })
 }
 

@@ -100,20 +100,7 @@ pub(super) struct FileTarget {
     pub(super) client_list_detail: Option<bool>,
     pub(super) script_file: Option<PathBuf>,
     #[serde(default)]
-    pub(super) metric_relabel_configs: Vec<Spanned<FileRelabel>>,
-}
-
-/// One relabeling rule as written (Prometheus' `relabel_config`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileRelabel {
-    pub(super) source_labels: Option<Vec<String>>,
-    pub(super) separator: Option<String>,
-    pub(super) regex: Option<String>,
-    pub(super) modulus: Option<u64>,
-    pub(super) target_label: Option<String>,
-    pub(super) replacement: Option<String>,
-    pub(super) action: Option<String>,
+    pub(super) metric_relabel_configs: Vec<Spanned<RuleText>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,9 +120,10 @@ pub(super) struct FileRemoteWrite {
     pub(super) basic_auth: Option<FileBasicAuth>,
     pub(super) bearer_token_file: Option<PathBuf>,
     pub(super) oauth2: Option<FileOAuth2>,
+    pub(super) sigv4: Option<FileSigV4>,
     pub(super) tls: Option<FileHttpTls>,
     #[serde(default)]
-    pub(super) write_relabel_configs: Vec<Spanned<FileRelabel>>,
+    pub(super) write_relabel_configs: Vec<Spanned<RuleText>>,
 }
 
 /// TLS of an HTTP client (remote write, Pushgateway).
@@ -160,6 +148,17 @@ pub(super) struct FileOAuth2 {
     pub(super) scopes: Vec<String>,
     #[serde(default)]
     pub(super) endpoint_params: BTreeMap<String, String>,
+}
+
+/// AWS Signature Version 4 (`[remote_write.sigv4]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSigV4 {
+    pub(super) region: Option<String>,
+    pub(super) access_key: Option<String>,
+    pub(super) secret_key_file: Option<PathBuf>,
+    pub(super) profile: Option<String>,
+    pub(super) role_arn: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,7 +350,7 @@ fn parse_bytes(text: &str) -> Option<u64> {
 /// Relabeling rules of the file, each checked; an error names the rule by
 /// `key[index]` and its line.
 pub(super) fn relabel_rules(
-    rules: &[Spanned<FileRelabel>],
+    rules: &[Spanned<RuleText>],
     loc: &Locator<'_>,
     key: &str,
 ) -> Result<Rules, ConfigError> {
@@ -359,17 +358,8 @@ pub(super) fn relabel_rules(
         .iter()
         .enumerate()
         .map(|(i, spanned)| {
-            let r = spanned.get_ref();
-            let text = RuleText {
-                source_labels: r.source_labels.clone(),
-                separator: r.separator.clone(),
-                regex: r.regex.clone(),
-                modulus: r.modulus,
-                target_label: r.target_label.clone(),
-                replacement: r.replacement.clone(),
-                action: r.action.clone(),
-            };
-            Rule::new(&text).map_err(|m| invalid(loc.origin(spanned), &format!("{key}[{i}]"), m))
+            Rule::new(spanned.get_ref())
+                .map_err(|m| invalid(loc.origin(spanned), &format!("{key}[{i}]"), m))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Rules::new)

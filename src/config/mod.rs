@@ -325,7 +325,24 @@ pub struct Endpoint {
     /// OAuth2 client credentials: a token fetched and kept until it nears
     /// its expiry.
     pub oauth2: Option<OAuth2Settings>,
+    /// AWS Signature Version 4 (remote write only).
+    pub sigv4: Option<SigV4Settings>,
     pub tls: Option<TlsSettings>,
+}
+
+/// `[remote_write.sigv4]`, as Prometheus' `sigv4` block has it (the secret
+/// in a file).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SigV4Settings {
+    /// The endpoint's region; else AWS' (`AWS_REGION`, the profile's).
+    pub region: Option<String>,
+    /// With `secret_key_file`: these keys instead of AWS' chain.
+    pub access_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    /// The shared config file's profile.
+    pub profile: Option<String>,
+    /// A role to assume with the credentials found.
+    pub role_arn: Option<String>,
 }
 
 /// OAuth2's client credentials grant (RFC 6749, 4.4), as Prometheus'
@@ -680,13 +697,30 @@ mod tests {
             token_url = \"https://auth/token\"\n";
         let err = load(text).unwrap_err().to_string();
         assert!(
-            err.contains("`remote_write` takes one of basic_auth, bearer_token_file and oauth2"),
+            err.contains(
+                "`remote_write` takes one of basic_auth, bearer_token_file, oauth2 and sigv4"
+            ),
             "{err}"
         );
         let text = "[remote_write]\nurl = \"http://h/\"\n[remote_write.oauth2]\n\
             client_id = \"c\"\nclient_secret_file = \"/s\"\ntoken_url = \"ftp://auth/token\"\n";
         let err = load(text).unwrap_err().to_string();
         assert!(err.contains("remote_write.oauth2.token_url"), "{err}");
+    }
+
+    #[test]
+    fn sigv4_keys_go_together_and_are_printed_without_the_secret() {
+        let text =
+            "[remote_write]\nurl = \"http://h/\"\n[remote_write.sigv4]\naccess_key = \"AK\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains("remote_write.sigv4.access_key"), "{err}");
+        let text = "[remote_write]\nurl = \"http://h/\"\n[remote_write.sigv4]\nregion = \"eu-west-1\"\n\
+            access_key = \"AK\"\nsecret_key_file = \"/s\"\nrole_arn = \"arn:aws:iam::1:role/w\"\n";
+        let printed = load(text).expect("valid").to_string();
+        assert!(
+            printed.contains("sigv4 = { region = \"eu-west-1\", access_key = \"AK\", secret_key_file = \"/s\", role_arn = \"arn:aws:iam::1:role/w\" }"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -44,6 +44,16 @@ use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
 use crate::series::{families, generation};
 
+/// What [`Sender::due`] found.
+enum Due {
+    /// Send a batch now.
+    Now,
+    /// Waited for something that may change that: look again.
+    Later,
+    /// Stopping, and nothing is left.
+    Never,
+}
+
 /// The longest `Retry-After` honoured; a receiver asking for more is retried
 /// sooner rather than holding the backlog for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -394,11 +404,56 @@ impl Sender {
         );
     }
 
+    /// Whether a batch is due: when the queue holds a full batch or its
+    /// oldest sample has waited `flush_deadline`, and `pace` allows (not
+    /// when stopping, which flushes at once). Otherwise it waits for what
+    /// could change that (a push, the deadline, the pace, `shutdown`) and
+    /// says to look again; `Never` once stopping finds the queue empty.
+    async fn due(
+        &self,
+        queue: &dyn Queue,
+        pace: &Pace,
+        stopping: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Due {
+        // The counters decide whether to send yet: woken by every push,
+        // the sender must not read a batch only to wait again.
+        let stats = queue.stats();
+        let Some(oldest_ms) = stats.oldest_timestamp_ms else {
+            if stopping {
+                return Due::Never;
+            }
+            tokio::select! {
+                _ = queue.pushed().notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            return Due::Later;
+        };
+        let wait_ms = oldest_ms + self.settings.flush_deadline.as_millis() as i64 - now_ms();
+        let full = stats.samples >= self.settings.max_samples_per_send;
+        if !stopping && !full && wait_ms > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                _ = queue.pushed().notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            return Due::Later;
+        }
+        let paced = pace.wait(Instant::now());
+        if !stopping && !paced.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(paced) => {}
+                _ = shutdown.changed() => {}
+            }
+            return Due::Later;
+        }
+        Due::Now
+    }
+
     /// Drains `queue` until `shutdown`: waits for a full batch or for the
     /// oldest sample to reach `flush_deadline`, and for `Pace` to allow
     /// it, sends, acknowledges. Stopping flushes without pacing.
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
-        let deadline_ms = self.settings.flush_deadline.as_millis() as i64;
         let mut encoder = encode::Encoder::default();
         let mut pace = Pace::new(self.settings.max_samples_per_second);
         let mut relabel = WriteRelabel::new(&self.settings.write_relabel);
@@ -411,36 +466,10 @@ impl Sender {
             if let (Some(schedule), false) = (&mut metadata, stopping) {
                 self.send_metadata(schedule, &mut shutdown).await;
             }
-            // The counters decide whether to send yet: woken by every push,
-            // the sender must not read a batch only to wait again.
-            let stats = queue.stats();
-            let Some(oldest_ms) = stats.oldest_timestamp_ms else {
-                if stopping {
-                    return;
-                }
-                tokio::select! {
-                    _ = queue.pushed().notified() => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            };
-            let wait_ms = oldest_ms + deadline_ms - now_ms();
-            let full = stats.samples >= self.settings.max_samples_per_send;
-            if !stopping && !full && wait_ms > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-                    _ = queue.pushed().notified() => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            let paced = pace.wait(Instant::now());
-            if !stopping && !paced.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep(paced) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
+            match self.due(&*queue, &pace, stopping, &mut shutdown).await {
+                Due::Now => {}
+                Due::Later => continue,
+                Due::Never => return,
             }
             let batch = peek(&queue, self.settings.max_samples_per_send).await;
             let Some(first) = batch.first() else {
