@@ -14,7 +14,7 @@
 # usage: bench/instructions.sh          (TARGETS=100 DURATION=60 WARMUP=40)
 #        PROFILE=file bench/instructions.sh   also keeps the window's callgrind
 #                                             profile, for callgrind_annotate
-#        TARGET_TOML=... RW_TOML=...          TOML added to every [[targets]]
+#        TARGET_EXTRA=... REMOTE_WRITE_EXTRA=... TOML added to every [[targets]]
 #                                             and to [remote_write] (relabel
 #                                             rules: keep them from dropping
 #                                             series, or the count is off)
@@ -49,11 +49,11 @@ listen_port=$(free_port)
     echo "interval = \"10s\""
     echo "adaptive = false"
     for ((i = 0; i < TARGETS; i++)); do
-        printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n%s\n' $((first + i)) "${TARGET_TOML:-}"
+        printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n%s\n' $((first + i)) "${TARGET_EXTRA:-}"
     done
     echo "[remote_write]"
     echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
-    echo "${RW_TOML:-}"
+    echo "${REMOTE_WRITE_EXTRA:-}"
 } >"$work/redpush.toml"
 RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$redpush" --config "$work/redpush.toml" >"$work/redpush.log" 2>&1 &

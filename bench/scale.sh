@@ -64,7 +64,8 @@ for n in $TARGETS; do
         # More [remote_write] settings, e.g. REMOTE_WRITE_EXTRA='max_samples_per_send = 20000'.
         echo "${REMOTE_WRITE_EXTRA:-}"
         for ((i = 0; i < n; i++)); do
-            printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n' $((first + i))
+            # TARGET_EXTRA: TOML added to every target (relabeling rules...).
+            printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n%s\n' $((first + i)) "${TARGET_EXTRA:-}"
         done
         # More settings for experiments, e.g. EXTRA_CONFIG=$'[queue]\nfsync = "never"'.
         echo "${EXTRA_CONFIG:-}"

@@ -167,6 +167,7 @@ fn main() {
             max_backoff: Duration::from_secs(5),
             max_samples_per_send: 5000,
             max_samples_per_second: None,
+            max_shards: 1,
             headers: Vec::new(),
             write_relabel: Default::default(),
             metadata_interval: None,

@@ -36,6 +36,7 @@ fn settings(url: &str) -> RemoteWriteSettings {
         max_backoff: Duration::from_millis(200),
         max_samples_per_send: 1000,
         max_samples_per_second: None,
+        max_shards: 1,
         headers: vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())],
         write_relabel: Default::default(),
         metadata_interval: None,

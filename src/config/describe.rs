@@ -270,6 +270,7 @@ fn remote_write(rw: &RemoteWriteSettings) -> Table<'_> {
             "max_samples_per_send",
             Value::Number(rw.max_samples_per_send as u64),
         ),
+        key("max_shards", Value::Number(rw.max_shards as u64)),
     ];
     between.push(match rw.max_samples_per_second {
         Some(n) => key("max_samples_per_second", Value::Number(n)),
@@ -494,6 +495,7 @@ flush_deadline = "2s"
 min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
+max_shards = 4
 max_samples_per_second = 50000
 metadata_interval = "30s"
 headers = { "X-Scope-OrgID" = "tenant1", "X-Other" = "v" }
@@ -628,6 +630,7 @@ flush_deadline = "2s"
 min_backoff = "50ms"
 max_backoff = "3s"
 max_samples_per_send = 1000
+max_shards = 4
 max_samples_per_second = 50000
 metadata_interval = "30s"
 # header X-Other: set

@@ -211,6 +211,9 @@ fn tls(file: &FileHttpTls, key: &str) -> Result<TlsSettings, ConfigError> {
     })
 }
 
+/// `[remote_write] max_shards` unless set.
+const DEFAULT_MAX_SHARDS: usize = 10;
+
 /// `[remote_write]`, when a url is set (there or by `--remote-write`).
 pub(super) fn remote_write(
     file: Option<&FileRemoteWrite>,
@@ -253,6 +256,12 @@ pub(super) fn remote_write(
             loc,
             "remote_write.max_samples_per_send",
             5000,
+        )?,
+        max_shards: file_count(
+            file.and_then(|f| f.max_shards.as_ref()),
+            loc,
+            "remote_write.max_shards",
+            DEFAULT_MAX_SHARDS,
         )?,
         max_samples_per_second: file
             .and_then(|f| f.max_samples_per_second.as_ref())

@@ -112,6 +112,7 @@ pub(super) struct FileRemoteWrite {
     pub(super) min_backoff: Option<Spanned<String>>,
     pub(super) max_backoff: Option<Spanned<String>>,
     pub(super) max_samples_per_send: Option<Spanned<usize>>,
+    pub(super) max_shards: Option<Spanned<usize>>,
     pub(super) max_samples_per_second: Option<Spanned<u64>>,
     pub(super) send_metadata: Option<bool>,
     pub(super) metadata_interval: Option<Spanned<String>>,

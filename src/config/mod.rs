@@ -366,6 +366,8 @@ pub struct RemoteWriteSettings {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub max_samples_per_send: usize,
+    /// Most requests in flight at once, when a backlog builds up.
+    pub max_shards: usize,
     /// Most samples a second sent on average (`None`: unlimited), so that
     /// a backlog does not flood the receiver.
     pub max_samples_per_second: Option<u64>,

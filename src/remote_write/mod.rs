@@ -7,6 +7,7 @@ pub(crate) mod labels;
 pub(crate) mod metadata;
 pub(crate) mod pace;
 pub(crate) mod sender;
+pub(crate) mod shards;
 pub(crate) mod write_relabel;
 
 /// Field numbers of `proto/remote_write.proto`, for the parts of a request

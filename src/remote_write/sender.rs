@@ -1,9 +1,10 @@
 //! The HTTP side of remote write: post a batch, classify the answer, retry.
 //!
-//! One request is in flight at a time. That is what keeps each series'
-//! samples in increasing time order across requests (a receiver rejects an
-//! older sample), and a backlog still drains fast because a batch holds up
-//! to `max_samples_per_send` samples.
+//! One request is in flight at a time while the sender keeps up; with a
+//! backlog, up to `max_shards`, each series in one of them (`shards.rs`).
+//! Either way the next batch goes only once every request before it was
+//! answered: that is what keeps each series' samples in increasing time
+//! order across requests (a receiver rejects an older sample).
 //!
 //! What an answer does to the batch:
 //! - 2xx: delivered, acknowledged.
@@ -39,6 +40,7 @@ use crate::queue::{DropReason, Queue, QueueEvents, Queued};
 use crate::remote_write::encode;
 use crate::remote_write::metadata::{self, Family, MetadataSchedule};
 use crate::remote_write::pace::Pace;
+use crate::remote_write::shards::{self, shards_for};
 use crate::remote_write::write_relabel::WriteRelabel;
 use crate::secret::redact_url;
 use crate::self_metrics::{SelfMetrics, SendFailure};
@@ -454,7 +456,7 @@ impl Sender {
     /// oldest sample to reach `flush_deadline`, and for `Pace` to allow
     /// it, sends, acknowledges. Stopping flushes without pacing.
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
-        let mut encoder = encode::Encoder::default();
+        let mut encoders = vec![encode::Encoder::default()];
         let mut pace = Pace::new(self.settings.max_samples_per_second);
         let mut relabel = WriteRelabel::new(&self.settings.write_relabel);
         let mut metadata = self.settings.metadata_interval.map(MetadataSchedule::new);
@@ -471,7 +473,9 @@ impl Sender {
                 Due::Later => continue,
                 Due::Never => return,
             }
-            let batch = peek(&queue, self.settings.max_samples_per_send).await;
+            let per_send = self.settings.max_samples_per_send;
+            let shards = shards_for(queue.stats().samples, per_send, self.settings.max_shards);
+            let batch = peek(&queue, per_send * shards).await;
             let Some(first) = batch.first() else {
                 // Expired at the head meanwhile, or unreadable (logged by the
                 // queue): do not spin on it.
@@ -486,39 +490,86 @@ impl Sender {
                 continue;
             };
             let last_seq = batch.last().map_or(first.seq, |q| q.seq);
-            let encoded = encoder.encode(&relabel.batch(batch));
-            if encoded.out_of_order > 0 {
-                self.metrics
-                    .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
-            }
-            if encoded.samples == 0 {
+            let batch = relabel.batch(batch);
+            let sent = self
+                .send(&mut encoders, batch, shards, &*queue, &mut pace, &shutdown)
+                .await;
+            match sent {
                 // The rules dropped every series: nothing to send.
-                queue.ack(last_seq);
-                continue;
-            }
-            pace.sent(encoded.samples, Instant::now());
-            match self
-                .deliver(encoded.body, encoded.samples, Some(&*queue), &mut shutdown)
-                .await
-            {
+                None => queue.ack(last_seq),
                 // A write of the position in place (and, once a segment is
                 // done, its deletion): short enough for this worker.
-                Delivery::Accepted | Delivery::Rejected => queue.ack(last_seq),
+                Some(Delivery::Accepted | Delivery::Rejected) => queue.ack(last_seq),
                 // Held for `max_backoff`, then taken again from the queue,
                 // so that `max_age` and the disk bound apply to what is held.
-                Delivery::Held { .. } => {
+                Some(Delivery::Held { .. }) => {
                     if !stopping && wait(self.settings.max_backoff, &mut shutdown).await {
                         continue;
                     }
                     warn_unsent(&*queue);
                     return;
                 }
-                Delivery::Abandoned => {
+                Some(Delivery::Abandoned) => {
                     warn_unsent(&*queue);
                     return;
                 }
             }
         }
+    }
+
+    /// Sends `batch` as `shards` requests at once (`shards.rs`), each
+    /// until it is taken or refused; what they came to together, `None`
+    /// when there was no sample to send. The queue may be acknowledged
+    /// past the batch only when every request was accepted or rejected.
+    async fn send(
+        &self,
+        encoders: &mut Vec<encode::Encoder>,
+        batch: Vec<Queued>,
+        shards: usize,
+        queue: &dyn Queue,
+        pace: &mut Pace,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<Delivery> {
+        let parts = if shards == 1 {
+            vec![batch]
+        } else {
+            shards::split(&batch, shards)
+        };
+        encoders.resize_with(encoders.len().max(parts.len()), Default::default);
+        let mut requests = Vec::with_capacity(parts.len());
+        for (part, encoder) in parts.iter().zip(encoders.iter_mut()) {
+            let encoded = encoder.encode(part);
+            if encoded.out_of_order > 0 {
+                self.metrics
+                    .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
+            }
+            if encoded.samples > 0 {
+                requests.push(encoded);
+            }
+        }
+        if requests.is_empty() {
+            return None;
+        }
+        pace.sent(requests.iter().map(|e| e.samples).sum(), Instant::now());
+        let deliveries = requests.into_iter().map(|encoded| {
+            let mut shutdown = shutdown.clone();
+            async move {
+                self.deliver(encoded.body, encoded.samples, Some(queue), &mut shutdown)
+                    .await
+            }
+        });
+        let outcomes = futures_util::future::join_all(deliveries).await;
+        let held = outcomes.iter().find_map(|d| match d {
+            Delivery::Held { status } => Some(*status),
+            _ => None,
+        });
+        Some(if outcomes.contains(&Delivery::Abandoned) {
+            Delivery::Abandoned
+        } else if let Some(status) = held {
+            Delivery::Held { status }
+        } else {
+            Delivery::Accepted
+        })
     }
 }
 

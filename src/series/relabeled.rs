@@ -11,12 +11,13 @@
 //!
 //! Invariants:
 //! - the rules run once per (shape, target set), not per sample: the
-//!   outcome is kept until a sweep finds it unused since the sweep before;
+//!   outcome is kept while anything else holds that shape and target set
+//!   (a sweep, once the outcomes have doubled, drops the others);
 //! - labels the rules leave as they were give back the very same shape;
 //! - a relabeled record holds each resulting series once (the first wins
 //!   when rules make two series one), in the order of the record given.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use foldhash::{HashMap, HashSet};
 
@@ -29,11 +30,28 @@ use crate::relabel::{LabelSet, NAME, Rules};
 const SWEEP_FROM: usize = 4096;
 
 /// The rules' outcome for one (shape, target set): the shape to use,
-/// `None` when dropped; and the sweep generation it was last used in.
+/// `None` when dropped. It knows (weakly) the two it was made from, so a
+/// sweep can tell whether anything still holds them.
 #[derive(Debug)]
 struct Outcome {
+    from: Weak<Shape>,
+    target: Weak<TargetLabels>,
     shape: Option<Arc<Shape>>,
-    used: u32,
+}
+
+impl Outcome {
+    /// Whether a series of it may still come: something besides the
+    /// catalogue (which keeps one of each while anything else does) and
+    /// this outcome (whose shape may be the very one it came from) holds
+    /// both its shape and its target set: a record, a reading, another
+    /// relabeler.
+    fn live(&self) -> bool {
+        let ours = self
+            .shape
+            .as_ref()
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self.from.as_ptr()));
+        self.from.strong_count() > 1 + usize::from(ours) && self.target.strong_count() > 1
+    }
 }
 
 /// Rules and their outcome per (shape, target set).
@@ -42,7 +60,6 @@ pub(crate) struct Relabeler {
     rules: Rules,
     /// By (shape id, target id).
     outcomes: HashMap<(u64, u64), Outcome>,
-    generation: u32,
     sweep_at: usize,
 }
 
@@ -51,7 +68,6 @@ impl Relabeler {
         Relabeler {
             rules,
             outcomes: HashMap::default(),
-            generation: 0,
             sweep_at: SWEEP_FROM,
         }
     }
@@ -61,26 +77,25 @@ impl Relabeler {
     pub(crate) fn shape(
         &mut self,
         shape: &Arc<Shape>,
-        target: &TargetLabels,
+        target: &Arc<TargetLabels>,
     ) -> Option<Arc<Shape>> {
         let key = (shape.id(), target.id());
-        if let Some(outcome) = self.outcomes.get_mut(&key) {
-            outcome.used = self.generation;
+        if let Some(outcome) = self.outcomes.get(&key) {
             return outcome.shape.clone();
         }
-        let shape = relabel(&self.rules, shape, target);
-        let used = self.generation;
         let outcome = Outcome {
-            shape: shape.clone(),
-            used,
+            shape: relabel(&self.rules, shape, target),
+            from: Arc::downgrade(shape),
+            target: Arc::downgrade(target),
         };
+        let shape = outcome.shape.clone();
         self.outcomes.insert(key, outcome);
         shape
     }
 
     /// `series` of `target` after the rules: dropped ones left out, each
     /// resulting series once.
-    pub(crate) fn series(&mut self, series: &[Series], target: &TargetLabels) -> Vec<Series> {
+    pub(crate) fn series(&mut self, series: &[Series], target: &Arc<TargetLabels>) -> Vec<Series> {
         self.sweep();
         let mut seen: HashSet<usize> = HashSet::default();
         let mut out = Vec::with_capacity(series.len());
@@ -107,16 +122,16 @@ impl Relabeler {
         }
     }
 
-    /// Forgets outcomes unused since the last sweep, once the kept ones
-    /// have doubled since then: shapes and targets come and go.
+    /// Forgets the outcomes no series can come for any more, once the
+    /// outcomes have doubled since the last sweep. An outcome in use is
+    /// never forgotten: forgetting by recent use instead made a sender
+    /// with more outcomes than it sees between two sweeps compute nearly
+    /// every one again, for every batch.
     fn sweep(&mut self) {
         if self.outcomes.len() < self.sweep_at {
             return;
         }
-        let generation = self.generation;
-        self.outcomes
-            .retain(|_, outcome| outcome.used == generation);
-        self.generation = generation.wrapping_add(1);
+        self.outcomes.retain(|_, outcome| outcome.live());
         self.sweep_at = (2 * self.outcomes.len()).max(SWEEP_FROM);
     }
 }
@@ -336,6 +351,34 @@ mod tests {
         assert_eq!(set["instance"], "h");
         assert_eq!(set["job"], "redis");
         assert_eq!(got.hidden().len(), 1);
+    }
+
+    #[test]
+    fn outcomes_in_use_are_kept_however_many() {
+        let target = target_labels([("instance", "h:6")]);
+        let mut relabeler = Relabeler::new(rules(&[text("keep", &["__name__"], ".*")]));
+        let live: Vec<Series> = (0..3 * SWEEP_FROM)
+            .map(|i| Series {
+                shape: shape(
+                    "relabeled_test_live",
+                    Kind::Gauge,
+                    "",
+                    &[("i", &i.to_string())],
+                ),
+                value: 1.0,
+            })
+            .collect();
+        // A batch at a time, as a sender sees them, twice over.
+        for _ in 0..2 {
+            for batch in live.chunks(500) {
+                relabeler.series(batch, &target);
+            }
+        }
+        assert_eq!(
+            relabeler.outcomes.len(),
+            live.len(),
+            "every live outcome kept"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum Fault {
     Hang,
     /// Read the request, close the connection without answering.
     Close,
+    /// Accept (204) after this many milliseconds: a distant receiver.
+    Slow(u64),
 }
 
 /// One request as the receiver saw it.
@@ -109,7 +111,10 @@ impl FaultReceiver {
         self.with_received(|received| {
             received
                 .iter()
-                .filter(|r| matches!(r.answered, Fault::Status(s) if (200..300).contains(&s)))
+                .filter(|r| {
+                    matches!(r.answered, Fault::Status(s) if (200..300).contains(&s))
+                        || matches!(r.answered, Fault::Slow(_))
+                })
                 .flat_map(|r| r.request.timeseries.iter())
                 .filter(|ts| {
                     let has =
@@ -155,6 +160,13 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                 return;
             }
             Fault::Close => return,
+            Fault::Slow(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let answer = b"HTTP/1.1 204 X\r\ncontent-length: 0\r\n\r\n";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
             Fault::Status(status) => {
                 let extra = match status {
                     429 => "retry-after: 1\r\n",
