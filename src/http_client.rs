@@ -13,6 +13,7 @@ use reqwest::header::HeaderMap;
 use crate::config::Endpoint;
 use crate::oauth2_token::{TokenError, TokenSource};
 use crate::secret::{SecretError, read_secret, redact_url};
+#[cfg(feature = "sigv4")]
 use crate::sigv4::{SigV4Error, Signer};
 use crate::untrusted::one_line;
 
@@ -105,6 +106,7 @@ pub(crate) struct Credentials {
     basic_auth: Option<(String, PathBuf)>,
     bearer_token_file: Option<PathBuf>,
     oauth2: Option<TokenSource>,
+    #[cfg(feature = "sigv4")]
     sigv4: Option<Signer>,
 }
 
@@ -114,8 +116,10 @@ pub(crate) enum CredentialsError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[cfg(feature = "sigv4")]
     #[error(transparent)]
     SigV4(#[from] SigV4Error),
+    #[cfg(feature = "sigv4")]
     #[error("the request cannot be built: {0}")]
     Build(String),
 }
@@ -130,6 +134,7 @@ impl Credentials {
                 .oauth2
                 .clone()
                 .map(|o| TokenSource::new(o, client.clone())),
+            #[cfg(feature = "sigv4")]
             sigv4: endpoint.sigv4.clone().map(Signer::new),
         }
     }
@@ -148,6 +153,7 @@ impl Credentials {
         if let Some(tokens) = &self.oauth2 {
             request = request.bearer_auth(tokens.token().await?.expose());
         }
+        #[cfg(feature = "sigv4")]
         if let Some(signer) = &self.sigv4 {
             // Signed last, over the request as it will be sent.
             let (client, built) = request.build_split();

@@ -32,6 +32,7 @@ pub(crate) mod schedule;
 pub(crate) mod secret;
 pub(crate) mod self_metrics;
 pub(crate) mod series;
+#[cfg(feature = "sigv4")]
 pub(crate) mod sigv4;
 pub(crate) mod status;
 pub(crate) mod target;

@@ -5,6 +5,8 @@
 //! file's profile; nothing reaches a cloud address (the instance metadata
 //! service is turned off for the agent).
 
+#![cfg(feature = "sigv4")]
+
 mod common;
 
 use std::net::TcpStream;

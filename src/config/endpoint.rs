@@ -146,6 +146,13 @@ fn oauth2(
 /// The `sigv4` table of `section`: an access key goes with its secret's
 /// file.
 fn sigv4(file: &FileSigV4, section: &str) -> Result<SigV4Settings, ConfigError> {
+    if !cfg!(feature = "sigv4") {
+        return Err(invalid(
+            Origin::Default,
+            &format!("{section}.sigv4"),
+            "needs a build with SigV4 (cargo build --release --features sigv4); this one has none",
+        ));
+    }
     if file.access_key.is_some() != file.secret_key_file.is_some() {
         return Err(invalid(
             Origin::Default,

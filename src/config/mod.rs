@@ -710,6 +710,19 @@ mod tests {
         assert!(err.contains("remote_write.oauth2.token_url"), "{err}");
     }
 
+    #[cfg(not(feature = "sigv4"))]
+    #[test]
+    fn sigv4_in_a_build_without_it_is_a_clear_error() {
+        let text =
+            "[remote_write]\nurl = \"http://h/\"\n[remote_write.sigv4]\nregion = \"eu-west-1\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(
+            err.contains("`remote_write.sigv4` needs a build with SigV4"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "sigv4")]
     #[test]
     fn sigv4_keys_go_together_and_are_printed_without_the_secret() {
         let text =

@@ -17,10 +17,12 @@ use std::sync::Arc;
 use crate::queue::Queued;
 use crate::series::Record;
 
-/// Requests to send at once for a backlog of `samples`: one per full
-/// batch queued, at least one, at most `max`.
+/// Requests to send at once for a backlog of `samples`: one per whole
+/// batch queued (a sender that keeps up finds a batch and a little more
+/// when it sends, and must not split it in two), at least one, at most
+/// `max`.
 pub(crate) fn shards_for(samples: usize, per_send: usize, max: usize) -> usize {
-    samples.div_ceil(per_send.max(1)).clamp(1, max.max(1))
+    (samples / per_send.max(1)).clamp(1, max.max(1))
 }
 
 /// `batch` split into `shards` parts by series: a series (its shape and
@@ -69,7 +71,12 @@ mod tests {
     fn one_request_while_keeping_up_more_with_a_backlog() {
         assert_eq!(shards_for(0, 5000, 10), 1);
         assert_eq!(shards_for(4999, 5000, 10), 1);
-        assert_eq!(shards_for(5001, 5000, 10), 2);
+        assert_eq!(
+            shards_for(9999, 5000, 10),
+            1,
+            "a batch and a bit: one request"
+        );
+        assert_eq!(shards_for(10_000, 5000, 10), 2);
         assert_eq!(shards_for(1_000_000, 5000, 10), 10);
         assert_eq!(shards_for(1_000_000, 5000, 1), 1);
     }
