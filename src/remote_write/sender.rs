@@ -48,8 +48,8 @@ use crate::series::{families, generation};
 
 /// What [`Sender::due`] found.
 enum Due {
-    /// Send a batch now.
-    Now,
+    /// Send a batch now; `backlog` samples are queued.
+    Now { backlog: usize },
     /// Waited for something that may change that: look again.
     Later,
     /// Stopping, and nothing is left.
@@ -449,7 +449,9 @@ impl Sender {
             }
             return Due::Later;
         }
-        Due::Now
+        Due::Now {
+            backlog: stats.samples,
+        }
     }
 
     /// Drains `queue` until `shutdown`: waits for a full batch or for the
@@ -468,13 +470,13 @@ impl Sender {
             if let (Some(schedule), false) = (&mut metadata, stopping) {
                 self.send_metadata(schedule, &mut shutdown).await;
             }
-            match self.due(&*queue, &pace, stopping, &mut shutdown).await {
-                Due::Now => {}
+            let backlog = match self.due(&*queue, &pace, stopping, &mut shutdown).await {
+                Due::Now { backlog } => backlog,
                 Due::Later => continue,
                 Due::Never => return,
-            }
+            };
             let per_send = self.settings.max_samples_per_send;
-            let shards = shards_for(queue.stats().samples, per_send, self.settings.max_shards);
+            let shards = shards_for(backlog, per_send, self.settings.max_shards);
             let batch = peek(&queue, per_send * shards).await;
             let Some(first) = batch.first() else {
                 // Expired at the head meanwhile, or unreadable (logged by the
