@@ -10,9 +10,7 @@ import http.server
 import sys
 import urllib.parse
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from sigv4_check import Credentials, authorization, signature_problem
 
 PORT, ACCESS, SECRET, REGION, R_ACCESS, R_SECRET, R_TOKEN = sys.argv[1:8]
 
@@ -35,22 +33,12 @@ ANSWER = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/
 
 
 def check(handler, body):
-    fields = dict(
-        part.strip().split("=", 1)
-        for part in handler.headers.get("Authorization", " ").split(" ", 1)[1].split(",")
-    )
+    fields = authorization(handler)
+    if fields is None:
+        return "no SigV4 Authorization header"
     if fields["Credential"].split("/")[0] != ACCESS:
         return "credential %s" % fields["Credential"]
-    signed = fields["SignedHeaders"].split(";")
-    headers = {name: handler.headers[name] for name in signed}
-    url = "http://%s%s" % (handler.headers["Host"], handler.path)
-    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-    request.context["timestamp"] = handler.headers["X-Amz-Date"]
-    signer = SigV4Auth(Credentials(ACCESS, SECRET), "sts", REGION)
-    canonical = signer.canonical_request(request)
-    if signer.signature(signer.string_to_sign(request, canonical), request) != fields["Signature"]:
-        return "signature differs"
-    return None
+    return signature_problem(handler, body, fields, Credentials(ACCESS, SECRET), "sts", REGION)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -11,38 +11,22 @@ usage: sigv4_receiver.py PORT ACCESS_KEY SECRET_KEY REGION [SESSION_TOKEN]
 import http.server
 import sys
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from sigv4_check import Credentials, authorization, signature_problem
 
 PORT, ACCESS, SECRET, REGION = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else None
 
 
 def check(handler, body):
-    auth = handler.headers.get("Authorization", "")
-    scheme, _, rest = auth.partition(" ")
-    if scheme != "AWS4-HMAC-SHA256":
+    fields = authorization(handler)
+    if fields is None:
         return "no SigV4 Authorization header"
-    fields = dict(part.strip().split("=", 1) for part in rest.split(","))
     credential = fields["Credential"].split("/")
     if credential[0] != ACCESS or credential[2] != REGION or credential[3] != "aps":
         return "credential scope %s" % fields["Credential"]
-    signed = fields["SignedHeaders"].split(";")
-    if "host" not in signed or "x-amz-date" not in signed:
-        return "signed headers %s" % signed
     if TOKEN and handler.headers.get("X-Amz-Security-Token") != TOKEN:
         return "session token"
-    headers = {name: handler.headers[name] for name in signed}
-    url = "http://%s%s" % (handler.headers["Host"], handler.path)
-    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-    request.context["timestamp"] = handler.headers["X-Amz-Date"]
-    signer = SigV4Auth(Credentials(ACCESS, SECRET, TOKEN), "aps", REGION)
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
-    if expected != fields["Signature"]:
-        return "signature differs"
-    return None
+    return signature_problem(handler, body, fields, Credentials(ACCESS, SECRET, TOKEN), "aps", REGION)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
