@@ -719,6 +719,28 @@ format = "text"
         assert_eq!(printed(""), DEFAULT_PRINTED);
     }
 
+    /// Each way of authenticating an endpoint is printed (FULL can hold
+    /// only one per endpoint).
+    #[test]
+    fn basic_auth_of_an_endpoint_is_printed() {
+        let rw = printed(
+            "[remote_write]\nurl = \"http://rw/\"\n[remote_write.basic_auth]\n\
+             username = \"rw\"\npassword_file = \"/tmp/cfg/pw\"\n",
+        );
+        assert!(
+            rw.contains("basic_auth = { username = \"rw\", password_file = \"/tmp/cfg/pw\" }\n"),
+            "{rw}"
+        );
+        let pg = printed(
+            "[pushgateway]\nurl = \"http://pg:9091\"\n[pushgateway.basic_auth]\n\
+             username = \"pg\"\npassword_file = \"/tmp/cfg/pw\"\n",
+        );
+        assert!(
+            pg.contains("basic_auth = { username = \"pg\", password_file = \"/tmp/cfg/pw\" }\n"),
+            "{pg}"
+        );
+    }
+
     #[test]
     fn printed_rules_read_back_as_the_same_rules() {
         let full = Settings::from_toml(Path::new("full.toml"), FULL, &Overrides::default())
