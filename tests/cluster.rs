@@ -7,7 +7,6 @@ mod common;
 
 use std::process::Command;
 
-use common::exposition::Page;
 use common::servers::{Agent, Redis};
 
 fn cluster_node() -> Redis {
@@ -51,21 +50,21 @@ fn one_seed_expands_to_every_node_and_follows_changes() {
         nodes[0].url()
     );
     let agent = Agent::start(&config, &[]);
-    agent.wait_page("all six nodes sampled", |p| {
-        nodes
-            .iter()
-            .all(|n| p.get("redis_up", &[("instance", &n.instance())]) == Some(1.0))
+    // A node may report cluster_state:ok before gossip has told it of every
+    // other node, so the page is waited on until each node's own figures
+    // say the cluster is whole, and then checked for every node.
+    let page = agent.wait_page("all six nodes sampled, each knowing six", |p| {
+        nodes.iter().all(|n| {
+            let instance = n.instance();
+            p.get("redis_up", &[("instance", &instance)]) == Some(1.0)
+                && p.get("redis_cluster_known_nodes", &[("instance", &instance)]) == Some(6.0)
+        })
     });
-    let page = Page::parse(&agent.metrics());
     for n in &nodes {
         let instance = n.instance();
         assert_eq!(
             page.get("redis_cluster_state", &[("instance", &instance)]),
             Some(1.0)
-        );
-        assert_eq!(
-            page.get("redis_cluster_known_nodes", &[("instance", &instance)]),
-            Some(6.0)
         );
         assert_eq!(
             page.get("redis_cluster_enabled", &[("instance", &instance)]),
