@@ -3,10 +3,13 @@
 //!
 //! The semantics are Prometheus' (`model/relabel`), names included: the
 //! values of `source_labels` joined by `separator` are matched against
-//! `regex`, which is anchored at both ends and uses RE2 syntax (the
-//! `regex` crate's, which is RE2's); `replacement` and a `replace` rule's
+//! `regex`, which is anchored at both ends and uses RE2 syntax (through
+//! `regex-lite`: RE2's syntax with `\d`, `\w`, `\s` and `\b` ASCII as in
+//! RE2; Unicode classes such as `\pL` are refused when a rule is checked,
+//! which keeps the Unicode tables, a few hundred KiB of relocated data,
+//! out of the binary); `replacement` and a `replace` rule's
 //! `target_label` expand `$1`, `${1}`, `$name` as Go's `Regexp.Expand`
-//! does (the `regex` crate's `expand` has the same rules). Setting a label
+//! does (`Captures::expand` has the same rules). Setting a label
 //! to the empty string removes it. A series whose rules end without
 //! `__name__` is dropped (Prometheus refuses such a scrape).
 //!
@@ -25,7 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
-use regex::Regex;
+use regex_lite::Regex;
 
 /// A series' labels by name, `__name__` included.
 pub(crate) type LabelSet = BTreeMap<String, String>;
@@ -388,7 +391,7 @@ fn is_label_template(text: &str) -> bool {
 }
 
 /// The reason of a regex error, without the pattern it repeats.
-fn reason(e: &regex::Error) -> String {
+fn reason(e: &regex_lite::Error) -> String {
     let text = e.to_string();
     let last = text.lines().last().unwrap_or_default();
     last.strip_prefix("error: ").unwrap_or(last).to_owned()

@@ -753,7 +753,7 @@ mod tests {
             [[remote_write.write_relabel_configs]]\nregex = \"(\"\naction = \"keep\"\n";
         let err = load(text).unwrap_err().to_string();
         assert!(
-            err.contains("redpush.toml:3: `remote_write.write_relabel_configs[0]` regex \"(\" is invalid: unclosed group"),
+            err.contains("redpush.toml:3: `remote_write.write_relabel_configs[0]` regex \"(\" is invalid: found open group without closing ')'"),
             "{err}"
         );
         let text = "[[targets]]\nurl = \"redis://h:1\"\n\

@@ -331,7 +331,10 @@ fn renaming_and_losing_the_name() {
 fn invalid_rules_are_refused_with_the_reason() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("action", "explode")], "unknown action \"explode\""),
-        (&[("regex", "(")], "regex \"(\" is invalid: unclosed group"),
+        (
+            &[("regex", "(")],
+            "regex \"(\" is invalid: found open group without closing ')'",
+        ),
         (
             &[("action", "hashmod"), ("target_label", "x")],
             "modulus above 0",
@@ -383,4 +386,28 @@ fn a_rule_describes_what_it_was_given() {
         r.describe(),
         r#"{ action = "drop", source_labels = ["a", "b"], regex = "x.*" }"#
     );
+}
+
+/// RE2 (Prometheus' engine) makes `\d`, `\w`, `\s` and `\b` ASCII; so does
+/// ours. Unicode classes (`\pL`) are refused with the engine's reason.
+#[test]
+fn perl_classes_are_ascii_as_in_re2_and_unicode_classes_are_refused() {
+    let keep = |regex: &str, value: &str| {
+        run(
+            &[("__name__", "m"), ("v", value)],
+            &[&[("source_labels", "v"), ("regex", regex), ("action", "keep")]],
+        )
+        .is_some()
+    };
+    assert!(keep(r"\d+", "123"));
+    assert!(
+        !keep(r"\d+", "١٢٣"),
+        "Arabic-Indic digits are no \\d in RE2"
+    );
+    assert!(keep(r"\w+", "db_0"));
+    assert!(!keep(r"\w+", "größe"));
+    assert!(keep(r"(?i)redis_.*", "REDIS_up"));
+    assert!(keep(r"gr..e", "größe"), ". is one character, not one byte");
+    let err = rule(&[("regex", r"\pL+")]).expect_err("unicode class");
+    assert!(err.contains(r#"regex "\\pL+" is invalid"#), "{err}");
 }
