@@ -29,6 +29,9 @@ tools=(redis-server:redis-server redis-benchmark:redis-tools prometheus:promethe
     prometheus-redis-exporter:prometheus-redis-exporter curl:curl python3:python3)
 # shellcheck source=bench/common.sh
 source "$root/bench/common.sh"
+# How much of the linker's function order this build matches (resident memory
+# depends on it: bench/function-order.sh).
+bash "$root/bench/function-order.sh" --check "$redpush" >&2
 cpu_ticks() { # pid... : utime+stime in clock ticks
     local total=0 pid
     for pid in "$@"; do
