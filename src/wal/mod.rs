@@ -73,7 +73,7 @@ use crate::series::Record;
 pub use disk::{Disk, FileSystem, SegmentFile};
 pub(crate) use files::private_dir;
 pub use inspect::inspect;
-use ledger::Ledger;
+use ledger::{Ledger, ReaderId};
 use position::AckFile;
 use reader::{Cache, SegmentReader};
 pub(crate) use segment::OpenReport;
@@ -159,6 +159,10 @@ pub struct DiskQueue {
     undeleted: Mutex<Vec<PathBuf>>,
 }
 
+/// The queue's one reader for now: the ledger keeps a place per reader,
+/// the queue opens it with one (the one remote-write endpoint).
+const ONLY: ReaderId = 0;
+
 /// Segments are never sized below this by the free space: each segment's
 /// frames define the shapes they use again, so small ones cost their
 /// definitions over and over.
@@ -192,9 +196,9 @@ impl DiskQueue {
             source,
         })?;
         let (segments, report) = segment::recover(&dir)?;
-        let mut ledger = Ledger::new(segments, position::read(&dir));
+        let mut ledger = Ledger::new(segments, &[position::read(&dir)]);
         if let Some(free) = disk.available(&dir) {
-            let room = free.saturating_add(ledger.stats().bytes);
+            let room = free.saturating_add(ledger.stats(ONLY).bytes);
             settings.segment_bytes = settings
                 .segment_bytes
                 .min((room / 4).max(MIN_SEGMENT_BYTES));
@@ -209,7 +213,7 @@ impl DiskQueue {
                 disk,
             )),
             reader: Mutex::new(SegmentReader::default()),
-            cache: Mutex::new(Cache::new(ledger.acked(), settings.cache_samples)),
+            cache: Mutex::new(Cache::new(ledger.acked(ONLY), settings.cache_samples)),
             ledger: Mutex::new(ledger),
             position: Mutex::new(AckFile::new(&dir)),
             troubles: Troubles {
@@ -297,10 +301,10 @@ impl DiskQueue {
 
     /// Deletes oldest segments while the log is over its bound.
     fn enforce_bound(&self) {
-        let (over, acked) = {
+        let (over, acked, freed) = {
             let mut ledger = lock(&self.ledger);
-            let over = ledger.over_bound(self.settings.max_disk_bytes);
-            (over, ledger.acked())
+            let over = ledger.over_bound(ONLY, self.settings.max_disk_bytes);
+            (over, ledger.acked(ONLY), ledger.take_acknowledged())
         };
         if over.lost_samples > 0 {
             self.troubles
@@ -308,9 +312,9 @@ impl DiskQueue {
                 .dropped(DropReason::QueueFull, over.lost_samples as u64);
         }
         if over.acked_moved {
-            self.advanced(acked, over.removed);
+            self.advanced(acked, freed);
         } else {
-            self.delete(over.removed);
+            self.delete(freed);
         }
     }
 
@@ -319,10 +323,10 @@ impl DiskQueue {
         let oldest_allowed = now_ms() - self.settings.max_age.as_millis() as i64;
         let (expired, acked, freed) = {
             let mut ledger = lock(&self.ledger);
-            let Some(expired) = ledger.expire(oldest_allowed) else {
+            let Some(expired) = ledger.expire(ONLY, oldest_allowed) else {
                 return;
             };
-            (expired, ledger.acked(), ledger.take_acknowledged())
+            (expired, ledger.acked(ONLY), ledger.take_acknowledged())
         };
         self.troubles
             .events
@@ -333,7 +337,7 @@ impl DiskQueue {
 
 impl Queue for DiskQueue {
     fn write(&self, records: Vec<Arc<Record>>) {
-        let was_empty = lock(&self.ledger).stats().samples == 0;
+        let was_empty = lock(&self.ledger).stats(ONLY).samples == 0;
         let mut written = Vec::with_capacity(records.len());
         {
             let mut writer = lock(&self.writer);
@@ -361,7 +365,7 @@ impl Queue for DiskQueue {
         }
         self.expire();
         self.enforce_bound();
-        let samples = lock(&self.ledger).stats().samples;
+        let samples = lock(&self.ledger).stats(ONLY).samples;
         if was_empty || samples >= self.notify_from.load(Ordering::Relaxed) {
             self.pushed.notify_one();
         }
@@ -381,7 +385,7 @@ impl Queue for DiskQueue {
     fn peek(&self, max_samples: usize) -> Vec<Queued> {
         let mut reader = lock(&self.reader);
         self.expire();
-        let acked = lock(&self.ledger).acked();
+        let acked = lock(&self.ledger).acked(ONLY);
         lock(&self.cache).drop_before(acked);
         // May read past `cache_samples`: the batch asked for is what bounds memory here.
         reader.fill(&self.ledger, &self.cache, max_samples, |e| {
@@ -396,7 +400,7 @@ impl Queue for DiskQueue {
         self.expire();
         let (acked, tail) = {
             let ledger = lock(&self.ledger);
-            (ledger.acked(), ledger.next_seq())
+            (ledger.acked(ONLY), ledger.next_seq())
         };
         let mut cache = lock(&self.cache);
         cache.drop_before(acked);
@@ -408,16 +412,16 @@ impl Queue for DiskQueue {
     fn ack(&self, seq: u64) {
         let (acked, freed) = {
             let mut ledger = lock(&self.ledger);
-            if !ledger.acknowledge(seq) {
+            if !ledger.acknowledge(ONLY, seq) {
                 return;
             }
-            (ledger.acked(), ledger.take_acknowledged())
+            (ledger.acked(ONLY), ledger.take_acknowledged())
         };
         self.advanced(acked, freed);
     }
 
     fn stats(&self) -> QueueStats {
-        lock(&self.ledger).stats()
+        lock(&self.ledger).stats(ONLY)
     }
 
     fn pushed(&self) -> &Notify {
