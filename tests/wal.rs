@@ -943,3 +943,84 @@ fn try_peek_serves_what_is_kept_decoded_and_leaves_disk_reads_to_peek() {
     let batch = q.try_peek(usize::MAX).expect("read by peek");
     assert_eq!(batch.len(), 2);
 }
+
+/// Two readers over one log (two remote-write endpoints): each reads every
+/// record from its own place, a segment is deleted only once both are past
+/// it, each resumes at its own place after a restart, and the bound drops
+/// only from the reader that is behind.
+#[test]
+fn two_readers_each_take_every_record_and_free_segments_together() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.segment_bytes = 1024;
+    s.readers = vec!["local".to_owned(), "cloud".to_owned()];
+    {
+        let (local, _) = open(&s);
+        let cloud = local.reader("cloud").expect("the second reader");
+        assert!(local.reader("nobody").is_none());
+        for id in 0..30 {
+            local.push(record(id, 5));
+        }
+        assert!(segments(dir.path()).len() > 2, "several segments to free");
+        let all: Vec<u64> = (0..30).collect();
+        assert_eq!(pending(&local), all);
+        assert_eq!(pending(&cloud), all, "what one reader wrote, both read");
+        // The local endpoint takes everything; the cloud one is down.
+        let batch = local.peek(usize::MAX);
+        local.ack(batch.last().expect("records").seq);
+        assert_eq!(local.stats().records, 0);
+        assert_eq!(cloud.stats().records, 30);
+        assert!(
+            segments(dir.path()).len() > 2,
+            "kept while cloud lacks them"
+        );
+        // The cloud endpoint takes the first ten.
+        let batch = cloud.peek(usize::MAX);
+        cloud.ack(batch[9].seq);
+        assert_eq!(pending(&cloud), (10..30).collect::<Vec<_>>());
+    }
+    let (local, _) = open(&s);
+    let cloud = local.reader("cloud").expect("reader");
+    assert!(pending(&local).is_empty(), "local resumes past everything");
+    assert_eq!(pending(&cloud), (10..30).collect::<Vec<_>>());
+    assert!(dir.path().join("wal/ack-local").exists());
+    assert!(dir.path().join("wal/ack-cloud").exists());
+    let batch = cloud.peek(usize::MAX);
+    cloud.ack(batch.last().expect("records").seq);
+    local.push(record(30, 5));
+    assert!(
+        segments(dir.path()).len() <= 1,
+        "both past every full segment: {:?}",
+        segments(dir.path())
+    );
+    assert_eq!(pending(&local), vec![30]);
+    assert_eq!(pending(&cloud), vec![30]);
+}
+
+/// The disk bound applies to each reader alone: the one behind loses its
+/// oldest samples (counted), the one that keeps up loses nothing.
+#[test]
+fn the_bound_drops_only_from_the_reader_behind() {
+    let dir = TempDir::new().expect("dir");
+    let mut s = settings(dir.path());
+    s.segment_bytes = 1024;
+    s.max_disk_bytes = 4 * 1024;
+    s.readers = vec!["fast".to_owned(), "down".to_owned()];
+    let (fast, metrics) = open(&s);
+    let down = fast.reader("down").expect("reader");
+    for id in 0..200 {
+        fast.push(record(id, 5));
+        let batch = fast.peek(usize::MAX);
+        fast.ack(batch.last().expect("record").seq);
+    }
+    assert_eq!(fast.stats().records, 0, "the fast reader lost nothing");
+    let left = pending(&down);
+    assert!(left.len() < 200 && left.last() == Some(&199), "{left:?}");
+    let dropped = metrics.dropped_count(DropReason::QueueFull);
+    assert_eq!(dropped, (200 - left.len() as u64) * 5);
+    let bytes: u64 = segments(dir.path())
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("file").len())
+        .sum();
+    assert!(bytes <= s.max_disk_bytes + s.segment_bytes, "{bytes}");
+}

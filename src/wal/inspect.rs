@@ -16,7 +16,7 @@ pub fn inspect(dir: &Path) -> Result<String, WalError> {
         path: dir.to_owned(),
         source,
     })?;
-    let ack = position::read(dir);
+    let ack = position::read(dir, "");
     let mut out = String::new();
     let _ = writeln!(out, "queue: {}", dir.display());
     let _ = writeln!(

@@ -6,7 +6,8 @@
 //!   appended to, never rewritten. A record's sequence number is the
 //!   segment's first number plus its index in the segment.
 //! - `ack`: the number of the first record the receiver has not accepted
-//!   yet (`position.rs`).
+//!   yet (`position.rs`); `ack-<name>` the same for each named reader
+//!   when there are several (one per remote-write endpoint).
 //!
 //! Roles, after Vector's disk buffer: `segment.rs` (the files, their
 //! index, recovery at open), `ledger.rs` (what is held and how far it was
@@ -21,8 +22,9 @@
 //!   returns: `kill -9` loses nothing written; `sync` (within
 //!   `queue::SYNC_WINDOW` of the write, with `fsync = "always"`) makes it
 //!   survive a power loss too;
-//! - records are read in the order they were written; a restart resumes at
-//!   the acknowledged position. Delivery is at least once: a batch accepted
+//! - every reader (one per remote-write endpoint) reads every record, in
+//!   the order they were written, from a place of its own; a restart
+//!   resumes each at its acknowledged position. Delivery is at least once: a batch accepted
 //!   just before a crash may be sent again, which receivers tolerate as
 //!   duplicate samples;
 //! - a torn frame at the tail (power loss mid-write) fails its checksum and
@@ -31,18 +33,19 @@
 //! - a segment is at most a quarter of the file system's room for the
 //!   queue (at open); a failed append leaves its segment, deletes what was
 //!   delivered and is tried once more in a new one: a disk smaller than
-//!   `segment_bytes` keeps working. A fully acknowledged segment is deleted
-//!   (the last one at open); a deletion that fails is tried again;
-//! - the log stays within `max_disk_bytes`: when an append goes over,
-//!   whole oldest segments are deleted and their unsent samples reported
-//!   as `queue_full`; samples older than `max_age` are dropped at the head
-//!   as `too_old` (receivers would refuse them), at reads, writes and the
+//!   `segment_bytes` keeps working. A segment every reader has acknowledged
+//!   is deleted (the last one at open); a deletion that fails is tried again;
+//! - what each reader holds stays within `max_disk_bytes` (so the log
+//!   does): when an append goes over, the reader is moved past its whole
+//!   oldest segments and their unsent samples reported as `queue_full`;
+//!   samples older than `max_age` are dropped at each reader's head as
+//!   `too_old` (receivers would refuse them), at reads, writes and the
 //!   writer thread's tidy each second, so also while the receiver is down;
 //! - the state directory and `wal/` are this user's alone (else the queue
 //!   does not open) and no queue file is opened through a symlink;
-//! - the writer (the writer thread) and the reader (the sender) never wait
-//!   for each other's disk work: each has a lock of its own, and the ledger,
-//!   the cache and the ack file are locked only for bookkeeping, never
+//! - the writer (the writer thread) and the readers (the senders) never
+//!   wait for each other's disk work: each has a lock of its own, and the
+//!   ledger, the caches and the ack files are locked only for bookkeeping, never
 //!   while a file is read or written, and never one inside another.
 
 mod disk;
@@ -62,6 +65,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tracing::error;
 
@@ -87,8 +91,11 @@ pub struct WalSettings {
     pub segment_bytes: u64,
     pub max_age: Duration,
     pub fsync: Fsync,
-    /// Most samples kept decoded in memory ahead of the sender.
+    /// Most samples kept decoded in memory ahead of each reader.
     pub cache_samples: usize,
+    /// The readers, by name, each with a place of its own; `max_disk_bytes`
+    /// and `max_age` apply to each alone. One unnamed reader by default.
+    pub readers: Vec<String>,
 }
 
 impl WalSettings {
@@ -103,6 +110,7 @@ impl WalSettings {
             max_age,
             fsync,
             cache_samples: 20_000,
+            readers: vec![String::new()],
         }
     }
 }
@@ -142,26 +150,39 @@ impl Troubles {
     }
 }
 
+/// The queue as one reader sees it: the shared log, and this reader's
+/// place in it. Writing through any reader's `DiskQueue` appends to the one
+/// log for every reader; reading, acknowledging and the statistics are
+/// this reader's own.
 pub struct DiskQueue {
+    log: Arc<Log>,
+    reader: ReaderId,
+}
+
+/// The log every reader shares: its segments, the ledger of what each
+/// reader took, the writer, and each reader's side.
+struct Log {
     settings: WalSettings,
     ledger: Mutex<Ledger>,
     writer: Mutex<SegmentWriter>,
-    /// Held by the one reading at a time (`peek`), for as long as it reads.
-    reader: Mutex<SegmentReader>,
-    cache: Mutex<Cache>,
-    position: Mutex<AckFile>,
+    readers: Vec<ReaderSide>,
     troubles: Troubles,
-    pushed: Notify,
-    /// `Queue::notify_from`.
-    notify_from: AtomicUsize,
     /// Files of segments the ledger gave up that could not be deleted (a
     /// read-only directory): tried again at every later deletion and tidy.
     undeleted: Mutex<Vec<PathBuf>>,
 }
 
-/// The queue's one reader for now: the ledger keeps a place per reader,
-/// the queue opens it with one (the one remote-write endpoint).
-const ONLY: ReaderId = 0;
+/// What one reader keeps besides its place in the ledger.
+struct ReaderSide {
+    name: String,
+    /// Held by the one reading at a time (`peek`), for as long as it reads.
+    reader: Mutex<SegmentReader>,
+    cache: Mutex<Cache>,
+    position: Mutex<AckFile>,
+    pushed: Notify,
+    /// `Queue::notify_from`.
+    notify_from: AtomicUsize,
+}
 
 /// Segments are never sized below this by the free space: each segment's
 /// frames define the shapes they use again, so small ones cost their
@@ -170,7 +191,8 @@ const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 
 impl DiskQueue {
     /// Opens (or creates) the log in `settings.dir`, cutting off a torn
-    /// tail; it reports what it loses to `events`.
+    /// tail; it reports what it loses to `events`. The queue returned is
+    /// the first of `settings.readers`; [`DiskQueue::reader`] gives the others.
     pub fn open(
         settings: WalSettings,
         events: Arc<dyn QueueEvents>,
@@ -183,8 +205,8 @@ impl DiskQueue {
     /// A segment is at most a quarter of what the file system holds for the
     /// queue (its free space and the queue's own files), so that on a disk
     /// smaller than `segment_bytes` the queue still rolls over and frees
-    /// what was delivered. Every fully acknowledged segment is deleted, the
-    /// last one too.
+    /// what was delivered. Every segment every reader is past is deleted,
+    /// the last one too.
     pub fn open_on(
         mut settings: WalSettings,
         events: Arc<dyn QueueEvents>,
@@ -195,44 +217,77 @@ impl DiskQueue {
             path: dir.clone(),
             source,
         })?;
+        if settings.readers.is_empty() {
+            settings.readers.push(String::new());
+        }
         let (segments, report) = segment::recover(&dir)?;
-        let mut ledger = Ledger::new(segments, &[position::read(&dir)]);
+        let acks: Vec<Option<u64>> = settings
+            .readers
+            .iter()
+            .map(|name| position::read(&dir, name))
+            .collect();
+        let mut ledger = Ledger::new(segments, &acks);
         if let Some(free) = disk.available(&dir) {
-            let room = free.saturating_add(ledger.stats(ONLY).bytes);
+            let room = free.saturating_add(ledger.stats(0).bytes);
             settings.segment_bytes = settings
                 .segment_bytes
                 .min((room / 4).max(MIN_SEGMENT_BYTES));
         }
         let mut done: Vec<Segment> = ledger.retire_acknowledged_tail(&dir).into_iter().collect();
         done.extend(ledger.take_acknowledged());
-        let queue = DiskQueue {
+        let readers = (settings.readers.iter().enumerate())
+            .map(|(id, name)| ReaderSide {
+                name: name.clone(),
+                reader: Mutex::new(SegmentReader::default()),
+                cache: Mutex::new(Cache::new(ledger.acked(id), settings.cache_samples)),
+                position: Mutex::new(AckFile::new(&dir, name)),
+                pushed: Notify::new(),
+                notify_from: AtomicUsize::new(1),
+            })
+            .collect();
+        let log = Log {
             writer: Mutex::new(SegmentWriter::new(
                 &dir,
                 settings.segment_bytes,
                 settings.fsync,
                 disk,
             )),
-            reader: Mutex::new(SegmentReader::default()),
-            cache: Mutex::new(Cache::new(ledger.acked(ONLY), settings.cache_samples)),
             ledger: Mutex::new(ledger),
-            position: Mutex::new(AckFile::new(&dir)),
+            readers,
             troubles: Troubles {
                 events,
                 log: LogThrottle::default(),
             },
-            pushed: Notify::new(),
-            notify_from: AtomicUsize::new(1),
             undeleted: Mutex::default(),
             settings,
         };
-        queue.delete(done);
+        log.delete(done);
+        let queue = DiskQueue {
+            log: Arc::new(log),
+            reader: 0,
+        };
         Ok((queue, report))
     }
 
-    pub fn settings(&self) -> &WalSettings {
-        &self.settings
+    /// The queue as the reader `name` (one of `settings.readers`) sees it.
+    pub fn reader(&self, name: &str) -> Option<DiskQueue> {
+        let reader = self.log.readers.iter().position(|r| r.name == name)?;
+        Some(DiskQueue {
+            log: self.log.clone(),
+            reader,
+        })
     }
 
+    pub fn settings(&self) -> &WalSettings {
+        &self.log.settings
+    }
+
+    fn side(&self) -> &ReaderSide {
+        &self.log.readers[self.reader]
+    }
+}
+
+impl Log {
     /// A failed write or fsync: counted, and logged (throttled).
     fn write_failed(&self, what: &str, e: &std::io::Error, consequence: &str) {
         self.troubles.events.write_failed();
@@ -242,11 +297,12 @@ impl DiskQueue {
         ));
     }
 
-    /// Records the acknowledged position on disk and forgets what is
+    /// Records `reader`'s acknowledged position on disk and forgets what is
     /// before it; deletes the segments it freed.
-    fn advanced(&self, acked: u64, freed: Vec<Segment>) {
-        lock(&self.cache).drop_before(acked);
-        if let Err(e) = lock(&self.position).write(acked) {
+    fn advanced(&self, reader: ReaderId, acked: u64, freed: Vec<Segment>) {
+        let side = &self.readers[reader];
+        lock(&side.cache).drop_before(acked);
+        if let Err(e) = lock(&side.position).write(acked) {
             self.troubles
                 .log(format_args!("cannot record the queue's read position: {e}"));
         }
@@ -299,56 +355,69 @@ impl DiskQueue {
         }
     }
 
-    /// Deletes oldest segments while the log is over its bound.
+    /// Moves each reader past its oldest segments while what it holds is
+    /// over the bound; deletes what no reader holds any more.
     fn enforce_bound(&self) {
-        let (over, acked, freed) = {
-            let mut ledger = lock(&self.ledger);
-            let over = ledger.over_bound(ONLY, self.settings.max_disk_bytes);
-            (over, ledger.acked(ONLY), ledger.take_acknowledged())
-        };
-        if over.lost_samples > 0 {
-            self.troubles
-                .events
-                .dropped(DropReason::QueueFull, over.lost_samples as u64);
-        }
-        if over.acked_moved {
-            self.advanced(acked, freed);
-        } else {
-            self.delete(freed);
+        for reader in 0..self.readers.len() {
+            let (over, acked, freed) = {
+                let mut ledger = lock(&self.ledger);
+                let over = ledger.over_bound(reader, self.settings.max_disk_bytes);
+                (over, ledger.acked(reader), ledger.take_acknowledged())
+            };
+            if over.lost_samples > 0 {
+                self.troubles
+                    .events
+                    .dropped(DropReason::QueueFull, over.lost_samples as u64);
+            }
+            if over.acked_moved {
+                self.advanced(reader, acked, freed);
+            } else {
+                self.delete(freed);
+            }
         }
     }
 
-    /// Drops records older than `max_age` from the head.
-    fn expire(&self) {
+    /// Drops records older than `max_age` from `reader`'s head.
+    fn expire(&self, reader: ReaderId) {
         let oldest_allowed = now_ms() - self.settings.max_age.as_millis() as i64;
         let (expired, acked, freed) = {
             let mut ledger = lock(&self.ledger);
-            let Some(expired) = ledger.expire(ONLY, oldest_allowed) else {
+            let Some(expired) = ledger.expire(reader, oldest_allowed) else {
                 return;
             };
-            (expired, ledger.acked(ONLY), ledger.take_acknowledged())
+            (expired, ledger.acked(reader), ledger.take_acknowledged())
         };
         self.troubles
             .events
             .dropped(DropReason::TooOld, expired as u64);
-        self.advanced(acked, freed);
+        self.advanced(reader, acked, freed);
+    }
+
+    fn expire_all(&self) {
+        (0..self.readers.len()).for_each(|reader| self.expire(reader));
     }
 }
 
 impl Queue for DiskQueue {
     fn write(&self, records: Vec<Arc<Record>>) {
-        let was_empty = lock(&self.ledger).stats(ONLY).samples == 0;
+        let log = &*self.log;
+        let was_empty: SmallVec<[bool; 4]> = {
+            let ledger = lock(&log.ledger);
+            (0..log.readers.len())
+                .map(|r| ledger.stats(r).samples == 0)
+                .collect()
+        };
         let mut written = Vec::with_capacity(records.len());
         {
-            let mut writer = lock(&self.writer);
+            let mut writer = lock(&log.writer);
             for record in records {
-                match self.append(&mut writer, &record) {
+                match log.append(&mut writer, &record) {
                     Ok(seq) => written.push(Queued { seq, record }),
                     Err(e) => {
-                        self.troubles
+                        log.troubles
                             .events
                             .dropped(DropReason::WriteError, record.series.len() as u64);
-                        self.write_failed(
+                        log.write_failed(
                             "write to",
                             &e,
                             "these samples are lost, sampling goes on",
@@ -357,52 +426,58 @@ impl Queue for DiskQueue {
                 }
             }
         }
-        {
-            let mut cache = lock(&self.cache);
-            for queued in written {
-                cache.push_written(queued);
+        for side in &log.readers {
+            let mut cache = lock(&side.cache);
+            for queued in &written {
+                cache.push_written(queued.clone());
             }
         }
-        self.expire();
-        self.enforce_bound();
-        let samples = lock(&self.ledger).stats(ONLY).samples;
-        if was_empty || samples >= self.notify_from.load(Ordering::Relaxed) {
-            self.pushed.notify_one();
+        log.expire_all();
+        log.enforce_bound();
+        let ledger = lock(&log.ledger);
+        for (reader, side) in log.readers.iter().enumerate() {
+            let samples = ledger.stats(reader).samples;
+            if was_empty[reader] || samples >= side.notify_from.load(Ordering::Relaxed) {
+                side.pushed.notify_one();
+            }
         }
     }
 
     fn sync(&self) {
-        if let Err(e) = lock(&self.writer).sync() {
-            self.write_failed("fsync", &e, "what was written may not survive a power loss");
+        if let Err(e) = lock(&self.log.writer).sync() {
+            self.log
+                .write_failed("fsync", &e, "what was written may not survive a power loss");
         }
     }
 
     fn tidy(&self) {
-        self.expire();
-        self.delete(Vec::new());
+        self.log.expire_all();
+        self.log.delete(Vec::new());
     }
 
     fn peek(&self, max_samples: usize) -> Vec<Queued> {
-        let mut reader = lock(&self.reader);
-        self.expire();
-        let acked = lock(&self.ledger).acked(ONLY);
-        lock(&self.cache).drop_before(acked);
+        let side = self.side();
+        let mut reader = lock(&side.reader);
+        self.log.expire(self.reader);
+        let acked = lock(&self.log.ledger).acked(self.reader);
+        lock(&side.cache).drop_before(acked);
         // May read past `cache_samples`: the batch asked for is what bounds memory here.
-        reader.fill(&self.ledger, &self.cache, max_samples, |e| {
-            self.troubles.log(format_args!("{e}"))
+        reader.fill(&self.log.ledger, &side.cache, max_samples, |e| {
+            self.log.troubles.log(format_args!("{e}"))
         });
-        lock(&self.cache).batch(max_samples)
+        lock(&side.cache).batch(max_samples)
     }
 
     fn try_peek(&self, max_samples: usize) -> Option<Vec<Queued>> {
+        let side = self.side();
         // A read in progress means the cache does not cover the head.
-        let _reader = self.reader.try_lock().ok()?;
-        self.expire();
+        let _reader = side.reader.try_lock().ok()?;
+        self.log.expire(self.reader);
         let (acked, tail) = {
-            let ledger = lock(&self.ledger);
-            (ledger.acked(ONLY), ledger.next_seq())
+            let ledger = lock(&self.log.ledger);
+            (ledger.acked(self.reader), ledger.next_seq())
         };
-        let mut cache = lock(&self.cache);
+        let mut cache = lock(&side.cache);
         cache.drop_before(acked);
         cache
             .covers(max_samples, tail)
@@ -411,25 +486,27 @@ impl Queue for DiskQueue {
 
     fn ack(&self, seq: u64) {
         let (acked, freed) = {
-            let mut ledger = lock(&self.ledger);
-            if !ledger.acknowledge(ONLY, seq) {
+            let mut ledger = lock(&self.log.ledger);
+            if !ledger.acknowledge(self.reader, seq) {
                 return;
             }
-            (ledger.acked(ONLY), ledger.take_acknowledged())
+            (ledger.acked(self.reader), ledger.take_acknowledged())
         };
-        self.advanced(acked, freed);
+        self.log.advanced(self.reader, acked, freed);
     }
 
     fn stats(&self) -> QueueStats {
-        lock(&self.ledger).stats(ONLY)
+        lock(&self.log.ledger).stats(self.reader)
     }
 
     fn pushed(&self) -> &Notify {
-        &self.pushed
+        &self.side().pushed
     }
 
     fn notify_from(&self, samples: usize) {
-        self.notify_from.store(samples.max(1), Ordering::Relaxed);
+        self.side()
+            .notify_from
+            .store(samples.max(1), Ordering::Relaxed);
     }
 }
 
@@ -455,14 +532,14 @@ mod tests {
         // for it (a read-only file system refuses the same way, even root).
         let segment = Segment::new(&dir, 7);
         fs::create_dir(&segment.path).expect("mkdir");
-        queue.delete(vec![segment]);
-        assert_eq!(lock(&queue.undeleted).len(), 1);
+        queue.log.delete(vec![segment]);
+        assert_eq!(lock(&queue.log.undeleted).len(), 1);
         // The obstacle goes; the file is there: the next tidy deletes it.
-        let path = lock(&queue.undeleted)[0].clone();
+        let path = lock(&queue.log.undeleted)[0].clone();
         fs::remove_dir(&path).expect("rmdir");
         fs::write(&path, b"delivered").expect("write");
         queue.tidy();
         assert!(!path.exists());
-        assert!(lock(&queue.undeleted).is_empty());
+        assert!(lock(&queue.log.undeleted).is_empty());
     }
 }

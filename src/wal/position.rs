@@ -17,10 +17,32 @@ use std::path::{Path, PathBuf};
 /// Digits of the widest `u64`, and the newline.
 const ACK_LEN: usize = 21;
 
-/// The position recorded in `dir`, if it holds a readable one.
-pub(super) fn read(dir: &Path) -> Option<u64> {
+/// The file of reader `name`'s position: `ack` for the unnamed reader (the
+/// one endpoint), `ack-<name>` for a named one.
+fn file_name(name: &str) -> String {
+    if name.is_empty() {
+        "ack".to_owned()
+    } else {
+        format!("ack-{name}")
+    }
+}
+
+/// The position of reader `name` recorded in `dir`, if it holds a readable
+/// one. A named reader without a file of its own starts where the unnamed
+/// one's `ack` says: the queue was read by a single endpoint until then,
+/// and what was before that position was delivered or is not this
+/// reader's to send.
+pub(super) fn read(dir: &Path, name: &str) -> Option<u64> {
+    read_file(&dir.join(file_name(name))).or_else(|| {
+        (!name.is_empty())
+            .then(|| read_file(&dir.join(file_name(""))))
+            .flatten()
+    })
+}
+
+fn read_file(path: &Path) -> Option<u64> {
     let mut text = String::new();
-    super::files::open_read(&dir.join("ack"))
+    super::files::open_read(path)
         .ok()?
         .read_to_string(&mut text)
         .ok()?;
@@ -38,9 +60,9 @@ pub(super) struct AckFile {
 }
 
 impl AckFile {
-    pub(super) fn new(dir: &Path) -> AckFile {
+    pub(super) fn new(dir: &Path, name: &str) -> AckFile {
         AckFile {
-            path: dir.join("ack"),
+            path: dir.join(file_name(name)),
             file: None,
             written: None,
         }
@@ -101,19 +123,31 @@ mod tests {
     #[test]
     fn the_position_is_overwritten_in_place_and_read_back() {
         let dir = tempfile::TempDir::new().expect("dir");
-        assert_eq!(read(dir.path()), None);
-        let mut ack = AckFile::new(dir.path());
+        assert_eq!(read(dir.path(), ""), None);
+        let mut ack = AckFile::new(dir.path(), "");
         ack.write(7).expect("write");
         ack.write(123_456).expect("write");
-        assert_eq!(read(dir.path()), Some(123_456));
+        assert_eq!(read(dir.path(), ""), Some(123_456));
         ack.write(7).expect("an older position is not written");
-        assert_eq!(read(dir.path()), Some(123_456));
+        assert_eq!(read(dir.path(), ""), Some(123_456));
         let len = fs::metadata(dir.path().join("ack")).expect("file").len();
         assert_eq!(len, ACK_LEN as u64);
         // A line of another length (an earlier version's) is replaced whole.
         fs::write(dir.path().join("ack"), "12\n").expect("write");
-        let mut again = AckFile::new(dir.path());
+        let mut again = AckFile::new(dir.path(), "");
         again.write(5).expect("write");
-        assert_eq!(read(dir.path()), Some(5));
+        assert_eq!(read(dir.path(), ""), Some(5));
+    }
+
+    #[test]
+    fn each_reader_has_its_file_and_a_new_one_starts_at_the_unnamed_position() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        assert_eq!(read(dir.path(), "mimir"), None);
+        AckFile::new(dir.path(), "").write(40).expect("write");
+        assert_eq!(read(dir.path(), "mimir"), Some(40), "from `ack`");
+        AckFile::new(dir.path(), "mimir").write(55).expect("write");
+        assert_eq!(read(dir.path(), "mimir"), Some(55));
+        assert_eq!(read(dir.path(), ""), Some(40));
+        assert!(dir.path().join("ack-mimir").exists());
     }
 }
