@@ -12,8 +12,9 @@
 # queue), sample a redis-server 7.0 under load every second, push by remote
 # write and to a Pushgateway (a local sink that answers 204), serve /metrics,
 # /api/status and /, and stop on SIGTERM. callgrind lists every function of
-# the binary that ran; they are written in the order callgrind first lists
-# them, by their symbol names.
+# the binary that ran; they are written by their symbol names, sorted (what
+# is resident depends on the functions being together, not on their order
+# among themselves, and a sorted list changes only where functions did).
 #
 # The names hold hashes that change with the compiler and the dependencies'
 # versions: regenerate the file after changing Cargo.lock or the toolchain,
@@ -96,7 +97,7 @@ for line in open(path):
         symbol = table[index].split("'")[0]
         if not symbol.startswith(("0x", "(")):
             seen.setdefault(symbol, None)
-print("\n".join(seen))
+print("\n".join(sorted(seen)))
 PY
 } >"$order"
 echo "$(grep -cv '^#' "$order") functions written to $order" >&2
