@@ -67,5 +67,5 @@ pub mod testing {
         shape, target_labels,
     };
     pub use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus};
-    pub use crate::wal::{Disk, DiskQueue, FileSystem, SegmentFile, WalSettings, frame};
+    pub use crate::wal::{Disk, DiskQueue, FileSystem, SegmentFile, WalSettings, frame, inspect};
 }

@@ -985,6 +985,20 @@ fn two_readers_each_take_every_record_and_free_segments_together() {
     assert_eq!(pending(&cloud), (10..30).collect::<Vec<_>>());
     assert!(dir.path().join("wal/ack-local").exists());
     assert!(dir.path().join("wal/ack-cloud").exists());
+    // `redpush wal inspect` names each reader; pending is the one behind's.
+    let summary = redpush::testing::inspect(&dir.path().join("wal")).expect("inspect");
+    assert!(
+        summary.contains("reader cloud: acknowledged up to record 10\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("reader local: acknowledged up to record 30\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("pending: 20 records, 100 samples"),
+        "{summary}"
+    );
     let batch = cloud.peek(usize::MAX);
     cloud.ack(batch.last().expect("records").seq);
     local.push(record(30, 5));

@@ -9,21 +9,33 @@ use super::segment::{self, RecordMeta};
 use super::{WalError, position};
 use crate::clock::now_ms;
 
-/// The segments of the queue in `dir`, what is pending in each, and the
-/// age of the oldest pending sample.
+/// The segments of the queue in `dir`, what is pending in each (for the
+/// reader furthest behind, when there are several), and the age of the
+/// oldest pending sample.
 pub fn inspect(dir: &Path) -> Result<String, WalError> {
     let bases = segment::bases(dir).map_err(|source| WalError::Dir {
         path: dir.to_owned(),
         source,
     })?;
-    let ack = position::read(dir, "");
+    let positions = position::recorded(dir);
+    // Pending: what the reader furthest behind has not acknowledged.
+    let ack = positions.iter().map(|&(_, seq)| seq).min();
     let mut out = String::new();
     let _ = writeln!(out, "queue: {}", dir.display());
-    let _ = writeln!(
-        out,
-        "acknowledged up to: {}",
-        ack.map_or("nothing yet".to_owned(), |a| format!("record {a}"))
-    );
+    match positions.as_slice() {
+        [] => {
+            let _ = writeln!(out, "acknowledged up to: nothing yet");
+        }
+        [(name, seq)] if name.is_empty() => {
+            let _ = writeln!(out, "acknowledged up to: record {seq}");
+        }
+        several => {
+            for (name, seq) in several {
+                let name = if name.is_empty() { "(unnamed)" } else { name };
+                let _ = writeln!(out, "reader {name}: acknowledged up to record {seq}");
+            }
+        }
+    }
     let (mut records, mut samples, mut bytes) = (0usize, 0usize, 0u64);
     let (mut oldest, mut newest) = (None::<i64>, None::<i64>);
     for base in bases {

@@ -40,6 +40,26 @@ pub(super) fn read(dir: &Path, name: &str) -> Option<u64> {
     })
 }
 
+/// Every reader with a readable position file in `dir`, by name (the
+/// unnamed one as ""), sorted by name.
+pub(super) fn recorded(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, u64)> = entries
+        .filter_map(|entry| {
+            let file = entry.ok()?.file_name().into_string().ok()?;
+            let name = match file.as_str() {
+                "ack" => "",
+                other => other.strip_prefix("ack-")?,
+            };
+            Some((name.to_owned(), read_file(&dir.join(&file))?))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 fn read_file(path: &Path) -> Option<u64> {
     let mut text = String::new();
     super::files::open_read(path)
@@ -149,5 +169,18 @@ mod tests {
         assert_eq!(read(dir.path(), "mimir"), Some(55));
         assert_eq!(read(dir.path(), ""), Some(40));
         assert!(dir.path().join("ack-mimir").exists());
+    }
+
+    #[test]
+    fn every_recorded_position_is_found() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        assert!(recorded(dir.path()).is_empty());
+        AckFile::new(dir.path(), "").write(3).expect("write");
+        AckFile::new(dir.path(), "vm").write(9).expect("write");
+        std::fs::write(dir.path().join("ack-torn"), "x").expect("write");
+        assert_eq!(
+            recorded(dir.path()),
+            [("".to_owned(), 3), ("vm".to_owned(), 9)]
+        );
     }
 }
