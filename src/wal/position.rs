@@ -27,6 +27,14 @@ fn file_name(name: &str) -> String {
     }
 }
 
+/// The reader whose position file is `file` (the inverse of `file_name`).
+fn reader_of(file: &str) -> Option<&str> {
+    match file {
+        "ack" => Some(""),
+        other => other.strip_prefix("ack-"),
+    }
+}
+
 /// The position of reader `name` recorded in `dir`, if it holds a readable
 /// one. A named reader without a file of its own starts where the unnamed
 /// one's `ack` says: the queue was read by a single endpoint until then,
@@ -49,10 +57,7 @@ pub(super) fn recorded(dir: &Path) -> Vec<(String, u64)> {
     let mut found: Vec<(String, u64)> = entries
         .filter_map(|entry| {
             let file = entry.ok()?.file_name().into_string().ok()?;
-            let name = match file.as_str() {
-                "ack" => "",
-                other => other.strip_prefix("ack-")?,
-            };
+            let name = reader_of(&file)?;
             Some((name.to_owned(), read_file(&dir.join(&file))?))
         })
         .collect();
@@ -169,6 +174,14 @@ mod tests {
         assert_eq!(read(dir.path(), "mimir"), Some(55));
         assert_eq!(read(dir.path(), ""), Some(40));
         assert!(dir.path().join("ack-mimir").exists());
+    }
+
+    #[test]
+    fn a_file_name_names_its_reader() {
+        for name in ["", "vm", "mimir-eu"] {
+            assert_eq!(reader_of(&file_name(name)), Some(name));
+        }
+        assert_eq!(reader_of("00000000000000000000.wal"), None);
     }
 
     #[test]
