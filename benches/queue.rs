@@ -15,9 +15,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use redpush::testing::Info;
-use redpush::testing::SelfMetrics;
 use redpush::testing::{DiskQueue, Fsync, WalSettings};
 use redpush::testing::{Endpoint, RemoteWriteSettings};
+use redpush::testing::{EndpointMetrics, SelfMetrics};
 use redpush::testing::{Families, Kind};
 use redpush::testing::{MapOptions, Reading, ServerConfig, Slowlog, map_reading};
 use redpush::testing::{Queue, Record};
@@ -151,8 +151,9 @@ fn main() {
     let queue = open(dir.path(), Fsync::Never);
     runtime.block_on(async {
         let url = null_receiver().await;
-        let metrics = Arc::new(SelfMetrics::default());
         let settings = RemoteWriteSettings {
+            name: "null".to_owned(),
+            key: "remote_write".to_owned(),
             endpoint: Endpoint {
                 url,
                 timeout: Duration::from_secs(30),
@@ -172,6 +173,7 @@ fn main() {
             write_relabel: Default::default(),
             metadata_interval: None,
         };
+        let metrics = Arc::new(EndpointMetrics::new("null", &settings.endpoint.url, ""));
         let sender = Sender::new(settings, metrics.clone()).expect("sender");
         let (stop, stop_rx) = watch::channel(false);
         let q: Arc<dyn Queue> = queue.clone();

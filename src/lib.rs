@@ -55,13 +55,13 @@ pub mod testing {
     pub use crate::exposition::{write_families, write_series};
     pub use crate::metrics::mapper::{Extras, MAX_CLIENT_GROUPS, MapOptions, Reading, map_reading};
     pub use crate::metrics::{Families, Kind};
-    pub use crate::queue::{DropReason, Queue, QueueEvents, Queued, Writer};
+    pub use crate::queue::{DropReason, DroppedFor, Queue, QueueEvents, Queued, Writer};
     pub use crate::reading::{CommandHistogram, LatencyEvent, ServerConfig, Slowlog};
     pub use crate::redis::info::Info;
     pub use crate::remote_write::encode::{Encoder, encode};
     pub use crate::remote_write::proto::WriteRequest;
     pub use crate::remote_write::sender::Sender;
-    pub use crate::self_metrics::SelfMetrics;
+    pub use crate::self_metrics::{EndpointMetrics, SelfMetrics};
     pub use crate::series::{
         Flattener, Matched, Record, Series, StaleTracker, TargetSeries, flatten, is_stale_marker,
         shape, target_labels,

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{RemoteWriteSettings, Settings};
 use crate::exposition::{write_series, write_targets};
 use crate::pushgateway::Pushgateway;
 use crate::queue::Queued;
 use crate::remote_write::encode::encode;
 use crate::remote_write::sender::{Delivery, Sender};
 use crate::remote_write::write_relabel::WriteRelabel;
-use crate::self_metrics::SelfMetrics;
+use crate::self_metrics::EndpointMetrics;
 use crate::series::{Record, TargetSeries};
 use crate::target::{Target, TargetReading};
 use crate::untrusted::OneLine;
@@ -43,59 +43,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     };
-    if settings.remote_write.is_none() && settings.pushgateway.is_none() {
+    if settings.remote_write.is_empty() && settings.pushgateway.is_none() {
         print!("{}", exposition(&readings));
         return Ok(outcome);
     }
     let mut ok = true;
-    if let Some(rw) = &settings.remote_write {
-        let batch: Vec<Queued> = readings
-            .iter()
-            .enumerate()
-            .map(|(seq, sampled)| Queued {
-                seq: seq as u64,
-                record: sampled.record.clone(),
-            })
-            .collect();
-        let encoded = encode(&WriteRelabel::new(&rw.write_relabel).batch(batch));
-        let sender =
-            Sender::new(rw.clone(), Arc::new(SelfMetrics::default())).context("remote_write")?;
-        // Retries run for at most one request timeout in all; a batch job
-        // must end.
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let timeout = rw.endpoint.timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = stop_tx.send(true);
-        });
-        match sender
-            .deliver(encoded.body, encoded.samples, None, &mut stop_rx)
-            .await
-        {
-            Delivery::Accepted if rw.metadata_interval.is_some() => {
-                // The families of this run, as the agent sends them.
-                if let Err(e) = sender.post_metadata(&crate::series::families()).await {
-                    eprintln!("redpush: the remote-write receiver did not take the metadata: {e}");
-                }
-            }
-            Delivery::Accepted => {}
-            Delivery::Rejected => {
-                eprintln!("redpush: the remote-write receiver rejected the samples");
-                ok = false;
-            }
-            Delivery::Held { status } => {
-                eprintln!(
-                    "redpush: the remote-write receiver answered {status}: check the url and credentials"
-                );
-                ok = false;
-            }
-            Delivery::Abandoned => {
-                eprintln!(
-                    "redpush: the remote-write receiver did not accept the samples within {timeout:?}"
-                );
-                ok = false;
-            }
-        }
+    for rw in &settings.remote_write {
+        ok &= push_remote_write(rw, &readings).await?;
     }
     if let Some(pg) = &settings.pushgateway {
         let pushgateway = Pushgateway::new(pg.clone()).context("pushgateway")?;
@@ -113,6 +67,68 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         (_, true) => ExitCode::SUCCESS,
         (_, false) => ExitCode::from(EXIT_PUSH_FAILED),
     })
+}
+
+/// Pushes `readings` to remote-write endpoint `rw` once (its metadata
+/// after, when it sends metadata); whether the receiver took them. Errors
+/// are said on stderr.
+async fn push_remote_write(rw: &RemoteWriteSettings, readings: &[Sampled]) -> anyhow::Result<bool> {
+    let batch: Vec<Queued> = readings
+        .iter()
+        .enumerate()
+        .map(|(seq, sampled)| Queued {
+            seq: seq as u64,
+            record: sampled.record.clone(),
+        })
+        .collect();
+    let encoded = encode(&WriteRelabel::new(&rw.write_relabel).batch(batch));
+    let metrics = EndpointMetrics::new(&rw.name, &rw.endpoint.url, "");
+    let sender = Sender::new(rw.clone(), Arc::new(metrics)).with_context(|| rw.key.clone())?;
+    // Retries run for at most one request timeout in all; a batch job
+    // must end.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let timeout = rw.endpoint.timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let _ = stop_tx.send(true);
+    });
+    match sender
+        .deliver(encoded.body, encoded.samples, None, &mut stop_rx)
+        .await
+    {
+        Delivery::Accepted if rw.metadata_interval.is_some() => {
+            // The families of this run, as the agent sends them.
+            if let Err(e) = sender.post_metadata(&crate::series::families()).await {
+                eprintln!(
+                    "redpush: remote write {}: the receiver did not take the metadata: {e}",
+                    rw.name
+                );
+            }
+        }
+        Delivery::Accepted => {}
+        Delivery::Rejected => {
+            eprintln!(
+                "redpush: remote write {}: the receiver rejected the samples",
+                rw.name
+            );
+            return Ok(false);
+        }
+        Delivery::Held { status } => {
+            eprintln!(
+                "redpush: remote write {}: the receiver answered {status}: check the url and credentials",
+                rw.name
+            );
+            return Ok(false);
+        }
+        Delivery::Abandoned => {
+            eprintln!(
+                "redpush: remote write {}: the receiver did not accept the samples within {timeout:?}",
+                rw.name
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One target's reading, and as the record it pushes.

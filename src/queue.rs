@@ -56,10 +56,30 @@ impl DropReason {
     }
 }
 
+/// Whose samples were dropped: a queue has a reader per remote-write
+/// endpoint, and a sample a reader drops is lost to its endpoint only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DroppedFor<'a> {
+    /// Lost before any reader had it (the disk refused it or fell behind).
+    Every,
+    /// Dropped from this reader's backlog (its bound, `max_age`).
+    Reader(&'a str),
+}
+
+impl DroppedFor<'_> {
+    /// Whether reader `name` lost the samples.
+    pub fn includes(self, name: &str) -> bool {
+        match self {
+            DroppedFor::Every => true,
+            DroppedFor::Reader(reader) => reader == name,
+        }
+    }
+}
+
 /// Where the queue reports what it could not keep.
 pub trait QueueEvents: Send + Sync {
-    /// `samples` were dropped for `reason`.
-    fn dropped(&self, reason: DropReason, samples: u64);
+    /// `samples` were dropped for `reason`, by `by`.
+    fn dropped(&self, by: DroppedFor<'_>, reason: DropReason, samples: u64);
     /// A write or fsync of the queue's files failed.
     fn write_failed(&self);
 }
@@ -180,8 +200,11 @@ impl Writer {
             Ok(()) => return,
             Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => record,
         };
-        self.events
-            .dropped(DropReason::QueueFull, record.series.len() as u64);
+        self.events.dropped(
+            DroppedFor::Every,
+            DropReason::QueueFull,
+            record.series.len() as u64,
+        );
         if self.behind.ready() {
             warn!(
                 "the queue's disk is {WAITING} readings behind; readings are dropped until it catches up (more within a minute are only counted)"

@@ -18,9 +18,8 @@ use crate::delivery::DeliverySnapshot;
 pub struct Status {
     pub version: String,
     pub targets: Vec<TargetStatus>,
-    /// The on-disk queue, when the agent pushes by remote write.
-    pub queue: Option<QueueStatus>,
-    pub remote_write: Option<DestinationStatus>,
+    /// Each remote-write endpoint, with its backlog in the on-disk queue.
+    pub remote_write: Vec<DestinationStatus>,
     pub pushgateway: Option<DestinationStatus>,
 }
 
@@ -37,6 +36,7 @@ pub struct TargetStatus {
     pub last_error: Option<String>,
 }
 
+/// What the on-disk queue holds for one remote-write endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueStatus {
     pub samples: u64,
@@ -48,6 +48,9 @@ pub struct QueueStatus {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DestinationStatus {
+    /// The remote-write endpoint's name (`remote_name`); `null` for the
+    /// Pushgateway.
+    pub name: Option<String>,
     /// Without credentials or query.
     pub url: String,
     pub last_success_timestamp: Option<f64>,
@@ -59,16 +62,28 @@ pub struct DestinationStatus {
     /// gone so far; `null` while failing, before the first delivery, and
     /// for the Pushgateway (which keeps no backlog).
     pub backlog_drain_eta_seconds: Option<f64>,
+    /// The endpoint's backlog; `null` for the Pushgateway.
+    pub queue: Option<QueueStatus>,
 }
 
 impl DestinationStatus {
-    pub(crate) fn new(url: String, snapshot: DeliverySnapshot) -> Self {
+    pub(crate) fn new(name: Option<String>, url: String, snapshot: DeliverySnapshot) -> Self {
         DestinationStatus {
+            name,
             url,
             last_success_timestamp: snapshot.last_success_ms.map(seconds),
             last_error: snapshot.last_error,
             consecutive_failures: snapshot.consecutive_failures,
             backlog_drain_eta_seconds: None,
+            queue: None,
+        }
+    }
+
+    /// How the status names it: `remote write <name>`, or `Pushgateway`.
+    fn title(&self) -> String {
+        match &self.name {
+            Some(name) => format!("remote write {name}"),
+            None => "Pushgateway".to_owned(),
         }
     }
 }
@@ -78,14 +93,10 @@ pub(crate) fn seconds(ms: i64) -> f64 {
 }
 
 impl Status {
-    /// The push destinations that are set, by name.
-    fn destinations(&self) -> impl Iterator<Item = (&'static str, &DestinationStatus)> {
-        [
-            ("remote write", &self.remote_write),
-            ("Pushgateway", &self.pushgateway),
-        ]
-        .into_iter()
-        .filter_map(|(name, d)| Some((name, d.as_ref()?)))
+    /// The push destinations that are set: each remote-write endpoint, then
+    /// the Pushgateway.
+    fn destinations(&self) -> impl Iterator<Item = &DestinationStatus> {
+        self.remote_write.iter().chain(&self.pushgateway)
     }
 
     /// Whether every push destination has delivered within `limit` (or
@@ -97,13 +108,14 @@ impl Status {
         limit: Duration,
     ) -> Result<(), String> {
         let limit_ms = limit.as_millis() as i64;
-        for (name, destination) in self.destinations() {
+        for destination in self.destinations() {
             let since = destination
                 .last_success_timestamp
                 .map_or(started_ms, |s| (s * 1000.0) as i64);
             if now_ms - since > limit_ms {
                 return Err(format!(
-                    "{name}: nothing delivered for {} s (limit {} s); last error: {}",
+                    "{}: nothing delivered for {} s (limit {} s); last error: {}",
+                    destination.title(),
                     (now_ms - since) / 1000,
                     limit.as_secs(),
                     destination.last_error.as_deref().unwrap_or("none")
@@ -163,19 +175,32 @@ impl Status {
 
     fn delivery_table(&self, out: &mut String) {
         out.push_str("<h2>Delivery</h2>\n");
-        if let Some(q) = &self.queue {
+        if !self.remote_write.is_empty() {
+            out.push_str(concat!(
+                "<table id=\"queue\"><tr><th>remote write</th><th>queued samples</th>",
+                "<th>queue bytes</th><th>oldest sample age</th><th>dropped</th></tr>\n"
+            ));
+        }
+        for d in &self.remote_write {
+            let q = d.queue.clone().unwrap_or_default();
             let dropped: u64 = q.dropped.values().sum();
             let _ = writeln!(
                 out,
-                "<table id=\"queue\"><tr><th>queued samples</th><th>queue bytes</th><th>oldest sample age</th><th>dropped</th></tr>\n<tr><td>{}</td><td>{}</td><td>{:.0} s</td><td>{dropped}</td></tr></table>",
-                q.samples, q.bytes, q.oldest_sample_age_seconds
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0} s</td><td>{dropped}</td></tr>",
+                html_escape(d.name.as_deref().unwrap_or("")),
+                q.samples,
+                q.bytes,
+                q.oldest_sample_age_seconds
             );
+        }
+        if !self.remote_write.is_empty() {
+            out.push_str("</table>\n");
         }
         out.push_str(concat!(
             "<table id=\"destinations\"><tr><th>destination</th><th>url</th><th>state</th>",
             "<th>last success</th><th>failures in a row</th><th>backlog sent in</th><th>last error</th></tr>\n"
         ));
-        for (name, d) in self.destinations() {
+        for d in self.destinations() {
             let (class, state) = if d.consecutive_failures > 0 {
                 ("failing", "failing")
             } else {
@@ -186,7 +211,8 @@ impl Status {
                 .map_or(String::new(), |s| format!("{s:.0} s"));
             let _ = writeln!(
                 out,
-                "<tr class=\"{class}\"><td>{name}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{eta}</td><td>{}</td></tr>",
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{eta}</td><td>{}</td></tr>",
+                html_escape(&d.title()),
                 html_escape(&d.url),
                 time_text(d.last_success_timestamp),
                 d.consecutive_failures,
@@ -218,21 +244,27 @@ impl Status {
                 t.last_error.as_deref().unwrap_or("-"),
             );
         }
-        if let Some(q) = &self.queue {
+        out.push('\n');
+        for d in &self.remote_write {
+            let q = d.queue.clone().unwrap_or_default();
             let _ = write!(
                 out,
-                "\nQUEUE\t{} samples, {} bytes, oldest {:.0} s old, dropped",
-                q.samples, q.bytes, q.oldest_sample_age_seconds
+                "QUEUE {}\t{} samples, {} bytes, oldest {:.0} s old, dropped",
+                d.name.as_deref().unwrap_or(""),
+                q.samples,
+                q.bytes,
+                q.oldest_sample_age_seconds
             );
             for (reason, n) in &q.dropped {
                 let _ = write!(out, " {reason}={n}");
             }
             out.push('\n');
         }
-        for (name, d) in self.destinations() {
+        for d in self.destinations() {
             let _ = writeln!(
                 out,
-                "{name}\t{}\tlast success {}\t{} failures in a row{}{}",
+                "{}\t{}\tlast success {}\t{} failures in a row{}{}",
+                d.title(),
                 d.url,
                 time_text(d.last_success_timestamp),
                 d.consecutive_failures,
@@ -295,19 +327,20 @@ mod tests {
                     last_error: Some("connection refused".to_owned()),
                 },
             ],
-            queue: Some(QueueStatus {
-                samples: 12,
-                bytes: 4096,
-                oldest_sample_age_seconds: 3.0,
-                dropped: [("rejected".to_owned(), 2)].into(),
-            }),
-            remote_write: Some(DestinationStatus {
+            remote_write: vec![DestinationStatus {
+                name: Some("rw:9090".to_owned()),
                 url: "http://rw:9090/api/v1/write".to_owned(),
                 last_success_timestamp: Some(1_700_000_000.0),
                 last_error: None,
                 consecutive_failures: 0,
                 backlog_drain_eta_seconds: Some(0.5),
-            }),
+                queue: Some(QueueStatus {
+                    samples: 12,
+                    bytes: 4096,
+                    oldest_sample_age_seconds: 3.0,
+                    dropped: [("rejected".to_owned(), 2)].into(),
+                }),
+            }],
             pushgateway: None,
         }
     }
@@ -315,11 +348,12 @@ mod tests {
     #[test]
     fn json_round_trips_with_the_documented_keys() {
         let json = serde_json::to_value(status()).expect("json");
-        for key in ["version", "targets", "queue", "remote_write", "pushgateway"] {
+        for key in ["version", "targets", "remote_write", "pushgateway"] {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["targets"][1]["last_error"], "connection refused");
-        assert_eq!(json["queue"]["dropped"]["rejected"], 2);
+        assert_eq!(json["remote_write"][0]["name"], "rw:9090");
+        assert_eq!(json["remote_write"][0]["queue"]["dropped"]["rejected"], 2);
         let back: Status = serde_json::from_value(json).expect("back");
         assert_eq!(back, status());
     }
@@ -340,15 +374,15 @@ mod tests {
         assert_eq!(s.ready(last + 599_000, 0, limit), Ok(()));
         let err = s.ready(last + 601_000, 0, limit).expect_err("not ready");
         assert!(
-            err.starts_with("remote write: nothing delivered for 601 s"),
+            err.starts_with("remote write rw:9090: nothing delivered for 601 s"),
             "{err}"
         );
         // Never delivered: counted from the start.
-        s.remote_write.as_mut().expect("rw").last_success_timestamp = None;
+        s.remote_write[0].last_success_timestamp = None;
         assert_eq!(s.ready(last, last - 10_000, limit), Ok(()));
         assert!(s.ready(last, last - 700_000, limit).is_err());
         // Nothing to push to: always ready.
-        s.remote_write = None;
+        s.remote_write.clear();
         assert_eq!(s.ready(last, 0, limit), Ok(()));
     }
 }

@@ -36,7 +36,7 @@ fn wait_accepted_after(receiver: &FaultReceiver, instance: &str, after_ms: i64, 
 fn wait_backlog_age(agent: &Agent, seconds: f64) -> Page {
     let timeout = Duration::from_secs_f64(seconds + 30.0);
     agent.wait_page_within(&format!("a backlog {seconds} s old"), timeout, |page| {
-        page.get("redpush_queue_oldest_sample_age_seconds", &[])
+        page.total("redpush_queue_oldest_sample_age_seconds", &[])
             .is_some_and(|age| age >= seconds)
     })
 }
@@ -73,7 +73,7 @@ fn a_20_second_outage_loses_nothing_and_keeps_order() {
     // sample may be from just before the receiver failed).
     let page = wait_backlog_age(&agent, 21.0);
     assert!(
-        page.get("redpush_queue_samples", &[])
+        page.total("redpush_queue_samples", &[])
             .is_some_and(|n| n > 1000.0),
         "a backlog builds up"
     );
@@ -94,15 +94,15 @@ fn a_20_second_outage_loses_nothing_and_keeps_order() {
     // Retries were made, and every one was of a batch that had been refused.
     let page = Page::parse(&agent.metrics());
     assert!(
-        page.get("redpush_send_errors_total", &[("status", "503")])
+        page.total("redpush_send_errors_total", &[("status", "503")])
             .is_some_and(|n| n >= 5.0)
     );
     assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
+        page.total("redpush_samples_dropped_total", &[("reason", "rejected")]),
         Some(0.0)
     );
     assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "queue_full")]),
+        page.total("redpush_samples_dropped_total", &[("reason", "queue_full")]),
         Some(0.0)
     );
     // The log said so at the default level: at once, not once per retry,
@@ -227,7 +227,7 @@ fn prometheus_stopped_for_a_minute_gets_everything_in_order() {
     // Wait until the backlog has drained (the agent's queue holds only
     // fresh samples) and a sample taken after the return has arrived.
     agent.wait_page("the backlog drained", |page| {
-        page.get("redpush_queue_oldest_sample_age_seconds", &[])
+        page.total("redpush_queue_oldest_sample_age_seconds", &[])
             .is_some_and(|age| age < 5.0)
     });
     common::servers::eventually(
@@ -247,7 +247,7 @@ fn prometheus_stopped_for_a_minute_gets_everything_in_order() {
     );
     let page = Page::parse(&agent.metrics());
     assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
+        page.total("redpush_samples_dropped_total", &[("reason", "rejected")]),
         Some(0.0)
     );
     let log = prometheus.process.output().to_lowercase();

@@ -80,7 +80,7 @@ fn real_receivers_take_the_metadata_requests() {
         let config = push_config(&[redis.url()], &receiver.write_url(), "");
         let agent = Agent::start(&config, &["--log-level", "debug"]);
         // A reading delivered, then one more: metadata went before it.
-        let sent = |p: &common::exposition::Page| p.get("redpush_requests_sent_total", &[]);
+        let sent = |p: &common::exposition::Page| p.total("redpush_requests_sent_total", &[]);
         let first = agent.wait_page("a delivery", |p| sent(p).is_some_and(|n| n >= 1.0));
         let before = sent(&first).expect("counted");
         agent.wait_page("a delivery after the metadata's first check", |p| {

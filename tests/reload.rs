@@ -81,7 +81,7 @@ fn sighup_adds_changes_and_removes_destinations() {
     let switched_ms = redpush::testing::now_ms();
     agent.reload(&config(&redis, &remote_write(&second.url)));
     agent.wait_page("samples queued for the new endpoint", |p| {
-        p.get("redpush_queue_samples", &[])
+        p.total("redpush_queue_samples", &[])
             .is_some_and(|n| n > 300.0)
     });
     second.set_mode(Fault::Status(204));
@@ -128,7 +128,7 @@ fn sighup_adds_changes_and_removes_destinations() {
     assert!(log.contains("remote write removed"), "{log}");
     let page = Page::parse(&agent.metrics());
     assert_eq!(
-        page.get("redpush_queue_samples", &[]),
+        page.total("redpush_queue_samples", &[]),
         Some(0.0),
         "no queue shown"
     );

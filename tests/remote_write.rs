@@ -91,11 +91,11 @@ fn check_receiver(redis: &Redis, agent: &Agent, query: QueryFn<'_>) {
     assert_eq!(page.get("redis_up", &[]), Some(1.0));
     assert_eq!(page.get("redis_db_keys", &[("db", "db2")]), Some(7.0));
     assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
+        page.total("redpush_samples_dropped_total", &[("reason", "rejected")]),
         Some(0.0)
     );
     assert!(
-        page.get("redpush_samples_sent_total", &[])
+        page.total("redpush_samples_sent_total", &[])
             .is_some_and(|n| n > 0.0)
     );
 }

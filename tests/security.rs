@@ -293,11 +293,11 @@ fn prometheus_behind_tls_and_basic_auth() {
     );
     let agent = Agent::start(&second, &[]);
     agent.wait_page("a 401", |page| {
-        page.get("redpush_send_errors_total", &[("status", "401")])
+        page.total("redpush_send_errors_total", &[("status", "401")])
             .is_some_and(|n| n >= 1.0)
     });
     agent.wait_page("a backlog 10 s old", |page| {
-        page.get("redpush_queue_oldest_sample_age_seconds", &[])
+        page.total("redpush_queue_oldest_sample_age_seconds", &[])
             .is_some_and(|age| age >= 10.0)
     });
     let log = agent.process.output();
@@ -326,7 +326,7 @@ fn prometheus_behind_tls_and_basic_auth() {
     assert!(count[0].1 >= 10.0, "only {} samples arrived", count[0].1);
     let page = Page::parse(&agent.metrics());
     assert_eq!(
-        page.get("redpush_samples_dropped_total", &[("reason", "rejected")]),
+        page.total("redpush_samples_dropped_total", &[("reason", "rejected")]),
         Some(0.0)
     );
 }

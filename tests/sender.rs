@@ -9,19 +9,22 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::exposition::Page;
 use common::fault_receiver::{Fault, FaultReceiver};
 use common::{wait_until, when};
 use redpush::testing::Kind;
-use redpush::testing::SelfMetrics;
 use redpush::testing::Sender;
 use redpush::testing::{DiskQueue, Fsync, WalSettings};
 use redpush::testing::{DropReason, Queue, Record, Series};
 use redpush::testing::{Endpoint, RemoteWriteSettings};
+use redpush::testing::{EndpointMetrics, SelfMetrics};
 use redpush::testing::{shape, target_labels};
 use tokio::sync::watch;
 
 fn settings(url: &str) -> RemoteWriteSettings {
     RemoteWriteSettings {
+        name: "receiver".to_owned(),
+        key: "remote_write".to_owned(),
         endpoint: Endpoint {
             url: url.to_owned(),
             timeout: Duration::from_secs(5),
@@ -78,7 +81,9 @@ fn drain_with(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc<SelfMe
     for r in records {
         queue.push(Arc::new(r));
     }
-    let sender = Sender::new(settings, metrics.clone()).expect("sender");
+    let endpoint = Arc::new(EndpointMetrics::new("receiver", &settings.endpoint.url, ""));
+    metrics.set_endpoints(vec![endpoint.clone()]);
+    let sender = Sender::new(settings, endpoint).expect("sender");
     let (stop, stop_rx) = watch::channel(false);
     let q = queue.clone();
     let task = runtime.spawn(async move { sender.run(q, stop_rx).await });
@@ -124,15 +129,11 @@ fn retries_5xx_and_429_then_delivers_in_order() {
     );
     assert_eq!(metrics.samples_sent(), 10);
     let page = render(&metrics);
-    assert!(
-        page.contains("redpush_send_errors_total{status=\"503\"} 1"),
-        "{page}"
-    );
-    assert!(
-        page.contains("redpush_send_errors_total{status=\"429\"} 1"),
-        "{page}"
-    );
-    assert!(page.contains("redpush_send_retries_total 3"), "{page}");
+    assert_eq!(errors(&page, "503"), Some(1.0), "{page}");
+    assert_eq!(errors(&page, "429"), Some(1.0), "{page}");
+    let retries =
+        Page::parse(&page).total("redpush_send_retries_total", &[("remote_name", "receiver")]);
+    assert_eq!(retries, Some(3.0), "{page}");
 }
 
 #[test]
@@ -164,12 +165,7 @@ fn statuses_of_a_misconfigured_sender_hold_the_batch_other_4xx_drop_it() {
         );
         assert_eq!(metrics.dropped_count(DropReason::Rejected), 0, "{status}");
         let page = render(&metrics);
-        assert!(
-            page.contains(&format!(
-                "redpush_send_errors_total{{status=\"{status}\"}} 1"
-            )),
-            "{page}"
-        );
+        assert_eq!(errors(&page, &status.to_string()), Some(1.0), "{page}");
     }
     for status in [409, 413, 422] {
         let receiver = FaultReceiver::start(vec![Fault::Status(status)], Fault::Status(204));
@@ -196,14 +192,8 @@ fn a_hung_or_closed_connection_is_retried() {
     assert_eq!(receiver.requests(), 3);
     assert_eq!(receiver.accepted("redis_up", &[]), vec![(1000, 1.0)]);
     let page = render(&metrics);
-    assert!(
-        page.contains("redpush_send_errors_total{status=\"timeout\"} 1"),
-        "{page}"
-    );
-    assert!(
-        page.contains("redpush_send_errors_total{status=\"network\"} 1"),
-        "{page}"
-    );
+    assert_eq!(errors(&page, "timeout"), Some(1.0), "{page}");
+    assert_eq!(errors(&page, "network"), Some(1.0), "{page}");
 }
 
 #[test]
@@ -245,9 +235,15 @@ fn requests_follow_the_protocol() {
     });
 }
 
+/// The endpoint's failed requests for `status` on a rendered page.
+fn errors(page: &str, status: &str) -> Option<f64> {
+    let labels = [("remote_name", "receiver"), ("status", status)];
+    Page::parse(page).total("redpush_send_errors_total", &labels)
+}
+
 fn render(metrics: &SelfMetrics) -> String {
     let mut out = String::new();
-    redpush::testing::write_families(&mut out, &metrics.families(Default::default(), 0), &[]);
+    redpush::testing::write_families(&mut out, &metrics.families(&[], 0), &[]);
     out
 }
 

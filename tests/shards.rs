@@ -27,7 +27,7 @@ fn config(redis: &Redis, url: &str, shards: usize) -> String {
 }
 
 fn queued(page: &Page) -> f64 {
-    page.get("redpush_queue_samples", &[]).unwrap_or(0.0)
+    page.total("redpush_queue_samples", &[]).unwrap_or(0.0)
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn a_slow_receiver_is_kept_up_with_by_parallel_requests_in_order() {
     // Sixteen at a time: it keeps up.
     let receiver = FaultReceiver::start(Vec::new(), Fault::Slow(100));
     let agent = Agent::start(&config(&redis, &receiver.url, 16), &[]);
-    let sent = |p: &Page| p.get("redpush_samples_sent_total", &[]).unwrap_or(0.0);
+    let sent = |p: &Page| p.total("redpush_samples_sent_total", &[]).unwrap_or(0.0);
     let mut most = 0.0f64;
     wait_until(
         "100,000 samples delivered",

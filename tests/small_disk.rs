@@ -60,7 +60,7 @@ fn wal_bytes(dir: &Path) -> u64 {
 }
 
 fn counter(page: &Page, name: &str, reason: &str) -> f64 {
-    page.get(name, &[("reason", reason)]).unwrap_or(-1.0)
+    page.total(name, &[("reason", reason)]).unwrap_or(-1.0)
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn a_volume_smaller_than_a_segment_keeps_delivering() {
     // About 6 bytes a sample on disk: 150,000 samples are more than three
     // times what the volume holds.
     let page = agent.wait_page_within("many volumes delivered", Duration::from_secs(180), |p| {
-        p.get("redpush_samples_sent_total", &[])
+        p.total("redpush_samples_sent_total", &[])
             .is_some_and(|n| n >= 150_000.0)
     });
     // The readings reached a real receiver (and the counters below say
@@ -98,7 +98,7 @@ fn a_volume_smaller_than_a_segment_keeps_delivering() {
     let stored = prometheus.query(&format!(
         "count_over_time(redis_up{{instance=\"{instance}\"}}[10m])"
     ));
-    let sent_readings = page.get("redpush_samples_sent_total", &[]).unwrap_or(0.0);
+    let sent_readings = page.total("redpush_samples_sent_total", &[]).unwrap_or(0.0);
     assert!(
         stored.first().is_some_and(|(_, n)| *n >= 100.0),
         "{stored:?} after {sent_readings} samples"
@@ -119,7 +119,7 @@ fn a_volume_smaller_than_a_segment_keeps_delivering() {
         Duration::from_secs(60),
         || {
             let page = Page::parse(&agent.metrics());
-            let counted = page.get("redpush_queue_bytes", &[]).unwrap_or(-1.0) as u64;
+            let counted = page.total("redpush_queue_bytes", &[]).unwrap_or(-1.0) as u64;
             let on_disk = wal_bytes(&wal);
             when(on_disk == counted && on_disk < 256 * 1024, (), || {
                 format!("{on_disk} on disk, {counted} counted")

@@ -69,7 +69,9 @@ fn queue_files_are_private_and_never_written_through_a_symlink() {
     std::fs::create_dir_all(&wal).expect("mkdir");
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious\n").expect("write");
-    std::os::unix::fs::symlink(&victim, wal.join("ack")).expect("symlink");
+    // The position file of the endpoint, named by its host and port.
+    let position = wal.join(format!("ack-127.0.0.1:{}", prometheus.port));
+    std::os::unix::fs::symlink(&victim, position).expect("symlink");
     let config = format!(
         "interval = \"1s\"\nadaptive = false\n[[targets]]\nurl = \"{}\"\n[remote_write]\nurl = \"{}\"\nflush_deadline = \"1s\"\n",
         redis.url(),

@@ -61,7 +61,7 @@ fn status_api_page_and_command_show_targets_queue_and_delivery() {
         |s| {
             s.targets.iter().all(|t| t.up.is_some())
                 && s.remote_write
-                    .as_ref()
+                    .first()
                     .is_some_and(|d| d.last_success_timestamp.is_some())
                 && s.pushgateway
                     .as_ref()
@@ -89,12 +89,24 @@ fn status_api_page_and_command_show_targets_queue_and_delivery() {
             .is_some_and(|e| e.contains("refused")),
         "{down:?}"
     );
-    let queue = s.queue.as_ref().expect("a queue with remote write");
+    assert_eq!(s.remote_write.len(), 1);
+    let rw = &s.remote_write[0];
+    let queue = rw.queue.as_ref().expect("a queue with remote write");
     assert!(queue.bytes > 0, "{queue:?}");
     assert_eq!(queue.dropped.get("rejected"), Some(&0));
     assert_eq!(queue.dropped.len(), 5, "{queue:?}");
-    let rw = s.remote_write.as_ref().expect("remote write");
     assert_eq!(rw.url, prometheus.write_url());
+    let host_port = prometheus
+        .write_url()
+        .split('/')
+        .nth(2)
+        .expect("host:port")
+        .to_owned();
+    assert_eq!(
+        rw.name.as_deref(),
+        Some(host_port.as_str()),
+        "named by host:port"
+    );
     assert_eq!(rw.consecutive_failures, 0);
     assert!(
         rw.backlog_drain_eta_seconds.is_some_and(|eta| eta >= 0.0),
@@ -142,7 +154,10 @@ fn status_api_page_and_command_show_targets_queue_and_delivery() {
     assert!(line(&down.instance).contains("\tdown\t"), "{text}");
     assert!(line(&down.instance).contains("refused"), "{text}");
     assert!(
-        text.contains(&format!("remote write\t{}", prometheus.write_url())),
+        text.contains(&format!(
+            "remote write {host_port}\t{}",
+            prometheus.write_url()
+        )),
         "{text}"
     );
 
@@ -194,6 +209,8 @@ fn page_in_chromium(agent: &Agent, up: &str, down: &str) {
     assert!(row(up).contains("<td>up</td><td>1 s</td>"), "{dom}");
     assert!(row(down).contains("<td>down</td>"), "{dom}");
     assert!(dom.contains("<table id=\"destinations\">"), "{dom}");
+    assert!(dom.contains("<td>remote write 127.0.0.1:"), "named: {dom}");
+    assert!(dom.contains("<table id=\"queue\">"), "{dom}");
     assert!(!dom.contains("<script"), "readable without JavaScript");
 }
 
@@ -219,10 +236,10 @@ fn readyz_fails_when_nothing_is_delivered_for_the_timeout() {
     // Failing is seen first, then the probe turns.
     let s = wait_status(&agent, "failing pushes", |s| {
         s.remote_write
-            .as_ref()
+            .first()
             .is_some_and(|d| d.consecutive_failures >= 2)
     });
-    let rw = s.remote_write.expect("remote write");
+    let rw = &s.remote_write[0];
     assert_eq!(rw.last_success_timestamp, None);
     assert_eq!(rw.backlog_drain_eta_seconds, None);
     assert!(
@@ -239,7 +256,7 @@ fn readyz_fails_when_nothing_is_delivered_for_the_timeout() {
     });
     assert_eq!(code, "503");
     assert!(
-        body.starts_with("not ready: remote write: nothing delivered for"),
+        body.starts_with("not ready: remote write 127.0.0.1:"),
         "{body}"
     );
     assert_eq!(get(&agent, "/healthz").0, "200", "still alive");

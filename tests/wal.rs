@@ -398,7 +398,11 @@ fn an_unwritable_directory_is_an_error_and_a_counter_not_a_crash() {
     assert!(metrics.dropped_count(DropReason::WriteError) > 0);
     let text = {
         let mut out = String::new();
-        redpush::testing::write_families(&mut out, &metrics.families(q.stats(), now_ms()), &[]);
+        redpush::testing::write_families(
+            &mut out,
+            &metrics.families(&[("".to_owned(), q.stats())], now_ms()),
+            &[],
+        );
         out
     };
     assert!(
@@ -1037,4 +1041,92 @@ fn the_bound_drops_only_from_the_reader_behind() {
         .map(|p| std::fs::metadata(p).expect("file").len())
         .sum();
     assert!(bytes <= s.max_disk_bytes + s.segment_bytes, "{bytes}");
+}
+
+/// A disk whose next append, once armed, says so and waits to be let go:
+/// a reader can act while a write is under way.
+#[derive(Clone)]
+struct GatedDisk {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+struct GatedFile {
+    file: Box<dyn SegmentFile>,
+    disk: GatedDisk,
+}
+
+impl Disk for GatedDisk {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(GatedFile {
+            file: FileSystem.create(path)?,
+            disk: self.clone(),
+        }))
+    }
+}
+
+impl SegmentFile for GatedFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.disk.armed.swap(false, Ordering::SeqCst) {
+            let _ = self.disk.entered.send(());
+            let _ = self.disk.release.lock().expect("lock").recv();
+        }
+        self.file.append(bytes)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.truncate(len)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+}
+
+#[test]
+fn a_reader_that_empties_its_backlog_during_a_write_is_woken_by_it() {
+    let dir = TempDir::new().expect("dir");
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let disk = GatedDisk {
+        armed: Arc::default(),
+        entered: entered_tx,
+        release: Arc::new(std::sync::Mutex::new(release_rx)),
+    };
+    let metrics = Arc::new(SelfMetrics::default());
+    let (q, _) =
+        DiskQueue::open_on(settings(dir.path()), metrics, Arc::new(disk.clone())).expect("open");
+    let q = Arc::new(q);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    // Like the sender: woken by a write that finds it with nothing to
+    // read, or by a full batch, which this test never reaches.
+    q.notify_from(1_000_000);
+    q.push(record(1, 10));
+    runtime.block_on(q.pushed().notified());
+
+    // The next write is under way (its append waits) while the reader
+    // still holds record 1; the reader then takes it, and has nothing.
+    disk.armed.store(true, Ordering::SeqCst);
+    let writing = {
+        let q = q.clone();
+        std::thread::spawn(move || q.push(record(2, 10)))
+    };
+    entered.recv().expect("the write reached the disk");
+    let head = q.peek(1_000);
+    assert_eq!(head.len(), 1);
+    q.ack(head[0].seq);
+    assert_eq!(q.stats().records, 0);
+    release.send(()).expect("release");
+    writing.join().expect("write");
+
+    // The write must wake it: else it would wait for a full batch.
+    let woken = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), q.pushed().notified()).await
+    });
+    assert!(woken.is_ok(), "the reader was not woken by the write");
+    assert_eq!(id_of(&q.peek(1_000)[0].record), 2);
 }

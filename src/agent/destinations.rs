@@ -6,17 +6,23 @@
 //! (a client that cannot be built, a queue that cannot be opened) fails in
 //! `prepare`, which changes nothing, so a bad reload keeps the running
 //! destinations. Applying then cannot fail:
-//! - remote write's endpoint changed: the sender is replaced; the queue and
-//!   its writer stay, so nothing queued is lost. The old sender is stopped
-//!   between two awaits: a batch it had not had acknowledged is not, and
-//!   the new one sends it again (at least once, as after a crash).
+//! - a remote-write endpoint's settings changed (same name): its sender is
+//!   replaced; the queue and its writer stay, so nothing queued is lost.
+//!   The old sender is stopped between two awaits: a batch it had not had
+//!   acknowledged is not, and the new one sends it again (at least once,
+//!   as after a crash).
 //! - remote write added or removed: the queue is opened or closed, and the
-//!   targets must be restarted with the new writer (`writer_changed`),
+//!   targets must be restarted with the new writer (`writer_changes`),
 //!   before the old queue is closed, since they hold its writer.
-//! - the Pushgateway changed, added or removed: its pusher is restarted.
+//! - the set of endpoints changed (one added, removed or renamed): the
+//!   queue is closed and opened again with the new endpoints as its
+//!   readers (the targets restarted around it, as above). An endpoint kept
+//!   resumes at its own position; a new one starts where the reader
+//!   furthest behind was (so renaming the only endpoint carries on where
+//!   it was, and an upgrade from the single `ack` file too); a removed
+//!   one's position is deleted, so that what only it still needed can go.
 //!
-//! `[queue]` and `state_dir` changes are not applied (the supervisor says
-//! so): the queue is open.
+//! The queue has one reader per endpoint, named as the endpoint is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,18 +30,18 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::pushgateway_task;
 use super::self_metrics_task;
-use super::state::{AgentState, Destination};
+use super::state::{AgentState, Destination, RemoteWriteView};
 use crate::config::{PushgatewaySettings, RemoteWriteSettings, Settings};
 use crate::delivery::DeliveryStatus;
 use crate::pushgateway::Pushgateway;
-use crate::queue::{Queue, Writer, WriterThread};
+use crate::queue::{DropReason, DroppedFor, Queue, QueueEvents, Writer, WriterThread};
 use crate::remote_write::sender::Sender;
 use crate::secret::redact_url;
-use crate::self_metrics::SelfMetrics;
+use crate::self_metrics::{EndpointMetrics, SelfMetrics};
 use crate::series::{TargetLabels, target_labels};
 use crate::wal::{DiskQueue, WalSettings};
 
@@ -65,11 +71,29 @@ enum Change<T> {
 }
 
 enum RemoteWriteChange {
-    /// A new sender for the open queue.
-    Sender(Box<(RemoteWriteSettings, Sender)>),
+    /// New senders for some endpoints of the open queue, by position
+    /// (`None`: the running one is kept).
+    Senders(Vec<Option<EndpointStart>>),
     /// A queue opened now (remote write added).
     Open(Box<RemoteWrite>),
+    /// The set of endpoints changed: the queue is opened again with these.
+    Reopen(Vec<EndpointStart>),
     Close,
+}
+
+/// An endpoint's sender, built and not started yet.
+struct EndpointStart {
+    settings: RemoteWriteSettings,
+    /// Its reader in the queue.
+    reader: String,
+    sender: Sender,
+    metrics: Arc<EndpointMetrics>,
+}
+
+/// The queue readers of `endpoints`, in order: one per endpoint, by its
+/// name (names are unique and never empty).
+fn reader_names(endpoints: &[RemoteWriteSettings]) -> Vec<String> {
+    endpoints.iter().map(|e| e.name.clone()).collect()
 }
 
 impl Destinations {
@@ -99,7 +123,7 @@ impl Destinations {
     /// nothing, when a part cannot be built.
     pub(super) fn prepare(&self, new: &Settings) -> anyhow::Result<Prepared> {
         // The Pushgateway first: a remote write added is opened (and its
-        // sender started) last, when nothing after it can fail.
+        // senders started) last, when nothing after it can fail.
         let running = self.pushgateway.as_ref().map(|(pg, _)| pg);
         let pushgateway = if running == new.pushgateway.as_ref() {
             Change::Keep
@@ -112,23 +136,48 @@ impl Destinations {
                 )),
             })
         };
-        let remote_write =
-            match (&self.remote_write, &new.remote_write) {
-                (None, None) => Change::Keep,
-                (Some(_), None) => Change::To(RemoteWriteChange::Close),
-                (None, Some(rw)) => Change::To(RemoteWriteChange::Open(Box::new(
-                    RemoteWrite::open(new, rw, &self.metrics)?,
-                ))),
-                (Some(running), Some(rw)) if running.settings == *rw => Change::Keep,
-                (Some(_), Some(rw)) => {
-                    let sender =
-                        Sender::new(rw.clone(), self.metrics.clone()).context("remote_write")?;
-                    Change::To(RemoteWriteChange::Sender(Box::new((rw.clone(), sender))))
-                }
-            };
         Ok(Prepared {
-            remote_write,
+            remote_write: self.prepare_remote_write(new)?,
             pushgateway,
+        })
+    }
+
+    fn prepare_remote_write(&self, new: &Settings) -> anyhow::Result<Change<RemoteWriteChange>> {
+        let readers = reader_names(&new.remote_write);
+        let running = self.remote_write.as_ref();
+        let start =
+            |rw: &RemoteWriteSettings, reader: &String| EndpointStart::build(rw, reader, running);
+        Ok(match running {
+            None if new.remote_write.is_empty() => Change::Keep,
+            Some(_) if new.remote_write.is_empty() => Change::To(RemoteWriteChange::Close),
+            None => {
+                let starts = (new.remote_write.iter().zip(&readers))
+                    .map(|(rw, reader)| start(rw, reader))
+                    .collect::<anyhow::Result<_>>()?;
+                let rw = RemoteWrite::open(new, starts, &self.metrics)?;
+                Change::To(RemoteWriteChange::Open(Box::new(rw)))
+            }
+            Some(rw) if rw.readers() != readers => {
+                let starts = (new.remote_write.iter().zip(&readers))
+                    .map(|(rw, reader)| start(rw, reader))
+                    .collect::<anyhow::Result<_>>()?;
+                Change::To(RemoteWriteChange::Reopen(starts))
+            }
+            Some(rw) => {
+                let senders: Vec<Option<EndpointStart>> = (rw.endpoints.iter())
+                    .zip(new.remote_write.iter().zip(&readers))
+                    .map(|(running, (new, reader))| {
+                        (running.settings != *new)
+                            .then(|| start(new, reader))
+                            .transpose()
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                if senders.iter().all(Option::is_none) {
+                    Change::Keep
+                } else {
+                    Change::To(RemoteWriteChange::Senders(senders))
+                }
+            }
         })
     }
 
@@ -138,7 +187,11 @@ impl Destinations {
     pub(super) fn writer_changes(prepared: &Prepared) -> bool {
         matches!(
             prepared.remote_write,
-            Change::To(RemoteWriteChange::Open(_) | RemoteWriteChange::Close)
+            Change::To(
+                RemoteWriteChange::Open(_)
+                    | RemoteWriteChange::Reopen(_)
+                    | RemoteWriteChange::Close
+            )
         )
     }
 
@@ -146,7 +199,9 @@ impl Destinations {
     /// changes, the new one is in place when this returns.
     pub(super) async fn apply(&mut self, prepared: Prepared, settings: &Settings) {
         let closed = match prepared.remote_write {
-            Change::To(RemoteWriteChange::Close) => self.remote_write.take(),
+            Change::To(RemoteWriteChange::Close | RemoteWriteChange::Reopen(_)) => {
+                self.remote_write.take()
+            }
             _ => None,
         };
         let pushgateway = match prepared.pushgateway {
@@ -157,9 +212,14 @@ impl Destinations {
             task.stop().await;
         }
         if let Some(rw) = closed {
-            info!("remote write removed: the queue is closed, what it holds stays on disk");
-            self.state.set_remote_write(None, None);
-            rw.finish().await;
+            self.state.set_remote_write(Vec::new());
+            if matches!(prepared.remote_write, Change::To(RemoteWriteChange::Close)) {
+                info!("remote write removed: the queue is closed, what it holds stays on disk");
+                self.metrics.set_endpoints(Vec::new());
+                rw.finish().await;
+            } else {
+                rw.close().await;
+            }
         }
         self.apply_rest(prepared.remote_write, prepared.pushgateway, settings)
             .await;
@@ -183,16 +243,21 @@ impl Destinations {
     ) {
         match remote_write {
             Change::To(RemoteWriteChange::Open(rw)) => self.open(*rw, settings),
-            Change::To(RemoteWriteChange::Sender(new)) => {
-                let (rw_settings, sender) = *new;
+            Change::To(RemoteWriteChange::Reopen(starts)) => {
+                info!("remote-write endpoints changed: the queue is opened again with them");
+                match RemoteWrite::open(settings, starts, &self.metrics) {
+                    Ok(rw) => self.open(rw, settings),
+                    Err(e) => error!(
+                        "remote write stopped: the queue could not be opened again: {e:#}; \
+                         what it holds stays on disk, a reload tries again"
+                    ),
+                }
+            }
+            Change::To(RemoteWriteChange::Senders(senders)) => {
                 if let Some(rw) = &mut self.remote_write {
-                    info!(
-                        "remote write changed: now pushing to {}; the queue is kept",
-                        redact_url(&rw_settings.endpoint.url)
-                    );
-                    rw.replace_sender(rw_settings, sender).await;
-                    self.state
-                        .set_remote_write(Some(rw.destination()), Some(rw.queue.clone()));
+                    rw.replace_senders(senders).await;
+                    self.metrics.set_endpoints(rw.metrics());
+                    self.state.set_remote_write(rw.views());
                 }
             }
             Change::To(RemoteWriteChange::Close) | Change::Keep => {}
@@ -207,13 +272,16 @@ impl Destinations {
     }
 
     fn open(&mut self, mut rw: RemoteWrite, settings: &Settings) {
-        info!(
-            "pushing to {} (remote write)",
-            redact_url(&rw.settings.endpoint.url)
-        );
-        rw.start_own_metrics(settings, &self.metrics);
-        self.state
-            .set_remote_write(Some(rw.destination()), Some(rw.queue.clone()));
+        for endpoint in &rw.endpoints {
+            info!(
+                "pushing to {} (remote write {})",
+                redact_url(&endpoint.settings.endpoint.url),
+                endpoint.settings.name
+            );
+        }
+        self.metrics.set_endpoints(rw.metrics());
+        self.state.set_remote_write(rw.views());
+        rw.start_own_metrics(settings, &self.state);
         self.remote_write = Some(rw);
     }
 
@@ -225,6 +293,7 @@ impl Destinations {
         );
         let status = Arc::new(DeliveryStatus::default());
         self.state.set_pushgateway(Some(Destination {
+            name: None,
             url: redact_url(&pg.endpoint.url),
             status: status.clone(),
         }));
@@ -237,7 +306,7 @@ impl Destinations {
 
     /// At the agent's end, once every target has stopped: the Pushgateway
     /// pusher stops, the writer thread writes what it holds, and the
-    /// sender gets `SHUTDOWN_GRACE` to deliver.
+    /// senders get `SHUTDOWN_GRACE` to deliver.
     pub(super) async fn finish(self) {
         if let Some((_, task)) = self.pushgateway {
             task.stop().await;
@@ -274,105 +343,225 @@ impl Task {
 }
 
 /// Remote write's side of the agent: the queue, the thread that writes to
-/// it, the sender that drains it, and the task that queues the agent's own
-/// series.
+/// it, each endpoint's sender draining it through its own reader, and the
+/// task that queues the agent's own series.
 struct RemoteWrite {
-    settings: RemoteWriteSettings,
-    status: Arc<DeliveryStatus>,
-    queue: Arc<dyn Queue>,
     /// The agent's own handle on the writer thread; the targets have theirs.
     writer: Writer,
     writer_thread: WriterThread,
-    sender: Task,
+    /// In the configuration's order.
+    endpoints: Vec<RunningEndpoint>,
     own_metrics: Option<Task>,
 }
 
+/// One endpoint's sender, running on its reader of the queue.
+struct RunningEndpoint {
+    settings: RemoteWriteSettings,
+    reader: String,
+    status: Arc<DeliveryStatus>,
+    metrics: Arc<EndpointMetrics>,
+    queue: Arc<dyn Queue>,
+    sender: Task,
+}
+
+impl EndpointStart {
+    /// The sender of endpoint `rw`, reading as `reader`; it counts on in
+    /// the counters of the running endpoint it replaces, if any.
+    fn build(
+        rw: &RemoteWriteSettings,
+        reader: &str,
+        running: Option<&RemoteWrite>,
+    ) -> anyhow::Result<EndpointStart> {
+        let metrics = running
+            .and_then(|r| {
+                (r.endpoints.iter())
+                    .map(|e| &e.metrics)
+                    .find(|m| m.is_of(&rw.name, &rw.endpoint.url, reader))
+                    .cloned()
+            })
+            .unwrap_or_else(|| Arc::new(EndpointMetrics::new(&rw.name, &rw.endpoint.url, reader)));
+        let sender = Sender::new(rw.clone(), metrics.clone()).with_context(|| rw.key.clone())?;
+        Ok(EndpointStart {
+            settings: rw.clone(),
+            reader: reader.to_owned(),
+            sender,
+            metrics,
+        })
+    }
+
+    /// Starts the sender on `queue`, its reader.
+    fn run(self, queue: Arc<dyn Queue>) -> RunningEndpoint {
+        let status = self.sender.status();
+        let (sender, drained) = (self.sender, queue.clone());
+        RunningEndpoint {
+            settings: self.settings,
+            reader: self.reader,
+            status,
+            metrics: self.metrics,
+            queue,
+            sender: Task::spawn(|stop| async move { sender.run(drained, stop).await }),
+        }
+    }
+}
+
 impl RemoteWrite {
+    /// Opens the queue with a reader per endpoint of `starts` and starts
+    /// their senders.
     fn open(
         settings: &Settings,
-        rw: &RemoteWriteSettings,
+        starts: Vec<EndpointStart>,
         metrics: &Arc<SelfMetrics>,
     ) -> anyhow::Result<RemoteWrite> {
-        let sender = Sender::new(rw.clone(), metrics.clone()).context("remote_write")?;
-        let queue = open_queue(settings, rw, metrics.clone())?;
-        let (writer, writer_thread) = Writer::start(queue.clone(), metrics.clone())
+        let events = Arc::new(QueueCounters {
+            agent: metrics.clone(),
+            endpoints: starts.iter().map(|s| s.metrics.clone()).collect(),
+        });
+        let readers = starts.iter().map(|s| s.reader.clone()).collect();
+        let most_per_send = starts.iter().map(|s| s.settings.max_samples_per_send).max();
+        let queue = open_queue(
+            settings,
+            readers,
+            most_per_send.unwrap_or(0),
+            events.clone(),
+        )?;
+        let endpoints: Vec<RunningEndpoint> = starts
+            .into_iter()
+            .map(|start| {
+                let reader = queue
+                    .reader(&start.reader)
+                    .expect("opened with this reader");
+                start.run(Arc::new(reader))
+            })
+            .collect();
+        // Written through any reader's view, a record is there for all.
+        let (writer, writer_thread) = Writer::start(Arc::new(queue), events)
             .context("cannot start the queue's writer thread")?;
-        let status = sender.status();
-        let drained = queue.clone();
         Ok(RemoteWrite {
-            settings: rw.clone(),
-            status,
-            queue,
             writer,
             writer_thread,
-            sender: Task::spawn(|stop| async move { sender.run(drained, stop).await }),
+            endpoints,
             own_metrics: None,
         })
     }
 
-    fn start_own_metrics(&mut self, settings: &Settings, metrics: &Arc<SelfMetrics>) {
+    /// The queue's readers, in the endpoints' order.
+    fn readers(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.reader.clone()).collect()
+    }
+
+    fn metrics(&self) -> Vec<Arc<EndpointMetrics>> {
+        self.endpoints.iter().map(|e| e.metrics.clone()).collect()
+    }
+
+    fn views(&self) -> Vec<RemoteWriteView> {
+        (self.endpoints.iter())
+            .map(|e| RemoteWriteView {
+                destination: Destination {
+                    name: Some(e.settings.name.clone()),
+                    url: redact_url(&e.settings.endpoint.url),
+                    status: e.status.clone(),
+                },
+                metrics: e.metrics.clone(),
+                queue: e.queue.clone(),
+            })
+            .collect()
+    }
+
+    fn start_own_metrics(&mut self, settings: &Settings, state: &Arc<AgentState>) {
         let labels = self_labels(settings);
         let interval = settings.intervals.interval;
-        let (metrics, queue, writer) = (metrics.clone(), self.queue.clone(), self.writer.clone());
+        let (state, writer) = (state.clone(), self.writer.clone());
         self.own_metrics = Some(Task::spawn(|stop| {
-            self_metrics_task::run(labels, interval, metrics, queue, writer, stop)
+            self_metrics_task::run(labels, interval, state, writer, stop)
         }));
     }
 
-    fn destination(&self) -> Destination {
-        Destination {
-            url: redact_url(&self.settings.endpoint.url),
-            status: self.status.clone(),
+    /// Stops each running sender that `senders` replaces at its next await
+    /// and starts the new one on the same reader.
+    async fn replace_senders(&mut self, senders: Vec<Option<EndpointStart>>) {
+        for (running, new) in self.endpoints.iter_mut().zip(senders) {
+            let Some(new) = new else { continue };
+            info!(
+                "remote write {} changed: now pushing to {}; the queue is kept",
+                new.settings.name,
+                redact_url(&new.settings.endpoint.url)
+            );
+            let old = std::mem::replace(running, new.run(running.queue.clone()));
+            old.abort().await;
         }
-    }
-
-    /// Stops the running sender at its next await and starts `sender` on
-    /// the same queue.
-    async fn replace_sender(&mut self, settings: RemoteWriteSettings, sender: Sender) {
-        let drained = self.queue.clone();
-        let status = sender.status();
-        let new = Task::spawn(|stop| async move { sender.run(drained, stop).await });
-        let old = std::mem::replace(&mut self.sender, new);
-        // Not `stop`: a stopping sender drains the whole queue first.
-        old.handle.abort();
-        if tokio::time::timeout(REPLACE_GRACE, old.handle)
-            .await
-            .is_err()
-        {
-            warn!("the replaced remote-write sender did not stop within {REPLACE_GRACE:?}");
-        }
-        self.settings = settings;
-        self.status = status;
     }
 
     /// Once every target has stopped: the writer thread writes what it
-    /// holds and ends, then the sender gets `SHUTDOWN_GRACE` to deliver.
+    /// holds and ends, then the senders get `SHUTDOWN_GRACE` to deliver.
     async fn finish(self) {
+        let endpoints = self.stop_writing().await;
+        for e in &endpoints {
+            let _ = e.sender.stop.send(true);
+        }
+        // One grace for all: the senders drain at the same time.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for e in endpoints {
+            if tokio::time::timeout_at(deadline, e.sender.handle)
+                .await
+                .is_err()
+            {
+                warn!(
+                    "remote write {}: the receiver did not take the remaining samples within {SHUTDOWN_GRACE:?}; they stay queued on disk",
+                    e.settings.name
+                );
+            }
+        }
+    }
+
+    /// Closes the queue to open it again: the writer thread writes what it
+    /// holds, the senders stop at their next await (what they had not had
+    /// acknowledged is sent again after).
+    async fn close(self) {
+        for endpoint in self.stop_writing().await {
+            endpoint.abort().await;
+        }
+    }
+
+    /// Stops the agent's own series and the writer thread, once it has
+    /// written everything handed to it; gives back the senders.
+    async fn stop_writing(self) -> Vec<RunningEndpoint> {
         if let Some(task) = self.own_metrics {
             task.stop().await;
         }
         drop(self.writer);
         let thread = self.writer_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        let _ = self.sender.stop.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.sender.handle)
+        self.endpoints
+    }
+}
+
+impl RunningEndpoint {
+    /// Stops the sender at its next await. Not `Task::stop`: a stopping
+    /// sender drains the whole queue first.
+    async fn abort(self) {
+        self.sender.handle.abort();
+        if tokio::time::timeout(REPLACE_GRACE, self.sender.handle)
             .await
             .is_err()
         {
             warn!(
-                "the receiver did not take the remaining samples within {SHUTDOWN_GRACE:?}; they stay queued on disk"
+                "the remote-write sender of {} did not stop within {REPLACE_GRACE:?}",
+                self.settings.name
             );
         }
     }
 }
 
-/// Opens the on-disk queue under `state_dir/wal`. The state directory
-/// must be this user's alone (`wal/files.rs` says why).
+/// Opens the on-disk queue under `state_dir/wal` with `readers`, and the
+/// events that count its drops (the agent's counters, whose endpoints are
+/// `starts`' from now on). The state directory must be this user's alone
+/// (`wal/files.rs` says why).
 fn open_queue(
     settings: &Settings,
-    rw: &RemoteWriteSettings,
-    metrics: Arc<SelfMetrics>,
-) -> anyhow::Result<Arc<dyn Queue>> {
+    readers: Vec<String>,
+    most_per_send: usize,
+    events: Arc<QueueCounters>,
+) -> anyhow::Result<DiskQueue> {
     crate::wal::private_dir(&settings.state_dir, true).with_context(|| {
         format!(
             "state_dir {} (state_dir / --state-dir)",
@@ -385,17 +574,18 @@ fn open_queue(
         settings.queue.max_age,
         settings.queue.fsync,
     );
-    // Records are kept decoded ahead of the sender so that in steady state
+    // Records are kept decoded ahead of each sender so that in steady state
     // it never reads back and decodes what it just wrote. With many targets
     // the queue holds several requests' worth between two sends, and a
     // cache of only two requests overflowed: every batch was then decoded
     // from disk (a third of the agent's CPU at 1000 targets). A cached
     // sample costs 16 bytes (a shared shape and a value), and a cached
-    // record is mostly the very one its target keeps as its latest reading,
-    // so 100,000 samples are at most 1.6 MB.
-    wal.cache_samples = (rw.max_samples_per_send * 2).max(100_000);
+    // record is mostly the very one its target keeps as its latest reading
+    // (and the other readers' caches), so 100,000 samples are at most 1.6 MB.
+    wal.cache_samples = (most_per_send * 2).max(100_000);
+    wal.readers = readers;
     let (queue, report) =
-        DiskQueue::open(wal, metrics).context("queue (state_dir / --state-dir)")?;
+        DiskQueue::open(wal, events).context("queue (state_dir / --state-dir)")?;
     let stats = queue.stats();
     if stats.records > 0 {
         info!(
@@ -405,7 +595,26 @@ fn open_queue(
             "resuming with queued samples from an earlier run; they are sent first"
         );
     }
-    Ok(Arc::new(queue))
+    Ok(queue)
+}
+
+/// Where the queue's troubles are counted: a reader's drops as its
+/// endpoint's, a failed write as the agent's.
+struct QueueCounters {
+    agent: Arc<SelfMetrics>,
+    endpoints: Vec<Arc<EndpointMetrics>>,
+}
+
+impl QueueEvents for QueueCounters {
+    fn dropped(&self, by: DroppedFor<'_>, reason: DropReason, samples: u64) {
+        for endpoint in &self.endpoints {
+            endpoint.dropped_for(by, reason, samples);
+        }
+    }
+
+    fn write_failed(&self) {
+        self.agent.write_failed();
+    }
 }
 
 /// The labels of the agent's own pushed series.

@@ -57,7 +57,7 @@ pub async fn run(settings: Settings, overrides: Overrides) -> anyhow::Result<()>
     for flag in &settings.overridden {
         warn!("{flag}");
     }
-    if settings.remote_write.is_none() && settings.pushgateway.is_none() {
+    if settings.remote_write.is_empty() && settings.pushgateway.is_none() {
         info!("no push destination set: serving /metrics only");
     }
     let mut signals = Signals::register(overrides.config.clone())?;

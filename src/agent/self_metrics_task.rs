@@ -7,16 +7,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::state::AgentState;
 use crate::clock::Timestamps;
-use crate::queue::{Queue, Writer};
-use crate::self_metrics::SelfMetrics;
+use crate::queue::Writer;
 use crate::series::{TargetLabels, TargetSeries};
 
 pub(super) async fn run(
     labels: Arc<TargetLabels>,
     interval: Duration,
-    metrics: Arc<SelfMetrics>,
-    queue: Arc<dyn Queue>,
+    state: Arc<AgentState>,
     writer: Writer,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -31,7 +30,7 @@ pub(super) async fn run(
             _ = shutdown.changed() => return,
         }
         let timestamp_ms = stamps.next();
-        let families = metrics.families(queue.stats(), timestamp_ms);
+        let families = state.self_families_at(timestamp_ms);
         writer.push(series.record(&families, timestamp_ms, true));
     }
 }

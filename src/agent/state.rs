@@ -11,16 +11,32 @@ use crate::clock::now_ms;
 use crate::delivery::DeliveryStatus;
 use crate::exposition::{Page, write_families};
 use crate::metrics::Families;
-use crate::queue::{DropReason, Queue};
-use crate::self_metrics::SelfMetrics;
+use crate::queue::{DropReason, Queue, QueueStats};
+use crate::self_metrics::{EndpointMetrics, SelfMetrics};
 use crate::series::{Record, Series, is_stale_marker};
 use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus, seconds};
 
 /// A push destination as the status shows it.
 pub(super) struct Destination {
+    /// The remote-write endpoint's name; `None` for the Pushgateway.
+    pub(super) name: Option<String>,
     /// Without credentials or query.
     pub(super) url: String,
     pub(super) status: Arc<DeliveryStatus>,
+}
+
+impl Destination {
+    fn status(&self) -> DestinationStatus {
+        DestinationStatus::new(self.name.clone(), self.url.clone(), self.status.snapshot())
+    }
+}
+
+/// A remote-write endpoint as the status and the agent's metrics see it:
+/// its delivery, its counters and its reader of the queue.
+pub(super) struct RemoteWriteView {
+    pub(super) destination: Destination,
+    pub(super) metrics: Arc<EndpointMetrics>,
+    pub(super) queue: Arc<dyn Queue>,
 }
 
 pub(super) struct AgentState {
@@ -39,8 +55,7 @@ pub(super) struct AgentState {
 /// The push side as the page and the status see it.
 #[derive(Default)]
 struct Pushing {
-    queue: Option<Arc<dyn Queue>>,
-    remote_write: Option<Destination>,
+    remote_write: Vec<RemoteWriteView>,
     pushgateway: Option<Destination>,
 }
 
@@ -61,15 +76,9 @@ impl AgentState {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remote write's endpoint and queue, as they are now.
-    pub(super) fn set_remote_write(
-        &self,
-        destination: Option<Destination>,
-        queue: Option<Arc<dyn Queue>>,
-    ) {
-        let mut pushing = self.pushing();
-        pushing.remote_write = destination;
-        pushing.queue = queue;
+    /// The remote-write endpoints, as they are now.
+    pub(super) fn set_remote_write(&self, endpoints: Vec<RemoteWriteView>) {
+        self.pushing().remote_write = endpoints;
     }
 
     pub(super) fn set_pushgateway(&self, destination: Option<Destination>) {
@@ -139,47 +148,29 @@ impl AgentState {
             })
             .collect();
         let pushing = self.pushing();
-        let stats = pushing.queue.as_ref().map(|q| q.stats());
-        let queue = stats.map(|stats| QueueStatus {
-            samples: stats.samples as u64,
-            bytes: stats.bytes,
-            oldest_sample_age_seconds: stats
-                .oldest_timestamp_ms
-                .map_or(0.0, |ts| seconds((now - ts).max(0))),
-            dropped: DropReason::ALL
-                .iter()
-                .map(|&r| (r.as_str().to_owned(), self.metrics.dropped_count(r)))
-                .collect(),
-        });
-        let destination =
-            |d: &Destination| DestinationStatus::new(d.url.clone(), d.status.snapshot());
-        let remote_write = pushing.remote_write.as_ref().map(|d| {
-            let mut status = destination(d);
-            if status.consecutive_failures == 0 {
-                let queued = stats.map_or(0, |s| s.samples) as f64;
-                status.backlog_drain_eta_seconds =
-                    self.metrics.send_rate().map(|rate| queued / rate);
-            }
-            status
-        });
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             targets,
-            queue,
-            remote_write,
-            pushgateway: pushing.pushgateway.as_ref().map(destination),
+            remote_write: pushing
+                .remote_write
+                .iter()
+                .map(|view| remote_write_status(view, now))
+                .collect(),
+            pushgateway: pushing.pushgateway.as_ref().map(Destination::status),
         }
     }
 
     /// The agent-wide `redpush_*` metrics now.
     pub(super) fn self_families(&self) -> Families {
-        let queue = self
-            .pushing()
-            .queue
-            .as_ref()
-            .map(|q| q.stats())
-            .unwrap_or_default();
-        self.metrics.families(queue, now_ms())
+        self.self_families_at(now_ms())
+    }
+
+    /// The agent-wide `redpush_*` metrics, stamped `timestamp_ms`.
+    pub(super) fn self_families_at(&self, timestamp_ms: i64) -> Families {
+        let queues: Vec<(String, QueueStats)> = (self.pushing().remote_write.iter())
+            .map(|view| (view.metrics.name().to_owned(), view.queue.stats()))
+            .collect();
+        self.metrics.families(&queues, timestamp_ms)
     }
 
     /// The `/metrics` page, to be written a piece at a time, and the
@@ -283,6 +274,28 @@ fn overlaid(current: &[Series], complete: &[Series]) -> Vec<Series> {
         )
         .cloned()
         .collect()
+}
+
+/// A remote-write endpoint's status: its delivery and its backlog.
+fn remote_write_status(view: &RemoteWriteView, now: i64) -> DestinationStatus {
+    let stats = view.queue.stats();
+    let mut status = view.destination.status();
+    if status.consecutive_failures == 0 {
+        let queued = stats.samples as f64;
+        status.backlog_drain_eta_seconds = view.metrics.send_rate().map(|rate| queued / rate);
+    }
+    status.queue = Some(QueueStatus {
+        samples: stats.samples as u64,
+        bytes: stats.bytes,
+        oldest_sample_age_seconds: stats
+            .oldest_timestamp_ms
+            .map_or(0.0, |ts| seconds((now - ts).max(0))),
+        dropped: DropReason::ALL
+            .iter()
+            .map(|&r| (r.as_str().to_owned(), view.metrics.dropped_count(r)))
+            .collect(),
+    });
+    status
 }
 
 #[cfg(test)]

@@ -32,12 +32,12 @@ impl Settings {
                     .push(format!("{key}: cannot read {}: {e}", path.display()));
             }
         }
-        if self.remote_write.is_none() && self.pushgateway.is_none() {
+        if self.remote_write.is_empty() && self.pushgateway.is_none() {
             findings.warnings.push(
                 "no push destination: set [remote_write] url or [pushgateway] url (or --remote-write, --pushgateway) to push; until then /metrics is only served".to_owned(),
             );
         }
-        if self.remote_write.is_some() && self.queue.max_age > PROMETHEUS_MAX_SAMPLE_AGE {
+        if !self.remote_write.is_empty() && self.queue.max_age > PROMETHEUS_MAX_SAMPLE_AGE {
             findings.warnings.push(format!(
                 "queue.max_age is {}: a Prometheus receiver without an out-of-order window refuses samples older than about 1h, so the older part of a backlog would be dropped as rejected (VictoriaMetrics and Mimir accept them)",
                 humantime::format_duration(self.queue.max_age)
@@ -60,8 +60,8 @@ impl Settings {
             }
             tls_files(&mut files, t.tls.as_ref(), &key("tls_"));
         }
-        if let Some(rw) = &self.remote_write {
-            endpoint_files(&mut files, &rw.endpoint, "remote_write");
+        for rw in &self.remote_write {
+            endpoint_files(&mut files, &rw.endpoint, &rw.key);
         }
         if let Some(pg) = &self.pushgateway {
             endpoint_files(&mut files, &pg.endpoint, "pushgateway");

@@ -78,7 +78,7 @@ fn tables(s: &Settings) -> Vec<Table<'_>> {
         });
     }
     out.extend(s.targets.iter().map(target));
-    out.extend(s.remote_write.as_ref().map(remote_write));
+    out.extend(s.remote_write.iter().map(remote_write));
     out.extend(s.pushgateway.as_ref().map(pushgateway));
     out.push(http(&s.http));
     out.push(queue(&s.queue));
@@ -287,9 +287,11 @@ fn remote_write(rw: &RemoteWriteSettings) -> Table<'_> {
             .map(|(name, _)| Line::Note(format!("header {name}: set"))),
     );
     between.extend(rules("write_relabel_configs", &rw.write_relabel));
+    let mut lines = endpoint(&rw.endpoint, between);
+    lines.insert(0, key("name", Value::Text(&rw.name)));
     Table {
-        header: Some(("remote_write", false)),
-        lines: endpoint(&rw.endpoint, between),
+        header: Some(("remote_write", rw.key != "remote_write")),
+        lines,
     }
 }
 
@@ -624,6 +626,7 @@ max_interval = "30s"
 adaptive = false
 
 [remote_write]
+name = "rw.example:443"
 url = "https://rw.example/api/v1/write?token=<redacted>"
 timeout = "10s"
 flush_deadline = "2s"
@@ -770,8 +773,8 @@ format = "text"
         let again = Settings::from_toml(Path::new("again.toml"), &rw, &Overrides::default())
             .expect("valid");
         assert_eq!(
-            again.remote_write.expect("set").write_relabel,
-            full.remote_write.expect("set").write_relabel
+            again.remote_write[0].write_relabel,
+            full.remote_write[0].write_relabel
         );
     }
 

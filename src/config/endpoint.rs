@@ -10,8 +10,8 @@ use toml::Spanned;
 use crate::relabel::Rules;
 
 use super::file::{
-    FileBasicAuth, FileHttpTls, FileOAuth2, FilePushgateway, FileRemoteWrite, FileSigV4, Locator,
-    file_count, file_duration, invalid, labels, relabel_rules,
+    FileBasicAuth, FileHttpTls, FileOAuth2, FilePushgateway, FileRemoteWrite, FileRemoteWrites,
+    FileSigV4, Locator, file_count, file_duration, invalid, labels, relabel_rules,
 };
 use super::{
     ConfigError, Endpoint, MIN_INTERVAL_LIMIT, OAuth2Settings, Origin, Overrides,
@@ -221,17 +221,137 @@ fn tls(file: &FileHttpTls, key: &str) -> Result<TlsSettings, ConfigError> {
 /// `[remote_write] max_shards` unless set.
 const DEFAULT_MAX_SHARDS: usize = 10;
 
-/// `[remote_write]`, when a url is set (there or by `--remote-write`).
-pub(super) fn remote_write(
-    file: Option<&FileRemoteWrite>,
+/// The remote-write endpoints: the file's tables, in order, or the one
+/// `--remote-write` gives. The flag replaces the url of the file's one
+/// endpoint (its other settings stay); with several it is refused, since
+/// which one it means cannot be told.
+pub(super) fn remote_writes(
+    file: &FileRemoteWrites,
     overrides: &Overrides,
     loc: &Locator<'_>,
+) -> Result<Vec<RemoteWriteSettings>, ConfigError> {
+    let flag = overrides.remote_write.as_deref();
+    if flag.is_some() && file.tables.len() > 1 {
+        return Err(invalid(
+            Origin::Flag("--remote-write"),
+            "remote_write",
+            format!(
+                "replaces the url of one endpoint, and the file has {} [[remote_write]] tables; \
+                 drop the flag or set the urls in the file",
+                file.tables.len()
+            ),
+        ));
+    }
+    let mut endpoints: Vec<RemoteWriteSettings> = Vec::new();
+    if file.tables.is_empty() {
+        endpoints.extend(remote_write(None, "remote_write", flag, loc)?);
+    }
+    for (index, table) in file.tables.iter().enumerate() {
+        let key = file.key(index);
+        let Some(rw) = remote_write(Some(table), &key, flag, loc)? else {
+            if file.array {
+                return Err(invalid(
+                    Origin::Default,
+                    &format!("{key}.url"),
+                    "is missing",
+                ));
+            }
+            continue;
+        };
+        if let Some(same) = endpoints.iter().find(|e| e.name == rw.name) {
+            let origin = table
+                .name
+                .as_ref()
+                .map_or(Origin::Default, |n| loc.origin(n));
+            return Err(invalid(
+                origin,
+                &format!("{key}.name"),
+                format!(
+                    "{:?} is also {}'s name; each endpoint needs a name of its own \
+                     (set `name` where two share a host and port)",
+                    rw.name, same.key
+                ),
+            ));
+        }
+        endpoints.push(rw);
+    }
+    Ok(endpoints)
+}
+
+/// Most characters of an endpoint's name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` may name an endpoint: it becomes a label value and part
+/// of a file name, so letters, digits and `_ . : - [ ]` only.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-[]".contains(&b))
+}
+
+/// An endpoint's default name: its url's `host:port` (the scheme's port
+/// when none is written), in the characters a name allows.
+fn default_name(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "remote_write".to_owned();
+    };
+    let host = parsed.host_str().unwrap_or("remote_write");
+    let mut name = match parsed.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    name = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && valid_name(c.encode_utf8(&mut [0; 4])) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.truncate(MAX_NAME_LEN);
+    name
+}
+
+/// The endpoint's `name`, checked, or its default.
+fn endpoint_name(
+    file: Option<&FileRemoteWrite>,
+    url: &str,
+    section: &str,
+    loc: &Locator<'_>,
+) -> Result<String, ConfigError> {
+    let Some(name) = file.and_then(|f| f.name.as_ref()) else {
+        return Ok(default_name(url));
+    };
+    if !valid_name(name.get_ref()) {
+        return Err(invalid(
+            loc.origin(name),
+            &format!("{section}.name"),
+            format!(
+                "{:?} is not a name: 1 to {MAX_NAME_LEN} letters, digits and `_ . : - [ ]` \
+                 (it becomes a label value and names a file)",
+                name.get_ref()
+            ),
+        ));
+    }
+    Ok(name.get_ref().clone())
+}
+
+/// One remote-write table (`section` is how messages name it), when a url
+/// is set (there or by `--remote-write`).
+fn remote_write(
+    file: Option<&FileRemoteWrite>,
+    section: &str,
+    flag: Option<&str>,
+    loc: &Locator<'_>,
 ) -> Result<Option<RemoteWriteSettings>, ConfigError> {
-    let flag = (overrides.remote_write.as_deref(), "--remote-write");
     let Some(endpoint) = endpoint(
-        "remote_write",
+        section,
         file.map(FileEndpoint::from),
-        flag,
+        (flag, "--remote-write"),
         Duration::from_secs(30),
         loc,
     )?
@@ -239,50 +359,59 @@ pub(super) fn remote_write(
         return Ok(None);
     };
     let d = |s: Option<&Spanned<String>>, key: &str, default: Duration| {
-        file_duration(s, loc, key, default)
+        file_duration(s, loc, &format!("{section}.{key}"), default)
+    };
+    let count = |s: Option<&Spanned<usize>>, key: &str, default: usize| {
+        file_count(s, loc, &format!("{section}.{key}"), default)
     };
     let settings = RemoteWriteSettings {
-        endpoint,
+        name: endpoint_name(file, &endpoint.url, section, loc)?,
+        key: section.to_owned(),
         flush_deadline: d(
             file.and_then(|f| f.flush_deadline.as_ref()),
-            "remote_write.flush_deadline",
+            "flush_deadline",
             Duration::from_secs(5),
         )?,
         min_backoff: d(
             file.and_then(|f| f.min_backoff.as_ref()),
-            "remote_write.min_backoff",
+            "min_backoff",
             Duration::from_millis(30),
         )?,
         max_backoff: d(
             file.and_then(|f| f.max_backoff.as_ref()),
-            "remote_write.max_backoff",
+            "max_backoff",
             Duration::from_secs(5),
         )?,
-        max_samples_per_send: file_count(
+        max_samples_per_send: count(
             file.and_then(|f| f.max_samples_per_send.as_ref()),
-            loc,
-            "remote_write.max_samples_per_send",
+            "max_samples_per_send",
             5000,
         )?,
-        max_shards: file_count(
+        max_shards: count(
             file.and_then(|f| f.max_shards.as_ref()),
-            loc,
-            "remote_write.max_shards",
+            "max_shards",
             DEFAULT_MAX_SHARDS,
         )?,
         max_samples_per_second: file
             .and_then(|f| f.max_samples_per_second.as_ref())
-            .map(|n| file_count(Some(n), loc, "remote_write.max_samples_per_second", 1))
+            .map(|n| {
+                file_count(
+                    Some(n),
+                    loc,
+                    &format!("{section}.max_samples_per_second"),
+                    1,
+                )
+            })
             .transpose()?,
         headers: file
-            .map(|f| headers(f, loc))
+            .map(|f| headers(f, section, loc))
             .transpose()?
             .unwrap_or_default(),
         metadata_interval: match file.and_then(|f| f.send_metadata) {
             Some(false) => None,
             _ => Some(d(
                 file.and_then(|f| f.metadata_interval.as_ref()),
-                "remote_write.metadata_interval",
+                "metadata_interval",
                 Duration::from_secs(60),
             )?),
         },
@@ -290,16 +419,17 @@ pub(super) fn remote_write(
             Some(f) => relabel_rules(
                 &f.write_relabel_configs,
                 loc,
-                "remote_write.write_relabel_configs",
+                &format!("{section}.write_relabel_configs"),
             )?,
             None => Rules::default(),
         },
+        endpoint,
     };
     if settings.min_backoff > settings.max_backoff {
         return Err(invalid(
             Origin::Default,
-            "remote_write.min_backoff",
-            "must not be above remote_write.max_backoff",
+            &format!("{section}.min_backoff"),
+            format!("must not be above {section}.max_backoff"),
         ));
     }
     Ok(Some(settings))
@@ -365,6 +495,7 @@ pub(super) fn pushgateway(
 /// stop the sender at start). A value is never quoted: it may be a token.
 fn headers(
     file: &FileRemoteWrite,
+    section: &str,
     loc: &Locator<'_>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     file.headers
@@ -374,14 +505,14 @@ fn headers(
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(invalid(
                     origin,
-                    "remote_write.headers",
+                    &format!("{section}.headers"),
                     format!("has a header name {name:?} that HTTP does not allow"),
                 ));
             }
             if http::HeaderValue::from_str(value.get_ref()).is_err() {
                 return Err(invalid(
                     origin,
-                    &format!("remote_write.headers.{name}"),
+                    &format!("{section}.headers.{name}"),
                     "has a value HTTP does not allow (a line break or another control character); \
                      the value is not shown",
                 ));

@@ -29,7 +29,8 @@ pub(super) struct FileConfig {
     pub(super) external_labels: BTreeMap<Spanned<String>, String>,
     #[serde(default)]
     pub(super) targets: Vec<FileTarget>,
-    pub(super) remote_write: Option<FileRemoteWrite>,
+    #[serde(default)]
+    pub(super) remote_write: FileRemoteWrites,
     pub(super) pushgateway: Option<FilePushgateway>,
     #[serde(default)]
     pub(super) metrics: FileMetrics,
@@ -103,9 +104,72 @@ pub(super) struct FileTarget {
     pub(super) metric_relabel_configs: Vec<Spanned<RuleText>>,
 }
 
+/// `remote_write` as written: one `[remote_write]` table or an array of
+/// `[[remote_write]]` tables (several endpoints). Either way each table is
+/// read by `FileRemoteWrite`'s own rules, so an unknown key or a bad value
+/// is reported as in any other table, with its line.
+#[derive(Debug, Default)]
+pub(super) struct FileRemoteWrites {
+    pub(super) tables: Vec<FileRemoteWrite>,
+    /// Written as `[[remote_write]]`: messages then name a table by its
+    /// index (`remote_write[1].url`).
+    pub(super) array: bool,
+}
+
+impl FileRemoteWrites {
+    /// How messages name table `index`: `remote_write`, or
+    /// `remote_write[index]` in the array form.
+    pub(super) fn key(&self, index: usize) -> String {
+        if self.array {
+            format!("remote_write[{index}]")
+        } else {
+            "remote_write".to_owned()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRemoteWrites {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Tables;
+        impl<'de> serde::de::Visitor<'de> for Tables {
+            type Value = FileRemoteWrites;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [remote_write] table or [[remote_write]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let table = FileRemoteWrite::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(FileRemoteWrites {
+                    tables: vec![table],
+                    array: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let tables = Vec::<FileRemoteWrite>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(FileRemoteWrites {
+                    tables,
+                    array: true,
+                })
+            }
+        }
+        deserializer.deserialize_any(Tables)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRemoteWrite {
+    /// The endpoint's name in counters, logs and its queue position.
+    pub(super) name: Option<Spanned<String>>,
     pub(super) url: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) flush_deadline: Option<Spanned<String>>,

@@ -104,7 +104,9 @@ pub struct Settings {
     /// Labels added to every pushed series, sorted by name.
     pub external_labels: Vec<(String, String)>,
     pub targets: Vec<TargetSettings>,
-    pub remote_write: Option<RemoteWriteSettings>,
+    /// The remote-write endpoints, in the file's order; each reads the one
+    /// queue from a place of its own. Names are unique.
+    pub remote_write: Vec<RemoteWriteSettings>,
     pub pushgateway: Option<PushgatewaySettings>,
     pub metrics: MetricsSettings,
     pub queue: QueueSettings,
@@ -360,6 +362,14 @@ pub struct OAuth2Settings {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RemoteWriteSettings {
+    /// `name`, or the url's `host:port`: the `remote_name` label of the
+    /// endpoint's counters, its name in logs and the status, and (with
+    /// several endpoints) its position file in the queue. Letters, digits
+    /// and `_ . : - [ ]` only, at most 64.
+    pub name: String,
+    /// The table as written, for messages: `remote_write`, or
+    /// `remote_write[1]` in the array form.
+    pub key: String,
     pub endpoint: Endpoint,
     /// Longest wait of a sample before it is sent.
     pub flush_deadline: Duration,
@@ -439,7 +449,7 @@ impl Settings {
             state_dir: sections::state_dir(&file, overrides),
             external_labels: file::labels(&file.external_labels, &loc, "external_labels")?,
             targets: targets::targets(&file, overrides, &loc, intervals, adaptive)?,
-            remote_write: endpoint::remote_write(file.remote_write.as_ref(), overrides, &loc)?,
+            remote_write: endpoint::remote_writes(&file.remote_write, overrides, &loc)?,
             pushgateway: endpoint::pushgateway(
                 file.pushgateway.as_ref(),
                 overrides,
@@ -551,7 +561,7 @@ mod tests {
                 max: Duration::from_secs(60)
             }
         );
-        assert!(s.remote_write.is_none());
+        assert!(s.remote_write.is_empty());
         assert_eq!(s.job, "redis");
     }
 
@@ -637,7 +647,7 @@ mod tests {
         );
         assert_eq!(s.targets[0].db, 2);
         assert_eq!(
-            s.remote_write.map(|r| r.endpoint.url),
+            s.remote_write.first().map(|r| r.endpoint.url.clone()),
             Some("http://rw:9090/api/v1/write".to_owned())
         );
         assert_eq!(s.listen.port(), 9999);
@@ -736,6 +746,90 @@ mod tests {
             printed.contains("sigv4 = { region = \"eu-west-1\", access_key = \"AK\", secret_key_file = \"/s\", role_arn = \"arn:aws:iam::1:role/w\" }"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn several_remote_write_endpoints_each_named() {
+        let text = "[[remote_write]]\nurl = \"http://vm:8428/api/v1/write\"\n\
+            [[remote_write]]\nname = \"mimir-eu\"\nurl = \"https://mimir.example/api/v1/push\"\n\
+            max_shards = 3\n[[remote_write.write_relabel_configs]]\naction = \"drop\"\n\
+            source_labels = [\"__name__\"]\nregex = \"redis_commands_.*\"\n";
+        let s = load(text).expect("valid");
+        let names: Vec<(&str, &str)> = (s.remote_write.iter())
+            .map(|rw| (rw.name.as_str(), rw.key.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("vm:8428", "remote_write[0]"),
+                ("mimir-eu", "remote_write[1]")
+            ]
+        );
+        assert_eq!(s.remote_write[1].max_shards, 3);
+        assert!(s.remote_write[0].write_relabel.is_empty());
+        assert!(!s.remote_write[1].write_relabel.is_empty());
+        let printed = s.to_string();
+        assert!(
+            printed.contains("[[remote_write]]\nname = \"vm:8428\"\n"),
+            "{printed}"
+        );
+        assert_eq!(load(&printed).expect("printed config reads back"), s);
+        // The table form: one endpoint named by its host and port (the
+        // scheme's port when none is written).
+        let s = load("[remote_write]\nurl = \"https://rw.example/api/v1/write\"\n").expect("valid");
+        assert_eq!(s.remote_write[0].name, "rw.example:443");
+        assert_eq!(s.remote_write[0].key, "remote_write");
+    }
+
+    #[test]
+    fn endpoint_mistakes_are_named_by_index_and_line() {
+        let two = "[[remote_write]]\nurl = \"http://a:1/\"\n[[remote_write]]\nurl = \"ftp://b/\"\n";
+        let err = load(two).unwrap_err().to_string();
+        assert!(
+            err.contains("redpush.toml:4: `remote_write[1].url`"),
+            "{err}"
+        );
+        let same =
+            "[[remote_write]]\nurl = \"http://a:1/x\"\n[[remote_write]]\nurl = \"http://a:1/y\"\n";
+        let err = load(same).unwrap_err().to_string();
+        assert!(err.contains("`remote_write[1].name`"), "{err}");
+        assert!(
+            err.contains("\"a:1\" is also remote_write[0]'s name"),
+            "{err}"
+        );
+        let bad = "[[remote_write]]\nname = \"a/b\"\nurl = \"http://a:1/\"\n";
+        let err = load(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("redpush.toml:2: `remote_write[0].name`"),
+            "{err}"
+        );
+        let missing =
+            "[[remote_write]]\nurl = \"http://a:1/\"\n[[remote_write]]\ntimeout = \"1s\"\n";
+        let err = load(missing).unwrap_err().to_string();
+        assert!(err.contains("`remote_write[1].url` is missing"), "{err}");
+        let unknown = "[[remote_write]]\nurl = \"http://a:1/\"\nurll = \"x\"\n";
+        let err = load(unknown).unwrap_err().to_string();
+        assert!(err.contains("unknown field `urll`"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_flag_replaces_the_url_of_the_one_endpoint_only() {
+        let flag = Overrides {
+            remote_write: Some("http://flag:9/api/v1/write".into()),
+            ..Overrides::default()
+        };
+        let one = "[remote_write]\nurl = \"http://file:1/\"\nmax_shards = 2\n";
+        let s = load_with(one, flag.clone()).expect("valid");
+        assert_eq!(s.remote_write.len(), 1);
+        assert_eq!(s.remote_write[0].endpoint.url, "http://flag:9/api/v1/write");
+        assert_eq!(s.remote_write[0].name, "flag:9");
+        assert_eq!(s.remote_write[0].max_shards, 2);
+        let two =
+            "[[remote_write]]\nurl = \"http://a:1/\"\n[[remote_write]]\nurl = \"http://b:1/\"\n";
+        let err = load_with(two, flag).unwrap_err().to_string();
+        assert!(err.contains("--remote-write"), "{err}");
+        assert!(err.contains("2 [[remote_write]] tables"), "{err}");
     }
 
     #[test]
@@ -873,12 +967,12 @@ mod tests {
         let text = include_str!("../../config/redpush.example.toml");
         let s = load(text).expect("the example config must load");
         // It is also the packaged default: it pushes nowhere until a url is set.
-        assert!(s.remote_write.is_none());
+        assert!(s.remote_write.is_empty());
         let with_url = text.replace(
             "# url = \"http://127.0.0.1:9090",
             "url = \"http://127.0.0.1:9090",
         );
         let s = load(&with_url).expect("the example config with a remote-write url");
-        assert!(s.remote_write.is_some());
+        assert!(!s.remote_write.is_empty());
     }
 }

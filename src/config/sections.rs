@@ -365,7 +365,11 @@ pub(super) fn overridden(
             "--remote-write",
             overrides.remote_write.is_some(),
             "remote_write.url",
-            at(file.remote_write.as_ref().and_then(|r| r.url.as_ref())),
+            at(file
+                .remote_write
+                .tables
+                .first()
+                .and_then(|r| r.url.as_ref())),
         ),
         (
             "--pushgateway",

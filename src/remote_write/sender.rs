@@ -36,14 +36,14 @@ use crate::delivery::DeliveryStatus;
 use crate::failure_streak::{Ended, Report};
 use crate::http_client::{self, ClientError, Credentials};
 use crate::log_throttle::LogThrottle;
-use crate::queue::{DropReason, Queue, QueueEvents, Queued};
+use crate::queue::{DropReason, Queue, Queued};
 use crate::remote_write::encode;
 use crate::remote_write::metadata::{self, Family, MetadataSchedule};
 use crate::remote_write::pace::Pace;
 use crate::remote_write::shards::{self, shards_for};
 use crate::remote_write::write_relabel::WriteRelabel;
 use crate::secret::redact_url;
-use crate::self_metrics::{SelfMetrics, SendFailure};
+use crate::self_metrics::{EndpointMetrics, SendFailure};
 use crate::series::{families, generation};
 
 /// What [`Sender::due`] found.
@@ -124,7 +124,7 @@ pub struct Sender {
     settings: RemoteWriteSettings,
     /// The endpoint's URL as logs may show it.
     url: String,
-    metrics: Arc<SelfMetrics>,
+    metrics: Arc<EndpointMetrics>,
     status: Arc<DeliveryStatus>,
     /// Rejections are logged at most once a minute, so a receiver that
     /// refuses everything does not flood the log.
@@ -136,7 +136,7 @@ pub struct Sender {
 impl Sender {
     pub fn new(
         settings: RemoteWriteSettings,
-        metrics: Arc<SelfMetrics>,
+        metrics: Arc<EndpointMetrics>,
     ) -> Result<Self, SenderError> {
         let mut headers = HeaderMap::new();
         for (name, value) in &settings.headers {
@@ -273,6 +273,7 @@ impl Sender {
                         http_error(StatusCode::from_u16(status).unwrap_or_default(), &message);
                     if self.status.failed(&error) != Report::Quiet {
                         error!(
+                            remote_name = %self.settings.name,
                             url = %self.url,
                             status,
                             "remote write refused: {}; check the endpoint's url and credentials. \
@@ -330,6 +331,7 @@ impl Sender {
             Err(error) => {
                 if self.metadata_failures.ready() {
                     warn!(
+                        remote_name = %self.settings.name,
                         url = %self.url,
                         "remote write: metadata not accepted ({error}); tried again in {:?} (said again once a minute)",
                         metadata::CHECK_EVERY
@@ -364,6 +366,7 @@ impl Sender {
             .rejected(&format!("HTTP {status} (batch dropped): {message}"));
         if self.rejections.ready() {
             warn!(
+                remote_name = %self.settings.name,
                 url = %self.url,
                 status,
                 samples,
@@ -378,12 +381,14 @@ impl Sender {
         match self.status.failed(&error) {
             Report::Quiet => {}
             Report::Started => warn!(
+                remote_name = %self.settings.name,
                 url = %self.url,
                 "remote write failing, retrying with backoff; the queue keeps the samples: {error}"
             ),
             Report::Continuing { lasted, failures } => {
                 let (queued, oldest_s) = backlog_now(backlog);
                 warn!(
+                    remote_name = %self.settings.name,
                     url = %self.url,
                     failures,
                     queued_samples = queued,
@@ -398,6 +403,7 @@ impl Sender {
     fn log_recovery(&self, ended: Ended, samples: usize, backlog: Option<&dyn Queue>) {
         let (queued, _) = backlog_now(backlog);
         info!(
+            remote_name = %self.settings.name,
             url = %self.url,
             failed_attempts = ended.failures,
             "remote write delivering again after {} of failures ({} failed attempts); this request sent {samples} samples, {queued} samples queued",

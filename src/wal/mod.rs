@@ -7,7 +7,10 @@
 //!   segment's first number plus its index in the segment.
 //! - `ack`: the number of the first record the receiver has not accepted
 //!   yet (`position.rs`); `ack-<name>` the same for each named reader
-//!   when there are several (one per remote-write endpoint).
+//!   when there are several (one per remote-write endpoint). At open each
+//!   reader has its file written, and the files of readers the queue no
+//!   longer has are deleted; a reader without a file starts where the
+//!   one furthest behind was.
 //!
 //! Roles, after Vector's disk buffer: `segment.rs` (the files, their
 //! index, recovery at open), `ledger.rs` (what is held and how far it was
@@ -65,14 +68,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tracing::error;
 
 use crate::clock::now_ms;
 pub(crate) use crate::config::Fsync;
 use crate::log_throttle::LogThrottle;
-use crate::queue::{DropReason, Queue, QueueEvents, QueueStats, Queued};
+use crate::queue::{DropReason, DroppedFor, Queue, QueueEvents, QueueStats, Queued};
 use crate::series::Record;
 pub use disk::{Disk, FileSystem, SegmentFile};
 pub(crate) use files::private_dir;
@@ -261,6 +263,7 @@ impl DiskQueue {
             undeleted: Mutex::default(),
             settings,
         };
+        log.record_positions();
         log.delete(done);
         let queue = DiskQueue {
             log: Arc::new(log),
@@ -295,6 +298,29 @@ impl Log {
         self.troubles.log(format_args!(
             "cannot {what} the queue in {dir}: {e}; {consequence}"
         ));
+    }
+
+    /// At open: each reader's position in a file of its own, then the
+    /// files of readers this log no longer has deleted (`position.rs`).
+    fn record_positions(&self) {
+        let ledger = lock(&self.ledger);
+        let mut recorded = true;
+        for (reader, side) in self.readers.iter().enumerate() {
+            if let Err(e) = lock(&side.position).write(ledger.acked(reader)) {
+                recorded = false;
+                self.troubles
+                    .log(format_args!("cannot record the queue's read position: {e}"));
+            }
+        }
+        let names: Vec<String> = self.readers.iter().map(|r| r.name.clone()).collect();
+        if !recorded {
+            return;
+        }
+        if let Err(e) = position::remove_others(&self.settings.dir, &names) {
+            self.troubles.log(format_args!(
+                "cannot delete the read position of a removed endpoint: {e}"
+            ));
+        }
     }
 
     /// Records `reader`'s acknowledged position on disk and forgets what is
@@ -365,9 +391,11 @@ impl Log {
                 (over, ledger.acked(reader), ledger.take_acknowledged())
             };
             if over.lost_samples > 0 {
-                self.troubles
-                    .events
-                    .dropped(DropReason::QueueFull, over.lost_samples as u64);
+                self.troubles.events.dropped(
+                    DroppedFor::Reader(&self.readers[reader].name),
+                    DropReason::QueueFull,
+                    over.lost_samples as u64,
+                );
             }
             if over.acked_moved {
                 self.advanced(reader, acked, freed);
@@ -387,9 +415,11 @@ impl Log {
             };
             (expired, ledger.acked(reader), ledger.take_acknowledged())
         };
-        self.troubles
-            .events
-            .dropped(DropReason::TooOld, expired as u64);
+        self.troubles.events.dropped(
+            DroppedFor::Reader(&self.readers[reader].name),
+            DropReason::TooOld,
+            expired as u64,
+        );
         self.advanced(reader, acked, freed);
     }
 
@@ -401,12 +431,6 @@ impl Log {
 impl Queue for DiskQueue {
     fn write(&self, records: Vec<Arc<Record>>) {
         let log = &*self.log;
-        let was_empty: SmallVec<[bool; 4]> = {
-            let ledger = lock(&log.ledger);
-            (0..log.readers.len())
-                .map(|r| ledger.stats(r).samples == 0)
-                .collect()
-        };
         let mut written = Vec::with_capacity(records.len());
         {
             let mut writer = lock(&log.writer);
@@ -414,9 +438,11 @@ impl Queue for DiskQueue {
                 match log.append(&mut writer, &record) {
                     Ok(seq) => written.push(Queued { seq, record }),
                     Err(e) => {
-                        log.troubles
-                            .events
-                            .dropped(DropReason::WriteError, record.series.len() as u64);
+                        log.troubles.events.dropped(
+                            DroppedFor::Every,
+                            DropReason::WriteError,
+                            record.series.len() as u64,
+                        );
                         log.write_failed(
                             "write to",
                             &e,
@@ -434,10 +460,16 @@ impl Queue for DiskQueue {
         }
         log.expire_all();
         log.enforce_bound();
+        // A reader that found nothing to read before these appends holds
+        // only what they added: it is woken. Judged after the appends, under
+        // the ledger's lock: a reader that acknowledged its last record
+        // while they ran must not be missed (it would wait for
+        // `notify_from` samples).
+        let added: usize = written.iter().map(|q| q.record.series.len()).sum();
         let ledger = lock(&log.ledger);
         for (reader, side) in log.readers.iter().enumerate() {
             let samples = ledger.stats(reader).samples;
-            if was_empty[reader] || samples >= side.notify_from.load(Ordering::Relaxed) {
+            if samples <= added || samples >= side.notify_from.load(Ordering::Relaxed) {
                 side.pushed.notify_one();
             }
         }
@@ -517,7 +549,7 @@ mod tests {
     struct NoEvents;
 
     impl QueueEvents for NoEvents {
-        fn dropped(&self, _: DropReason, _: u64) {}
+        fn dropped(&self, _: DroppedFor<'_>, _: DropReason, _: u64) {}
         fn write_failed(&self) {}
     }
 

@@ -36,16 +36,30 @@ fn reader_of(file: &str) -> Option<&str> {
 }
 
 /// The position of reader `name` recorded in `dir`, if it holds a readable
-/// one. A named reader without a file of its own starts where the unnamed
-/// one's `ack` says: the queue was read by a single endpoint until then,
-/// and what was before that position was delivered or is not this
-/// reader's to send.
+/// one. A reader without a file of its own (an endpoint added, or the
+/// queue going from one endpoint to several or back) starts where the
+/// reader furthest behind is: nothing an endpoint still needed is skipped,
+/// and a receiver takes again what it had (at least once).
 pub(super) fn read(dir: &Path, name: &str) -> Option<u64> {
     read_file(&dir.join(file_name(name))).or_else(|| {
-        (!name.is_empty())
-            .then(|| read_file(&dir.join(file_name(""))))
-            .flatten()
+        recorded(dir)
+            .into_iter()
+            .map(|(_, position)| position)
+            .min()
     })
+}
+
+/// Deletes the position files of readers not in `readers`: an endpoint
+/// removed must not hold back what the others have delivered, nor resume
+/// from an old place if it comes back. Each of `readers` has written its
+/// own file first, so a crash in between loses no position.
+pub(super) fn remove_others(dir: &Path, readers: &[String]) -> std::io::Result<()> {
+    for (name, _) in recorded(dir) {
+        if !readers.contains(&name) {
+            std::fs::remove_file(dir.join(file_name(&name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Every reader with a readable position file in `dir`, by name (the
@@ -165,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn each_reader_has_its_file_and_a_new_one_starts_at_the_unnamed_position() {
+    fn a_reader_without_a_file_starts_where_the_one_furthest_behind_is() {
         let dir = tempfile::TempDir::new().expect("dir");
         assert_eq!(read(dir.path(), "mimir"), None);
         AckFile::new(dir.path(), "").write(40).expect("write");
@@ -174,6 +188,22 @@ mod tests {
         assert_eq!(read(dir.path(), "mimir"), Some(55));
         assert_eq!(read(dir.path(), ""), Some(40));
         assert!(dir.path().join("ack-mimir").exists());
+        AckFile::new(dir.path(), "vm").write(30).expect("write");
+        assert_eq!(read(dir.path(), "new"), Some(30), "the lowest of all");
+        fs::remove_file(dir.path().join("ack")).expect("remove");
+        assert_eq!(read(dir.path(), ""), Some(30), "back to one endpoint");
+    }
+
+    #[test]
+    fn the_positions_of_other_readers_are_removed() {
+        let dir = tempfile::TempDir::new().expect("dir");
+        for (name, at) in [("", 1), ("vm", 2), ("mimir", 3)] {
+            AckFile::new(dir.path(), name).write(at).expect("write");
+        }
+        fs::write(dir.path().join("00000000000000000000.wal"), "").expect("segment");
+        remove_others(dir.path(), &["vm".to_owned()]).expect("remove");
+        assert_eq!(recorded(dir.path()), [("vm".to_owned(), 2)]);
+        assert!(dir.path().join("00000000000000000000.wal").exists());
     }
 
     #[test]

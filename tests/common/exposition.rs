@@ -75,6 +75,22 @@ impl Page {
         self.values.get(&(name.to_owned(), labels)).copied()
     }
 
+    /// The sum of the series of `name` that have `labels` among theirs
+    /// (the agent's remote-write counters carry each endpoint's
+    /// `remote_name` and `url`); `None` when there is none.
+    pub fn total(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = None;
+        for ((n, have), value) in &self.values {
+            let matches = labels
+                .iter()
+                .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v));
+            if n == name && matches {
+                *found.get_or_insert(0.0) += value;
+            }
+        }
+        found
+    }
+
     pub fn names(&self) -> std::collections::BTreeSet<&str> {
         self.values.keys().map(|(n, _)| n.as_str()).collect()
     }
