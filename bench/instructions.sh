@@ -63,7 +63,7 @@ for _ in $(seq 600); do curl -fs -o /dev/null "http://127.0.0.1:$listen_port/hea
 
 sent() {
     curl -fs "http://127.0.0.1:$listen_port/metrics" |
-        awk '/^redpush_samples_sent_total/ {print $NF}'
+        awk '/^redpush_samples_sent_total/ {print $NF; exit}' # the first endpoint's
 }
 sleep "$WARMUP"
 # Samples of one reading of one target, from the page (all targets alike).

@@ -14,9 +14,14 @@
 # the sender does not keep up).
 #
 # usage: bench/scale.sh                 (TARGETS="100 1000" DURATION=120 WARMUP=30)
+#        ENDPOINTS=2 bench/scale.sh     pushes to two VictoriaMetrics as two
+#                                       [[remote_write]] endpoints; samples/s
+#                                       is the first one's, the gaps are read
+#                                       from it, the backlog is the larger
 set -euo pipefail
 
 TARGETS=${TARGETS:-"100 1000"}
+ENDPOINTS=${ENDPOINTS:-1}
 DURATION=${DURATION:-120}
 WARMUP=${WARMUP:-30}
 INTERVAL=10
@@ -46,12 +51,17 @@ for n in $TARGETS; do
     pids+=("$FANOUT_PID")
     read -r first <&"${FANOUT[0]}"
 
-    vm_port=$(free_port)
-    victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$run/vm" \
-        -search.latencyOffset=0s -search.disableCache -loggerLevel=ERROR >"$run/vm.log" 2>&1 &
-    vm_pid=$!
-    pids+=($vm_pid)
-    wait_http "http://127.0.0.1:$vm_port/health"
+    vm_ports=() vm_pids=()
+    for ((e = 0; e < ENDPOINTS; e++)); do
+        port=$(free_port)
+        victoria-metrics -httpListenAddr="127.0.0.1:$port" -storageDataPath="$run/vm$e" \
+            -search.latencyOffset=0s -search.disableCache -loggerLevel=ERROR >"$run/vm$e.log" 2>&1 &
+        vm_pids+=($!)
+        pids+=($!)
+        vm_ports+=("$port")
+        wait_http "http://127.0.0.1:$port/health"
+    done
+    vm_port=${vm_ports[0]}
 
     listen_port=$(free_port)
     {
@@ -59,10 +69,12 @@ for n in $TARGETS; do
         echo "state_dir = \"$run/state\""
         echo "interval = \"${INTERVAL}s\""
         echo "adaptive = false"
-        echo "[remote_write]"
-        echo "url = \"http://127.0.0.1:$vm_port/api/v1/write\""
-        # More [remote_write] settings, e.g. REMOTE_WRITE_EXTRA='max_samples_per_send = 20000'.
-        echo "${REMOTE_WRITE_EXTRA:-}"
+        for ((e = 0; e < ENDPOINTS; e++)); do
+            if [ "$ENDPOINTS" = 1 ]; then echo "[remote_write]"; else echo "[[remote_write]]"; fi
+            echo "url = \"http://127.0.0.1:${vm_ports[$e]}/api/v1/write\""
+            # More settings of each endpoint, e.g. REMOTE_WRITE_EXTRA='max_samples_per_send = 20000'.
+            echo "${REMOTE_WRITE_EXTRA:-}"
+        done
         for ((i = 0; i < n; i++)); do
             # TARGET_EXTRA: TOML added to every target (relabeling rules...).
             printf '[[targets]]\nurl = "redis://127.0.0.1:%d"\n%s\n' $((first + i)) "${TARGET_EXTRA:-}"
@@ -79,16 +91,17 @@ for n in $TARGETS; do
     start=$(date +%s)
     read -r user0 sys0 < <(cpu_ticks "$redpush_pid")
     page=$(curl -fs "http://127.0.0.1:$listen_port/metrics")
-    sent0=$(awk '/^redpush_samples_sent_total/ {print $NF}' <<<"$page")
-    backlog0=$(awk '/^redpush_queue_samples / {print $NF}' <<<"$page")
+    # The first endpoint's; the backlog of the one furthest behind.
+    sent0=$(awk '/^redpush_samples_sent_total/ {print $NF; exit}' <<<"$page")
+    backlog0=$(awk '/^redpush_queue_samples[{ ]/ {if ($NF > m) m = $NF} END {print m + 0}' <<<"$page")
     sleep "$DURATION"
     read -r user1 sys1 < <(cpu_ticks "$redpush_pid")
     threads=$(awk '/^Threads:/ {print $2}' "/proc/$redpush_pid/status")
     page=$(curl -fs "http://127.0.0.1:$listen_port/metrics")
-    sent1=$(awk '/^redpush_samples_sent_total/ {print $NF}' <<<"$page")
+    sent1=$(awk '/^redpush_samples_sent_total/ {print $NF; exit}' <<<"$page")
     # Samples still queued: a backlog that grows run after run means the
     # sender does not keep up.
-    backlog=$(awk '/^redpush_queue_samples / {print $NF}' <<<"$page")
+    backlog=$(awk '/^redpush_queue_samples[{ ]/ {if ($NF > m) m = $NF} END {print m + 0}' <<<"$page")
     end=$(date +%s)
     hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$redpush_pid/status")
     kill "$redpush_pid" "$FANOUT_PID"
@@ -96,7 +109,7 @@ for n in $TARGETS; do
     sleep 2
     curl -fs "http://127.0.0.1:$vm_port/api/v1/export" -d 'match[]=redis_up' \
         -d "start=$start" -d "end=$end" >"$run/redis_up.jsonl"
-    kill "$vm_pid"
+    kill "${vm_pids[@]}"
 
     python3 - "$run/redis_up.jsonl" "$n" "$INTERVAL" "$start" "$end" \
         "$((user1 - user0))" "$((sys1 - sys0))" "$(getconf CLK_TCK)" "$hwm" "$sent0" "$sent1" "$threads" "$backlog0" "$backlog" <<'EOF'

@@ -19,8 +19,17 @@
 # command but the load's SET and GET). Then the ratios redpush / pair.
 #
 # usage: bench/side-by-side.sh            (DURATION=180 WARMUP=30 by default)
+#        SECOND_ENDPOINT=1 ...   both sides also remote-write to a second
+#                                endpoint (bench/sink.py, answering 204);
+#                                the figures are the first one's
+#        WRITE_RELABEL=1 ...     both sides apply a write relabel rule to
+#                                each endpoint (instance's host copied into
+#                                a label `host`: every series relabeled,
+#                                none dropped)
 set -euo pipefail
 
+SECOND_ENDPOINT=${SECOND_ENDPOINT:-0}
+WRITE_RELABEL=${WRITE_RELABEL:-0}
 DURATION=${DURATION:-180}
 WARMUP=${WARMUP:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +69,26 @@ wire_bytes() { # meter port
     curl -fs "http://127.0.0.1:$1/__stats" |
         python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["header_bytes"]+s["body_bytes"], s["requests"], s["non_2xx"])'
 }
+# The same relabel rule on both sides (WRITE_RELABEL=1), and the second
+# endpoint's sink (SECOND_ENDPOINT=1).
+pair_endpoint_extra() {
+    if [ "$WRITE_RELABEL" = 1 ]; then
+        printf '    write_relabel_configs:\n      - source_labels: [instance]\n        regex: "(.*):.*"\n        target_label: host\n'
+    fi
+}
+redpush_endpoint() { # port
+    if [ "$SECOND_ENDPOINT" = 1 ]; then echo "[[remote_write]]"; else echo "[remote_write]"; fi
+    echo "url = \"http://127.0.0.1:$1/api/v1/write\""
+    if [ "$WRITE_RELABEL" = 1 ]; then
+        printf '[[remote_write.write_relabel_configs]]\nsource_labels = ["instance"]\nregex = "(.*):.*"\ntarget_label = "host"\n'
+    fi
+}
+if [ "$SECOND_ENDPOINT" = 1 ]; then
+    sink_port=$(free_port)
+    python3 "$root/bench/sink.py" "$sink_port" &
+    pids+=($!)
+fi
+
 start_receiver() { # name -> sets recv_port, meter_port
     recv_port=$(free_port)
     meter_port=$(free_port)
@@ -121,7 +150,12 @@ scrape_configs:
       - targets: ["127.0.0.1:$exporter_port"]
 remote_write:
   - url: http://127.0.0.1:$meter_port/api/v1/write
+$(pair_endpoint_extra)
 EOF
+if [ "$SECOND_ENDPOINT" = 1 ]; then
+    printf '  - url: http://127.0.0.1:%s/api/v1/write\n%s\n' "$sink_port" "$(pair_endpoint_extra)" \
+        >>"$work/agent/prometheus.yml"
+fi
 prometheus --enable-feature=agent --config.file="$work/agent/prometheus.yml" \
     --storage.agent.path="$work/agent/data" \
     --web.listen-address="127.0.0.1:$agent_port" >"$work/agent/log" 2>&1 &
@@ -141,9 +175,11 @@ interval = "1s"
 adaptive = false
 [[targets]]
 url = "redis://127.0.0.1:$redis_port"
-[remote_write]
-url = "http://127.0.0.1:$meter_port/api/v1/write"
 EOF
+redpush_endpoint "$meter_port" >>"$work/redpush/redpush.toml"
+if [ "$SECOND_ENDPOINT" = 1 ]; then
+    redpush_endpoint "$sink_port" >>"$work/redpush/redpush.toml"
+fi
 RUST_LOG=warn "$redpush" --config "$work/redpush/redpush.toml" >"$work/redpush/log" 2>&1 &
 redpush_pid=$!
 pids+=($redpush_pid)

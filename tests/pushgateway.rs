@@ -51,11 +51,12 @@ fn the_agent_pushes_every_target_with_its_grouping_labels() {
         .map(|(_, v)| *v)
         .collect();
     assert!(failures.iter().all(|v| *v == 0.0), "{failures:?}");
-    // The agent's own metrics sit in a group of their own.
+    // The agent's own metrics sit in a group of their own (without remote
+    // write, no endpoint's counters: its agent-wide ones).
     let own = page
         .values
         .keys()
-        .find(|(n, _)| n == "redpush_samples_dropped_total")
+        .find(|(n, _)| n == "redpush_config_last_reload_successful")
         .map(|(_, labels)| labels.clone())
         .expect("agent metrics pushed");
     let instance = own

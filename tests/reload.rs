@@ -75,7 +75,7 @@ fn sighup_adds_changes_and_removes_destinations() {
     assert_eq!(ok, 1.0);
     assert!(reloaded > started, "{reloaded} after {started}");
 
-    // The endpoint changed while the new one fails: the queue is kept and
+    // The endpoint changed while the new one fails: what the queue holds
     // goes to the new endpoint once it answers, in order, nothing lost.
     let second = FaultReceiver::start(vec![], Fault::Status(503));
     let switched_ms = redpush::testing::now_ms();
@@ -95,12 +95,37 @@ fn sighup_adds_changes_and_removes_destinations() {
         "what was queued at the switch went to the new endpoint: {:?}",
         up.first()
     );
+    // The endpoint's default name (its host:port) changed with its url:
+    // the queue was opened again with the new name as its reader.
     let log = agent.process.output();
     assert!(
-        log.contains("remote write changed: now pushing to"),
+        log.contains("remote-write endpoints changed: the queue is opened again"),
         "{log}"
     );
     assert!(!log.contains("takes effect when redpush restarts"), "{log}");
+
+    // The same endpoint (same name) with other settings: only its sender
+    // is replaced, and its counters count on.
+    let sent = |agent: &Agent| {
+        Page::parse(&agent.metrics())
+            .total("redpush_samples_sent_total", &[])
+            .unwrap_or(0.0)
+    };
+    let before = sent(&agent);
+    assert!(before > 0.0);
+    agent.reload(&config(
+        &redis,
+        &remote_write(&second.url).replace("max_backoff = \"1s\"", "max_backoff = \"2s\""),
+    ));
+    wait_until("the sender replaced", Duration::from_secs(30), || {
+        let log = agent.process.output();
+        when(log.contains("changed: now pushing to"), (), || log.clone())
+    });
+    let after = sent(&agent);
+    assert!(
+        after >= before,
+        "counted on, not reset: {after} after {before}"
+    );
 
     // Remote write removed, a Pushgateway added.
     let pushgateway = PushgatewayServer::start();
@@ -129,7 +154,7 @@ fn sighup_adds_changes_and_removes_destinations() {
     let page = Page::parse(&agent.metrics());
     assert_eq!(
         page.total("redpush_queue_samples", &[]),
-        Some(0.0),
+        None,
         "no queue shown"
     );
 }
