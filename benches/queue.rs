@@ -173,7 +173,7 @@ fn main() {
             write_relabel: Default::default(),
             metadata_interval: None,
         };
-        let metrics = Arc::new(EndpointMetrics::new("null", &settings.endpoint.url, ""));
+        let metrics = Arc::new(EndpointMetrics::new("null", &settings.endpoint.url));
         let sender = Sender::new(settings, metrics.clone()).expect("sender");
         let (stop, stop_rx) = watch::channel(false);
         let q: Arc<dyn Queue> = queue.clone();

@@ -82,7 +82,7 @@ async fn push_remote_write(rw: &RemoteWriteSettings, readings: &[Sampled]) -> an
         })
         .collect();
     let encoded = encode(&WriteRelabel::new(&rw.write_relabel).batch(batch));
-    let metrics = EndpointMetrics::new(&rw.name, &rw.endpoint.url, "");
+    let metrics = EndpointMetrics::new(&rw.name, &rw.endpoint.url);
     let sender = Sender::new(rw.clone(), Arc::new(metrics)).with_context(|| rw.key.clone())?;
     // Retries run for at most one request timeout in all; a batch job
     // must end.

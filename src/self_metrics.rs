@@ -55,13 +55,12 @@ pub struct SelfMetrics {
 
 /// One remote-write endpoint's counters, rendered with its `remote_name`
 /// and `url` labels (as Prometheus' `prometheus_remote_storage_*` have
-/// them). Its sender bumps them; the queue reports its reader's drops.
+/// them). Its sender bumps them; the queue reports the drops of its
+/// reader, which is named as the endpoint is.
 pub struct EndpointMetrics {
     name: String,
     /// Without credentials or query.
     url: String,
-    /// The queue reader the endpoint reads through (`""` for the only one).
-    reader: String,
     samples_sent: AtomicU64,
     requests_sent: AtomicU64,
     retries: AtomicU64,
@@ -100,12 +99,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl EndpointMetrics {
     /// Counters of endpoint `name` at `url` (any credentials in it are
-    /// cut out here), reading the queue as `reader`.
-    pub fn new(name: &str, url: &str, reader: &str) -> EndpointMetrics {
+    /// cut out here).
+    pub fn new(name: &str, url: &str) -> EndpointMetrics {
         EndpointMetrics {
             name: name.to_owned(),
             url: redact_url(url),
-            reader: reader.to_owned(),
             samples_sent: AtomicU64::default(),
             requests_sent: AtomicU64::default(),
             retries: AtomicU64::default(),
@@ -120,10 +118,10 @@ impl EndpointMetrics {
         &self.name
     }
 
-    /// Whether these are the counters of endpoint `name` at `url`, read
-    /// as `reader`: a sender replaced by a reload counts on in them.
-    pub(crate) fn is_of(&self, name: &str, url: &str, reader: &str) -> bool {
-        self.name == name && self.url == redact_url(url) && self.reader == reader
+    /// Whether these are the counters of endpoint `name` at `url`:
+    /// A sender replaced by a reload counts on in them.
+    pub(crate) fn is_of(&self, name: &str, url: &str) -> bool {
+        self.name == name && self.url == redact_url(url)
     }
 
     pub fn sent(&self, samples: u64, seconds: f64, now_ms: i64) {
@@ -150,7 +148,7 @@ impl EndpointMetrics {
     /// Counts samples the queue dropped for `by`, when that includes this
     /// endpoint's reader; whether it did.
     pub(crate) fn dropped_for(&self, by: DroppedFor<'_>, reason: DropReason, samples: u64) -> bool {
-        let mine = by.includes(&self.reader);
+        let mine = by.includes(&self.name);
         if mine {
             self.dropped(reason, samples);
         }
@@ -345,15 +343,10 @@ mod tests {
 
     fn two() -> (SelfMetrics, Arc<EndpointMetrics>, Arc<EndpointMetrics>) {
         let metrics = SelfMetrics::default();
-        let vm = Arc::new(EndpointMetrics::new(
-            "vm",
-            "http://vm:8428/api/v1/write",
-            "vm",
-        ));
+        let vm = Arc::new(EndpointMetrics::new("vm", "http://vm:8428/api/v1/write"));
         let cloud = Arc::new(EndpointMetrics::new(
             "cloud",
             "https://u:secret@cloud/push?token=t",
-            "cloud",
         ));
         metrics.set_endpoints(vec![vm.clone(), cloud.clone()]);
         (metrics, vm, cloud)

@@ -75,13 +75,15 @@ fn drain_with(settings: RemoteWriteSettings, records: Vec<Record>) -> Arc<SelfMe
     let dir = tempfile::TempDir::new().expect("dir");
     // Timestamps here are small numbers: no age limit.
     let century = Duration::from_secs(100 * 365 * 24 * 3600);
-    let wal = WalSettings::new(dir.path().join("wal"), 64 << 20, century, Fsync::Never);
+    let mut wal = WalSettings::new(dir.path().join("wal"), 64 << 20, century, Fsync::Never);
+    // Read as the agent reads: by a reader named as its endpoint.
+    wal.readers = vec!["receiver".to_owned()];
     let (queue, _) = DiskQueue::open(wal, metrics.clone()).expect("queue");
     let queue: Arc<dyn Queue> = Arc::new(queue);
     for r in records {
         queue.push(Arc::new(r));
     }
-    let endpoint = Arc::new(EndpointMetrics::new("receiver", &settings.endpoint.url, ""));
+    let endpoint = Arc::new(EndpointMetrics::new("receiver", &settings.endpoint.url));
     metrics.set_endpoints(vec![endpoint.clone()]);
     let sender = Sender::new(settings, endpoint).expect("sender");
     let (stop, stop_rx) = watch::channel(false);

@@ -84,16 +84,14 @@ enum RemoteWriteChange {
 /// An endpoint's sender, built and not started yet.
 struct EndpointStart {
     settings: RemoteWriteSettings,
-    /// Its reader in the queue.
-    reader: String,
     sender: Sender,
     metrics: Arc<EndpointMetrics>,
 }
 
 /// The queue readers of `endpoints`, in order: one per endpoint, by its
 /// name (names are unique and never empty).
-fn reader_names(endpoints: &[RemoteWriteSettings]) -> Vec<String> {
-    endpoints.iter().map(|e| e.name.clone()).collect()
+fn reader_names(endpoints: &[RemoteWriteSettings]) -> Vec<&str> {
+    endpoints.iter().map(|e| e.name.as_str()).collect()
 }
 
 impl Destinations {
@@ -145,31 +143,28 @@ impl Destinations {
     fn prepare_remote_write(&self, new: &Settings) -> anyhow::Result<Change<RemoteWriteChange>> {
         let readers = reader_names(&new.remote_write);
         let running = self.remote_write.as_ref();
-        let start =
-            |rw: &RemoteWriteSettings, reader: &String| EndpointStart::build(rw, reader, running);
+        let start = |rw: &RemoteWriteSettings| EndpointStart::build(rw, running);
         Ok(match running {
             None if new.remote_write.is_empty() => Change::Keep,
             Some(_) if new.remote_write.is_empty() => Change::To(RemoteWriteChange::Close),
             None => {
-                let starts = (new.remote_write.iter().zip(&readers))
-                    .map(|(rw, reader)| start(rw, reader))
+                let starts = (new.remote_write.iter())
+                    .map(start)
                     .collect::<anyhow::Result<_>>()?;
                 let rw = RemoteWrite::open(new, starts, &self.metrics)?;
                 Change::To(RemoteWriteChange::Open(Box::new(rw)))
             }
             Some(rw) if rw.readers() != readers => {
-                let starts = (new.remote_write.iter().zip(&readers))
-                    .map(|(rw, reader)| start(rw, reader))
+                let starts = (new.remote_write.iter())
+                    .map(start)
                     .collect::<anyhow::Result<_>>()?;
                 Change::To(RemoteWriteChange::Reopen(starts))
             }
             Some(rw) => {
                 let senders: Vec<Option<EndpointStart>> = (rw.endpoints.iter())
-                    .zip(new.remote_write.iter().zip(&readers))
-                    .map(|(running, (new, reader))| {
-                        (running.settings != *new)
-                            .then(|| start(new, reader))
-                            .transpose()
+                    .zip(&new.remote_write)
+                    .map(|(running, new)| {
+                        (running.settings != *new).then(|| start(new)).transpose()
                     })
                     .collect::<anyhow::Result<_>>()?;
                 if senders.iter().all(Option::is_none) {
@@ -357,7 +352,6 @@ struct RemoteWrite {
 /// One endpoint's sender, running on its reader of the queue.
 struct RunningEndpoint {
     settings: RemoteWriteSettings,
-    reader: String,
     status: Arc<DeliveryStatus>,
     metrics: Arc<EndpointMetrics>,
     queue: Arc<dyn Queue>,
@@ -365,25 +359,24 @@ struct RunningEndpoint {
 }
 
 impl EndpointStart {
-    /// The sender of endpoint `rw`, reading as `reader`; it counts on in
+    /// The sender of endpoint `rw`, reading the queue as its reader of the
+    /// same name; it counts on in
     /// the counters of the running endpoint it replaces, if any.
     fn build(
         rw: &RemoteWriteSettings,
-        reader: &str,
         running: Option<&RemoteWrite>,
     ) -> anyhow::Result<EndpointStart> {
         let metrics = running
             .and_then(|r| {
                 (r.endpoints.iter())
                     .map(|e| &e.metrics)
-                    .find(|m| m.is_of(&rw.name, &rw.endpoint.url, reader))
+                    .find(|m| m.is_of(&rw.name, &rw.endpoint.url))
                     .cloned()
             })
-            .unwrap_or_else(|| Arc::new(EndpointMetrics::new(&rw.name, &rw.endpoint.url, reader)));
+            .unwrap_or_else(|| Arc::new(EndpointMetrics::new(&rw.name, &rw.endpoint.url)));
         let sender = Sender::new(rw.clone(), metrics.clone()).with_context(|| rw.key.clone())?;
         Ok(EndpointStart {
             settings: rw.clone(),
-            reader: reader.to_owned(),
             sender,
             metrics,
         })
@@ -395,7 +388,6 @@ impl EndpointStart {
         let (sender, drained) = (self.sender, queue.clone());
         RunningEndpoint {
             settings: self.settings,
-            reader: self.reader,
             status,
             metrics: self.metrics,
             queue,
@@ -416,7 +408,7 @@ impl RemoteWrite {
             agent: metrics.clone(),
             endpoints: starts.iter().map(|s| s.metrics.clone()).collect(),
         });
-        let readers = starts.iter().map(|s| s.reader.clone()).collect();
+        let readers = starts.iter().map(|s| s.settings.name.clone()).collect();
         let most_per_send = starts.iter().map(|s| s.settings.max_samples_per_send).max();
         let queue = open_queue(
             settings,
@@ -428,7 +420,7 @@ impl RemoteWrite {
             .into_iter()
             .map(|start| {
                 let reader = queue
-                    .reader(&start.reader)
+                    .reader(&start.settings.name)
                     .expect("opened with this reader");
                 start.run(Arc::new(reader))
             })
@@ -445,8 +437,11 @@ impl RemoteWrite {
     }
 
     /// The queue's readers, in the endpoints' order.
-    fn readers(&self) -> Vec<String> {
-        self.endpoints.iter().map(|e| e.reader.clone()).collect()
+    fn readers(&self) -> Vec<&str> {
+        self.endpoints
+            .iter()
+            .map(|e| e.settings.name.as_str())
+            .collect()
     }
 
     fn metrics(&self) -> Vec<Arc<EndpointMetrics>> {
