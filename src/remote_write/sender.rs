@@ -464,7 +464,7 @@ impl Sender {
     /// oldest sample to reach `flush_deadline`, and for `Pace` to allow
     /// it, sends, acknowledges. Stopping flushes without pacing.
     pub async fn run(&self, queue: Arc<dyn Queue>, mut shutdown: watch::Receiver<bool>) {
-        let mut encoders = vec![encode::Encoder::default()];
+        let mut encoder = encode::Encoder::default();
         let mut pace = Pace::new(self.settings.max_samples_per_second);
         let mut relabel = WriteRelabel::new(&self.settings.write_relabel);
         let mut metadata = self.settings.metadata_interval.map(MetadataSchedule::new);
@@ -500,7 +500,7 @@ impl Sender {
             let last_seq = batch.last().map_or(first.seq, |q| q.seq);
             let batch = relabel.batch(batch);
             let sent = self
-                .send(&mut encoders, batch, shards, &*queue, &mut pace, &shutdown)
+                .send(&mut encoder, batch, shards, &*queue, &mut pace, &shutdown)
                 .await;
             match sent {
                 // The rules dropped every series: nothing to send.
@@ -531,30 +531,14 @@ impl Sender {
     /// past the batch only when every request was accepted or rejected.
     async fn send(
         &self,
-        encoders: &mut Vec<encode::Encoder>,
+        encoder: &mut encode::Encoder,
         batch: Vec<Queued>,
         shards: usize,
         queue: &dyn Queue,
         pace: &mut Pace,
         shutdown: &watch::Receiver<bool>,
     ) -> Option<Delivery> {
-        let parts = if shards == 1 {
-            vec![batch]
-        } else {
-            shards::split(&batch, shards)
-        };
-        encoders.resize_with(encoders.len().max(parts.len()), Default::default);
-        let mut requests = Vec::with_capacity(parts.len());
-        for (part, encoder) in parts.iter().zip(encoders.iter_mut()) {
-            let encoded = encoder.encode(part);
-            if encoded.out_of_order > 0 {
-                self.metrics
-                    .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
-            }
-            if encoded.samples > 0 {
-                requests.push(encoded);
-            }
-        }
+        let requests = self.encode(encoder, batch, shards);
         if requests.is_empty() {
             return None;
         }
@@ -578,6 +562,34 @@ impl Sender {
         } else {
             Delivery::Accepted
         })
+    }
+    /// `batch` split into `shards` parts (by series), each encoded in turn
+    /// through the one `encoder`; the requests that hold samples. The
+    /// batch, its parts and the encoder's buffers stay here: what is in
+    /// flight while the requests are answered is their compressed bodies.
+    fn encode(
+        &self,
+        encoder: &mut encode::Encoder,
+        batch: Vec<Queued>,
+        shards: usize,
+    ) -> Vec<encode::Encoded> {
+        let parts = if shards == 1 {
+            vec![batch]
+        } else {
+            shards::split(&batch, shards)
+        };
+        let mut requests = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let encoded = encoder.encode(part);
+            if encoded.out_of_order > 0 {
+                self.metrics
+                    .dropped(DropReason::OutOfOrder, encoded.out_of_order as u64);
+            }
+            if encoded.samples > 0 {
+                requests.push(encoded);
+            }
+        }
+        requests
     }
 }
 
