@@ -29,28 +29,43 @@ use crate::relabel::{LabelSet, NAME, Rules};
 /// Outcomes kept below this many entries are never swept.
 const SWEEP_FROM: usize = 4096;
 
-/// The rules' outcome for one (shape, target set): the shape to use,
-/// `None` when dropped. It knows (weakly) the two it was made from, so a
-/// sweep can tell whether anything still holds them.
+/// The rules' outcome for one shape on one target set: the shape to
+/// use, `None` when dropped. It knows (weakly) the shape it was made from,
+/// so a sweep can tell whether anything still holds it.
 #[derive(Debug)]
 struct Outcome {
     from: Weak<Shape>,
-    target: Weak<TargetLabels>,
     shape: Option<Arc<Shape>>,
 }
 
 impl Outcome {
-    /// Whether a series of it may still come: something besides the
-    /// catalogue (which keeps one of each while anything else does) and
-    /// this outcome (whose shape may be the very one it came from) holds
-    /// both its shape and its target set: a record, a reading, another
-    /// relabeler.
+    /// Whether something besides the catalogue (which keeps one of each
+    /// while anything else does) and this outcome (whose shape may be the
+    /// very one it came from) holds its shape: a record, a reading,
+    /// another relabeler.
     fn live(&self) -> bool {
         let ours = self
             .shape
             .as_ref()
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self.from.as_ptr()));
-        self.from.strong_count() > 1 + usize::from(ours) && self.target.strong_count() > 1
+        self.from.strong_count() > 1 + usize::from(ours)
+    }
+}
+
+/// The outcomes of one target set, by shape id. A table per target set
+/// keeps each table as small as one target's series (a few hundred): one
+/// table of every outcome would, at a thousand targets, be a million
+/// entries, and growing it holds the old table and the new one at once.
+#[derive(Debug)]
+struct TargetOutcomes {
+    target: Weak<TargetLabels>,
+    shapes: HashMap<u64, Outcome>,
+}
+
+impl TargetOutcomes {
+    /// Whether something besides the catalogue holds the target set.
+    fn live(&self) -> bool {
+        self.target.strong_count() > 1
     }
 }
 
@@ -58,8 +73,10 @@ impl Outcome {
 #[derive(Debug)]
 pub(crate) struct Relabeler {
     rules: Rules,
-    /// By (shape id, target id).
-    outcomes: HashMap<(u64, u64), Outcome>,
+    /// By target id.
+    targets: HashMap<u64, TargetOutcomes>,
+    /// Outcomes held, over all target sets.
+    outcomes: usize,
     sweep_at: usize,
 }
 
@@ -67,40 +84,46 @@ impl Relabeler {
     pub(crate) fn new(rules: Rules) -> Relabeler {
         Relabeler {
             rules,
-            outcomes: HashMap::default(),
+            targets: HashMap::default(),
+            outcomes: 0,
             sweep_at: SWEEP_FROM,
         }
     }
 
     /// The shape a series of `shape` on `target` has after the rules, or
     /// `None` when they drop it.
-    pub(crate) fn shape(
-        &mut self,
-        shape: &Arc<Shape>,
-        target: &Arc<TargetLabels>,
-    ) -> Option<Arc<Shape>> {
-        let key = (shape.id(), target.id());
-        if let Some(outcome) = self.outcomes.get(&key) {
-            return outcome.shape.clone();
+    #[cfg(test)]
+    fn shape(&mut self, shape: &Arc<Shape>, target: &Arc<TargetLabels>) -> Option<Arc<Shape>> {
+        let mut of = self.of(target);
+        of.shape(shape)
+    }
+
+    /// The outcomes of `target`, to look up its series' shapes in.
+    fn of<'a>(&'a mut self, target: &'a Arc<TargetLabels>) -> OfTarget<'a> {
+        let outcomes = self
+            .targets
+            .entry(target.id())
+            .or_insert_with(|| TargetOutcomes {
+                target: Arc::downgrade(target),
+                shapes: HashMap::default(),
+            });
+        OfTarget {
+            rules: &self.rules,
+            target,
+            shapes: &mut outcomes.shapes,
+            made: &mut self.outcomes,
         }
-        let outcome = Outcome {
-            shape: relabel(&self.rules, shape, target),
-            from: Arc::downgrade(shape),
-            target: Arc::downgrade(target),
-        };
-        let shape = outcome.shape.clone();
-        self.outcomes.insert(key, outcome);
-        shape
     }
 
     /// `series` of `target` after the rules: dropped ones left out, each
     /// resulting series once.
     pub(crate) fn series(&mut self, series: &[Series], target: &Arc<TargetLabels>) -> Vec<Series> {
         self.sweep();
+        let mut of = self.of(target);
         let mut seen: HashSet<usize> = HashSet::default();
         let mut out = Vec::with_capacity(series.len());
         for s in series {
-            let Some(shape) = self.shape(&s.shape, target) else {
+            let Some(shape) = of.shape(&s.shape) else {
                 continue;
             };
             if seen.insert(Arc::as_ptr(&shape) as usize) {
@@ -122,17 +145,49 @@ impl Relabeler {
         }
     }
 
-    /// Forgets the outcomes no series can come for any more, once the
-    /// outcomes have doubled since the last sweep. An outcome in use is
-    /// never forgotten: forgetting by recent use instead made a sender
-    /// with more outcomes than it sees between two sweeps compute nearly
-    /// every one again, for every batch.
+    /// Forgets the outcomes no series can come for any more (their shape
+    /// or their target set no longer held), once the outcomes have doubled
+    /// since the last sweep. An outcome in use is never forgotten:
+    /// forgetting by recent use instead made a sender with more outcomes
+    /// than it sees between two sweeps compute nearly every one again, for
+    /// every batch.
     fn sweep(&mut self) {
-        if self.outcomes.len() < self.sweep_at {
+        if self.outcomes < self.sweep_at {
             return;
         }
-        self.outcomes.retain(|_, outcome| outcome.live());
-        self.sweep_at = (2 * self.outcomes.len()).max(SWEEP_FROM);
+        self.targets.retain(|_, of| {
+            of.live() && {
+                of.shapes.retain(|_, outcome| outcome.live());
+                !of.shapes.is_empty()
+            }
+        });
+        self.outcomes = self.targets.values().map(|of| of.shapes.len()).sum();
+        self.sweep_at = (2 * self.outcomes).max(SWEEP_FROM);
+    }
+}
+
+/// One target set's outcomes, borrowed to look up many shapes.
+struct OfTarget<'a> {
+    rules: &'a Rules,
+    target: &'a Arc<TargetLabels>,
+    shapes: &'a mut HashMap<u64, Outcome>,
+    /// The relabeler's count of outcomes held.
+    made: &'a mut usize,
+}
+
+impl OfTarget<'_> {
+    fn shape(&mut self, shape: &Arc<Shape>) -> Option<Arc<Shape>> {
+        if let Some(outcome) = self.shapes.get(&shape.id()) {
+            return outcome.shape.clone();
+        }
+        let outcome = Outcome {
+            shape: relabel(self.rules, shape, self.target),
+            from: Arc::downgrade(shape),
+        };
+        let shape_after = outcome.shape.clone();
+        self.shapes.insert(shape.id(), outcome);
+        *self.made += 1;
+        shape_after
     }
 }
 
@@ -374,11 +429,7 @@ mod tests {
                 relabeler.series(batch, &target);
             }
         }
-        assert_eq!(
-            relabeler.outcomes.len(),
-            live.len(),
-            "every live outcome kept"
-        );
+        assert_eq!(relabeler.outcomes, live.len(), "every live outcome kept");
     }
 
     #[test]
@@ -399,9 +450,32 @@ mod tests {
             relabeler.series(&series, &target);
         }
         assert!(
-            relabeler.outcomes.len() <= 2 * SWEEP_FROM,
+            relabeler.outcomes <= 2 * SWEEP_FROM,
             "{}",
-            relabeler.outcomes.len()
+            relabeler.outcomes
         );
+    }
+
+    #[test]
+    fn outcomes_of_a_target_set_no_longer_held_are_swept_together() {
+        let mut relabeler = Relabeler::new(rules(&[text("keep", &["__name__"], ".*")]));
+        let kept = shape("relabeled_test_gone", Kind::Gauge, "", &[]);
+        let series = [Series {
+            shape: kept.clone(),
+            value: 1.0,
+        }];
+        let staying = target_labels([("instance", "h:7")]);
+        relabeler.series(&series, &staying);
+        for i in 0..2 * SWEEP_FROM {
+            let leaving = target_labels([("instance", format!("gone-{i}:1").as_str())]);
+            relabeler.series(&series, &leaving);
+        }
+        assert!(
+            relabeler.targets.len() < SWEEP_FROM,
+            "{}",
+            relabeler.targets.len()
+        );
+        assert!(relabeler.targets.contains_key(&staying.id()));
+        assert_eq!(relabeler.outcomes, relabeler.targets.len());
     }
 }
