@@ -18,12 +18,15 @@
 #                                       [[remote_write]] endpoints; samples/s
 #                                       is the first one's, the gaps are read
 #                                       from it, the backlog is the larger
+#        OUTAGE=30 bench/scale.sh       the receivers start 30 s after redpush:
+#                                       peak memory includes catching up
 set -euo pipefail
 
 TARGETS=${TARGETS:-"100 1000"}
 ENDPOINTS=${ENDPOINTS:-1}
 DURATION=${DURATION:-120}
 WARMUP=${WARMUP:-30}
+OUTAGE=${OUTAGE:-0}
 INTERVAL=10
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -39,6 +42,16 @@ cpu_ticks() { # pid -> "utime stime" in clock ticks
     echo "${f[11]} ${f[12]}"
 }
 
+start_receivers() { # vm_ports -> vm_pids: a VictoriaMetrics on each
+    for ((e = 0; e < ENDPOINTS; e++)); do
+        victoria-metrics -httpListenAddr="127.0.0.1:${vm_ports[$e]}" -storageDataPath="$run/vm$e" \
+            -search.latencyOffset=0s -search.disableCache -loggerLevel=ERROR >"$run/vm$e.log" 2>&1 &
+        vm_pids+=($!)
+        pids+=($!)
+        wait_http "http://127.0.0.1:${vm_ports[$e]}/health"
+    done
+}
+
 # --- one real Redis with some data and command history -----------------------
 start_redis_with_history
 
@@ -52,15 +65,7 @@ for n in $TARGETS; do
     read -r first <&"${FANOUT[0]}"
 
     vm_ports=() vm_pids=()
-    for ((e = 0; e < ENDPOINTS; e++)); do
-        port=$(free_port)
-        victoria-metrics -httpListenAddr="127.0.0.1:$port" -storageDataPath="$run/vm$e" \
-            -search.latencyOffset=0s -search.disableCache -loggerLevel=ERROR >"$run/vm$e.log" 2>&1 &
-        vm_pids+=($!)
-        pids+=($!)
-        vm_ports+=("$port")
-        wait_http "http://127.0.0.1:$port/health"
-    done
+    for ((e = 0; e < ENDPOINTS; e++)); do vm_ports+=("$(free_port)"); done
     vm_port=${vm_ports[0]}
 
     listen_port=$(free_port)
@@ -82,10 +87,15 @@ for n in $TARGETS; do
         # More settings for experiments, e.g. EXTRA_CONFIG=$'[queue]\nfsync = "never"'.
         echo "${EXTRA_CONFIG:-}"
     } >"$run/redpush.toml"
+    if [ "$OUTAGE" = 0 ]; then start_receivers; fi
     RUST_LOG=warn "$redpush" --config "$run/redpush.toml" >"$run/redpush.log" 2>&1 &
     redpush_pid=$!
     pids+=($redpush_pid)
     wait_http "http://127.0.0.1:$listen_port/healthz"
+    # OUTAGE: the receivers start that long after redpush, which queues
+    # meanwhile and then catches up (the window starts WARMUP s after).
+    sleep "$OUTAGE"
+    start_receivers
 
     sleep "$WARMUP"
     start=$(date +%s)
