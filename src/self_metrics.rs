@@ -118,8 +118,8 @@ impl EndpointMetrics {
         &self.name
     }
 
-    /// Whether these are the counters of endpoint `name` at `url`:
-    /// A sender replaced by a reload counts on in them.
+    /// Whether these are the counters of endpoint `name` at `url`: a
+    /// sender replaced by a reload counts on in them.
     pub(crate) fn is_of(&self, name: &str, url: &str) -> bool {
         self.name == name && self.url == redact_url(url)
     }

@@ -360,8 +360,8 @@ struct RunningEndpoint {
 
 impl EndpointStart {
     /// The sender of endpoint `rw`, reading the queue as its reader of the
-    /// same name; it counts on in
-    /// the counters of the running endpoint it replaces, if any.
+    /// same name; it counts on in the counters of the running endpoint it
+    /// replaces, if any.
     fn build(
         rw: &RemoteWriteSettings,
         running: Option<&RemoteWrite>,
