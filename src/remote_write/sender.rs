@@ -563,10 +563,12 @@ impl Sender {
             Delivery::Accepted
         })
     }
+
     /// `batch` split into `shards` parts (by series), each encoded in turn
     /// through the one `encoder`; the requests that hold samples. The
-    /// batch, its parts and the encoder's buffers stay here: what is in
-    /// flight while the requests are answered is their compressed bodies.
+    /// batch and its parts end here and the encoder keeps its buffers:
+    /// what is in flight while the requests are answered is their
+    /// compressed bodies alone.
     fn encode(
         &self,
         encoder: &mut encode::Encoder,
