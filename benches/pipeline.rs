@@ -166,6 +166,7 @@ fn run(label: &str, text: &str) {
         timestamp_ms: 1_700_000_000_000,
         target: target.clone(),
         series: previous.clone(),
+        histograms: Vec::new(),
     };
     // Within a segment, after its first frame defined the shapes.
     let mut defined = frame::Defined::default();
@@ -209,6 +210,7 @@ fn run(label: &str, text: &str) {
                     timestamp_ms: 1_700_000_000_000 + i as i64 * 1000,
                     target: target.clone(),
                     series,
+                    histograms: Vec::new(),
                 }),
             }
         })
@@ -245,6 +247,7 @@ fn run(label: &str, text: &str) {
                     timestamp_ms: 1_700_000_000_000,
                     target: target_labels([("job", "redis"), ("instance", instance.as_str())]),
                     series: previous.clone(),
+                    histograms: Vec::new(),
                 }),
             }
         })

@@ -62,6 +62,7 @@ fn reading(timestamp_ms: i64) -> Arc<Record> {
         timestamp_ms,
         target,
         series,
+        histograms: Vec::new(),
     })
 }
 

@@ -239,6 +239,7 @@ mod tests {
             timestamp_ms: 0,
             target: crate::series::target_labels([]),
             series: series_of(families),
+            histograms: Vec::new(),
         })
     }
 

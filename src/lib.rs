@@ -51,9 +51,12 @@ pub use wal::inspect as inspect_queue;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::clock::now_ms;
-    pub use crate::config::{Endpoint, Fsync, Overrides, RemoteWriteSettings, Settings};
+    pub use crate::config::{
+        Endpoint, Fsync, LatencyHistograms, Overrides, RemoteWriteSettings, Settings,
+    };
     pub use crate::exposition::{write_families, write_series};
     pub use crate::metrics::mapper::{Extras, MAX_CLIENT_GROUPS, MapOptions, Reading, map_reading};
+    pub use crate::metrics::native::{NativeHistogram, Span};
     pub use crate::metrics::{Families, Kind};
     pub use crate::queue::{DropReason, DroppedFor, Queue, QueueEvents, Queued, Writer};
     pub use crate::reading::{CommandHistogram, LatencyEvent, ServerConfig, Slowlog};
@@ -63,8 +66,8 @@ pub mod testing {
     pub use crate::remote_write::sender::Sender;
     pub use crate::self_metrics::{EndpointMetrics, SelfMetrics};
     pub use crate::series::{
-        Flattener, Matched, Record, Series, StaleTracker, TargetSeries, flatten, is_stale_marker,
-        shape, target_labels,
+        Flattener, HistogramSeries, Matched, Record, Series, StaleTracker, TargetSeries, flatten,
+        is_stale_marker, shape, target_labels,
     };
     pub use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus};
     pub use crate::wal::{Disk, DiskQueue, FileSystem, SegmentFile, WalSettings, frame, inspect};

@@ -203,7 +203,7 @@ impl Writer {
         self.events.dropped(
             DroppedFor::Every,
             DropReason::QueueFull,
-            record.series.len() as u64,
+            record.samples() as u64,
         );
         if self.behind.ready() {
             warn!(

@@ -107,6 +107,7 @@ impl Target {
             options: MapOptions {
                 unmapped_fields: settings.metrics.unmapped_info_fields,
                 client_detail,
+                latency_histograms: settings.metrics.latency_histograms,
             },
             base_labels,
             labels,

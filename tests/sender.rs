@@ -61,6 +61,7 @@ fn record(ts: i64, value: f64) -> Record {
                 value,
             },
         ],
+        histograms: Vec::new(),
     }
 }
 

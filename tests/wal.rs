@@ -40,6 +40,7 @@ fn record(id: u64, n: usize) -> Arc<Record> {
                 value: id as f64,
             })
             .collect(),
+        histograms: Vec::new(),
     })
 }
 

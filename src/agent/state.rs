@@ -245,6 +245,12 @@ impl Slot {
             (Some(current), Some(complete)) if !Arc::ptr_eq(&current, &complete) => {
                 Some(Arc::new(Record {
                     series: overlaid(&current.series, &complete.series),
+                    histograms: complete
+                        .histograms
+                        .iter()
+                        .filter(|h| !h.histogram.is_stale())
+                        .cloned()
+                        .collect(),
                     ..Record::clone(&current)
                 }))
             }
@@ -316,6 +322,7 @@ mod tests {
             timestamp_ms: 1,
             target: target_labels([("instance", "state-test:1")]),
             series,
+            histograms: Vec::new(),
         })
     }
 

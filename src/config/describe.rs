@@ -357,6 +357,10 @@ fn metrics(m: &MetricsSettings) -> Table<'_> {
                 "max_series_per_target",
                 Value::Number(m.max_series_per_target as u64),
             ),
+            key(
+                "latency_histograms",
+                Value::Text(m.latency_histograms.as_str()),
+            ),
         ],
     }
 }
@@ -545,6 +549,7 @@ unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
 max_series_per_target = 2000
+latency_histograms = "classic"
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)
@@ -668,6 +673,7 @@ unmapped_info_fields = false
 config_refresh = "2m"
 detail_interval = "0s"
 max_series_per_target = 2000
+latency_histograms = "classic"
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)
@@ -704,6 +710,7 @@ unmapped_info_fields = true
 config_refresh = "1m"
 detail_interval = "10s"
 max_series_per_target = 10000
+latency_histograms = "classic"
 
 [log]
 # level: RUST_LOG if set, else info (warn for once)

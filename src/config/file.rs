@@ -273,6 +273,7 @@ pub(super) struct FileMetrics {
     pub(super) config_refresh: Option<Spanned<String>>,
     pub(super) detail_interval: Option<Spanned<String>>,
     pub(super) max_series_per_target: Option<Spanned<usize>>,
+    pub(super) latency_histograms: Option<Spanned<String>>,
 }
 
 /// Resolves spans to lines for error messages.

@@ -416,6 +416,42 @@ pub struct MetricsSettings {
     /// most INFO fields read per reading: a hostile or broken server must
     /// not grow the agent's memory and queue without bound.
     pub max_series_per_target: usize,
+    /// `LATENCY HISTOGRAM` as classic histograms, native ones, or both.
+    pub latency_histograms: LatencyHistograms,
+}
+
+/// `[metrics] latency_histograms`: each command's latency as the exporter's
+/// classic histogram (`_bucket{le}`, `_sum`, `_count`), as one native
+/// histogram series, or both (as Prometheus stores a target that exposes both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LatencyHistograms {
+    #[default]
+    Classic,
+    Native,
+    Both,
+}
+
+impl LatencyHistograms {
+    pub const NAMES: [(&'static str, LatencyHistograms); 3] = [
+        ("classic", LatencyHistograms::Classic),
+        ("native", LatencyHistograms::Native),
+        ("both", LatencyHistograms::Both),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("classic", |(n, _)| n)
+    }
+
+    pub(crate) fn classic(self) -> bool {
+        self != LatencyHistograms::Native
+    }
+
+    pub(crate) fn native(self) -> bool {
+        self != LatencyHistograms::Classic
+    }
 }
 
 /// `[metrics] max_series_per_target` unless set: about ten times what a
@@ -598,6 +634,27 @@ mod tests {
             err.contains("redpush.toml:1: `min_interval` is 2m, above max_interval 1m"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn latency_histograms_is_one_of_three_names() {
+        let default = load("").expect("no file");
+        assert_eq!(
+            default.metrics.latency_histograms,
+            LatencyHistograms::Classic
+        );
+        for (name, mode) in LatencyHistograms::NAMES {
+            let text = format!("[metrics]\nlatency_histograms = \"{name}\"");
+            let settings = load(&text).expect("a valid name");
+            assert_eq!(settings.metrics.latency_histograms, mode);
+            assert_eq!(mode.as_str(), name);
+        }
+        let err = load("[metrics]\n\nlatency_histograms = \"Native\"")
+            .expect_err("names are lower case")
+            .to_string();
+        assert!(err.contains("metrics.latency_histograms"), "{err}");
+        assert!(err.contains("redpush.toml:3"), "{err}");
+        assert!(err.contains("\"classic\", \"native\" or \"both\""), "{err}");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::file::{
 };
 use super::{
     ConfigError, DEFAULT_LISTEN, DEFAULT_MAX_SERIES_PER_TARGET, Fsync, HttpSettings, Intervals,
-    LogFormat, LogLevel, LogSettings, MAX_INTERVAL_LIMIT, MIN_INTERVAL_LIMIT, MetricsSettings,
-    Origin, Overrides, QueueSettings,
+    LatencyHistograms, LogFormat, LogLevel, LogSettings, MAX_INTERVAL_LIMIT, MIN_INTERVAL_LIMIT,
+    MetricsSettings, Origin, Overrides, QueueSettings,
 };
 
 pub(super) fn listen(
@@ -172,7 +172,32 @@ pub(super) fn metrics(
             "metrics.max_series_per_target",
             DEFAULT_MAX_SERIES_PER_TARGET,
         )?,
+        latency_histograms: latency_histograms(file.latency_histograms.as_ref(), loc)?,
     })
+}
+
+/// `[metrics] latency_histograms`: one of `LatencyHistograms::NAMES`.
+fn latency_histograms(
+    file: Option<&Spanned<String>>,
+    loc: &Locator<'_>,
+) -> Result<LatencyHistograms, ConfigError> {
+    let Some(s) = file else {
+        return Ok(LatencyHistograms::default());
+    };
+    LatencyHistograms::NAMES
+        .iter()
+        .find(|(name, _)| name == s.get_ref())
+        .map(|&(_, mode)| mode)
+        .ok_or_else(|| {
+            invalid(
+                loc.origin(s),
+                "metrics.latency_histograms",
+                format!(
+                    "is \"{}\"; write \"classic\", \"native\" or \"both\"",
+                    crate::untrusted::one_line(s.get_ref())
+                ),
+            )
+        })
 }
 
 /// `[metrics] detail_interval`: zero is allowed (every sample complete),

@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use super::table::{self, IDENTITY_FIELDS, INFO_FIELDS};
-use super::{Families, Kind, Labels, Name, SmolStr, format_smolstr, smallvec};
+use super::{Families, Kind, Labels, Name, NativeHistogram, SmolStr, format_smolstr, smallvec};
+use crate::config::LatencyHistograms;
 use crate::reading::{CommandHistogram, LatencyEvent, SentinelMaster, ServerConfig, Slowlog};
 use crate::redis::info::{Info, number, pair, pairs, pairs_named};
 
@@ -47,6 +48,8 @@ pub struct MapOptions {
     /// (one `redis_connected_client_*` set per connection; opt-in, as the
     /// number of series follows the number of clients).
     pub client_detail: bool,
+    /// How `LATENCY HISTOGRAM` is exported.
+    pub latency_histograms: LatencyHistograms,
 }
 
 impl Default for MapOptions {
@@ -54,6 +57,7 @@ impl Default for MapOptions {
         MapOptions {
             unmapped_fields: true,
             client_detail: false,
+            latency_histograms: LatencyHistograms::Classic,
         }
     }
 }
@@ -351,7 +355,7 @@ fn map_extras(
         latency_events(events, out);
     }
     if let Some(histograms) = extras.histograms {
-        latency_histograms(histograms, cmdstats, out);
+        latency_histograms(histograms, cmdstats, options.latency_histograms, out);
     }
     if let Some(clients) = extras.clients {
         client_summary(clients, out);
@@ -894,24 +898,18 @@ fn latency_events(events: &[LatencyEvent], out: &mut Families) {
     }
 }
 
-/// `LATENCY HISTOGRAM` as Prometheus histograms in µs, `_sum` from the
-/// command's `cmdstat` usec (subcommands included), as the exporter does.
+/// `LATENCY HISTOGRAM` as Prometheus histograms in µs, classic, native
+/// (`native.rs`) or both; `_sum` from the command's `cmdstat` usec
+/// (subcommands included), as the exporter does.
 fn latency_histograms(
     histograms: &[CommandHistogram],
     stats: &[CommandStat<'_>],
+    mode: LatencyHistograms,
     out: &mut Families,
 ) {
     const NAME: &str = "redis_commands_latencies_usec";
     for h in histograms {
         let cmd: SmolStr = h.cmd.as_str().into();
-        for &(le, count) in &h.buckets {
-            let mut bound = smol_str::SmolStrBuilder::new();
-            super::write_value(&mut bound, le);
-            let labels = smallvec![("cmd", cmd.clone()), ("le", bound.finish())];
-            out.push(NAME, Kind::Histogram, "_bucket", labels, count);
-        }
-        let labels = smallvec![("cmd", cmd.clone()), ("le", "+Inf".into())];
-        out.push(NAME, Kind::Histogram, "_bucket", labels, h.calls);
         let usec: f64 = stats
             .iter()
             .filter(|s| {
@@ -922,6 +920,21 @@ fn latency_histograms(
             })
             .map(|s| s.usec)
             .sum();
+        if mode.native() {
+            let native = NativeHistogram::from_cumulative(h.calls, usec, &h.buckets);
+            out.push_native(NAME, smallvec![("cmd", cmd.clone())], native);
+        }
+        if !mode.classic() {
+            continue;
+        }
+        for &(le, count) in &h.buckets {
+            let mut bound = smol_str::SmolStrBuilder::new();
+            super::write_value(&mut bound, le);
+            let labels = smallvec![("cmd", cmd.clone()), ("le", bound.finish())];
+            out.push(NAME, Kind::Histogram, "_bucket", labels, count);
+        }
+        let labels = smallvec![("cmd", cmd.clone()), ("le", "+Inf".into())];
+        out.push(NAME, Kind::Histogram, "_bucket", labels, h.calls);
         out.push(
             NAME,
             Kind::Histogram,
@@ -1010,4 +1023,64 @@ fn sanitize(key: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(mode: LatencyHistograms) -> Families {
+        let histograms = [CommandHistogram {
+            cmd: "config".into(),
+            calls: 4.0,
+            buckets: vec![(8.0, 1.0), (16.0, 3.0), (33.0, 4.0)],
+        }];
+        let info = Info::parse(
+            "# Commandstats\ncmdstat_config|get:calls=3,usec=30,usec_per_call=10.00\ncmdstat_config|set:calls=1,usec=12,usec_per_call=12.00\n",
+        );
+        let reading = Reading {
+            info: &info,
+            config: None,
+            slowlog: None,
+            extras: Extras {
+                histograms: Some(&histograms),
+                ..Extras::default()
+            },
+            now_secs: 0.0,
+        };
+        let options = MapOptions {
+            latency_histograms: mode,
+            ..MapOptions::default()
+        };
+        let mut out = Families::new();
+        map_reading(&reading, options, &mut out);
+        out
+    }
+
+    #[test]
+    fn latency_histograms_are_classic_native_or_both() {
+        let classic_points = |f: &Families| {
+            f.get("redis_commands_latencies_usec")
+                .map_or(0, |f| f.points.len())
+        };
+        let classic = mapped(LatencyHistograms::Classic);
+        assert_eq!(classic_points(&classic), 6);
+        assert!(classic.natives().is_empty());
+
+        let native = mapped(LatencyHistograms::Native);
+        assert_eq!(classic_points(&native), 0);
+        let [point] = native.natives() else {
+            panic!("one native histogram: {:?}", native.natives());
+        };
+        assert_eq!(point.name, "redis_commands_latencies_usec");
+        assert_eq!(point.labels.as_slice(), [("cmd", SmolStr::from("config"))]);
+        // The classic series' count and sum; Redis' levels 3, 4 and 5.
+        assert_eq!((point.histogram.count, point.histogram.sum), (4, 42.0));
+        let buckets: Vec<_> = point.histogram.buckets().collect();
+        assert_eq!(buckets, [(3, 1), (4, 2), (5, 1)]);
+
+        let both = mapped(LatencyHistograms::Both);
+        assert_eq!(classic_points(&both), 6);
+        assert_eq!(both.natives(), native.natives());
+    }
 }

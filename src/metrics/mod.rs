@@ -12,6 +12,7 @@
 pub(crate) mod help;
 pub(crate) mod keys;
 pub(crate) mod mapper;
+pub(crate) mod native;
 pub(crate) mod table;
 
 use std::fmt::Write;
@@ -19,6 +20,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
+
+pub(crate) use native::NativeHistogram;
 pub(crate) use smallvec::smallvec;
 pub(crate) use smol_str::{SmolStr, format_smolstr};
 
@@ -125,6 +128,17 @@ struct Head {
 pub struct Families {
     heads: Vec<Head>,
     points: Vec<Point>,
+    /// Native histograms, a lane of their own: few (one per command) and
+    /// only in complete readings, so the points' hot path never sees them.
+    natives: Vec<NativePoint>,
+}
+
+/// One native histogram of a reading: its family name, own labels and value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativePoint {
+    pub name: &'static str,
+    pub labels: Labels,
+    pub histogram: NativeHistogram,
 }
 
 impl Families {
@@ -138,6 +152,7 @@ impl Families {
         Families {
             heads: Vec::with_capacity(points / 2),
             points: Vec::with_capacity(points),
+            natives: Vec::new(),
         }
     }
 
@@ -164,6 +179,20 @@ impl Families {
         });
     }
 
+    /// A native histogram of family `name` (of kind histogram).
+    pub fn push_native(&mut self, name: &'static str, labels: Labels, histogram: NativeHistogram) {
+        self.natives.push(NativePoint {
+            name,
+            labels,
+            histogram,
+        });
+    }
+
+    /// The native histograms, in the order they were pushed.
+    pub fn natives(&self) -> &[NativePoint] {
+        &self.natives
+    }
+
     /// A plain sample without labels.
     pub fn plain(&mut self, name: impl Into<Name>, kind: Kind, value: f64) {
         self.push(name, kind, "", Labels::new(), value);
@@ -177,6 +206,7 @@ impl Families {
             ..h.clone()
         }));
         self.points.extend(other.points.iter().cloned());
+        self.natives.extend(other.natives.iter().cloned());
     }
 
     pub fn iter(&self) -> Iter<'_> {
@@ -198,7 +228,8 @@ impl Families {
         self.heads.is_empty()
     }
 
-    /// Number of points (samples) over all families.
+    /// Number of points (float samples) over all families, native
+    /// histograms left out.
     pub fn sample_count(&self) -> usize {
         self.points.len()
     }
@@ -208,11 +239,18 @@ impl Families {
     /// does not fit keeps the points that do (each stands alone); a summary
     /// or histogram that does not fit is left out whole (a part of one is
     /// malformed), and a smaller family after it may still fit. The same
-    /// reading shape is cut the same way every time.
+    /// reading shape is cut the same way every time. Native histograms
+    /// count one each and come last: those the points leave room for stay.
     pub fn keep_at_most(&mut self, max: usize) -> usize {
         let total = self.points.len();
-        if total <= max {
+        if total + self.natives.len() <= max {
             return 0;
+        }
+        let natives = self.natives.len();
+        self.natives.truncate(max.saturating_sub(total));
+        let dropped_natives = natives - self.natives.len();
+        if total <= max {
+            return dropped_natives;
         }
         let mut heads = Vec::new();
         let mut points = Vec::with_capacity(max);
@@ -238,7 +276,7 @@ impl Families {
         }
         self.heads = heads;
         self.points = points;
-        total - self.points.len()
+        total - self.points.len() + dropped_natives
     }
 }
 

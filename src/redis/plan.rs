@@ -492,6 +492,7 @@ mod tests {
             config_refresh: Duration::from_secs(60),
             detail_interval: detail,
             max_series_per_target: 10_000,
+            latency_histograms: Default::default(),
         };
         Planner::new(&target, metrics)
     }

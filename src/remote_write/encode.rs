@@ -21,8 +21,9 @@ use std::collections::hash_map::Entry;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::field;
 use super::labels::SeriesLabels;
+use super::{field, histogram};
+use crate::metrics::NativeHistogram;
 use crate::queue::Queued;
 
 /// A batch ready to post.
@@ -99,6 +100,46 @@ fn group(batch: &[Queued]) -> (Vec<Grouped<'_>>, usize, usize) {
     (groups, samples, out_of_order)
 }
 
+/// One native histogram series of a request and its samples, in time order.
+struct HistogramGroup<'a> {
+    labels: SeriesLabels<'a>,
+    samples: Vec<(&'a NativeHistogram, i64)>,
+}
+
+/// The records' native histograms grouped by series, as [`group`] groups
+/// samples: later samples of a series not after its last are left out.
+fn group_histograms(batch: &[Queued]) -> (Vec<HistogramGroup<'_>>, usize, usize) {
+    let mut index: HashMap<(usize, usize), usize> = HashMap::default();
+    let mut groups: Vec<HistogramGroup<'_>> = Vec::new();
+    let (mut samples, mut out_of_order) = (0, 0);
+    for queued in batch {
+        let record = &queued.record;
+        let target = Arc::as_ptr(&record.target) as usize;
+        for series in &record.histograms {
+            let key = (target, Arc::as_ptr(&series.shape) as usize);
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(HistogramGroup {
+                    labels: SeriesLabels::new(&series.shape, &record.target),
+                    samples: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            let group = &mut groups[i];
+            if group
+                .samples
+                .last()
+                .is_some_and(|&(_, t)| t >= record.timestamp_ms)
+            {
+                out_of_order += 1;
+                continue;
+            }
+            samples += 1;
+            group.samples.push((&series.histogram, record.timestamp_ms));
+        }
+    }
+    (groups, samples, out_of_order)
+}
+
 fn sample_len(timestamp: i64) -> usize {
     // The double (tag + 8 bytes), then the timestamp (tag + varint).
     9 + 1 + encoded_len_varint(timestamp as u64)
@@ -115,6 +156,31 @@ fn timeseries_len(group: &Grouped<'_>) -> usize {
         .map(|&(_, t)| message_field_len(sample_len(t)))
         .sum();
     labels + samples
+}
+
+/// Writes the native histogram series after [`write_request`]'s: further
+/// `WriteRequest.timeseries` fields.
+fn write_histogram_series(groups: &[HistogramGroup<'_>], out: &mut Vec<u8>) {
+    for group in groups {
+        let len = group.labels.wire_len()
+            + group
+                .samples
+                .iter()
+                .map(|&(h, t)| histogram::field_len(h, t))
+                .sum::<usize>();
+        encode_key(
+            field::WRITE_REQUEST_TIMESERIES,
+            WireType::LengthDelimited,
+            out,
+        );
+        encode_varint(len as u64, out);
+        for label in group.labels.wire() {
+            out.extend_from_slice(label);
+        }
+        for &(h, timestamp) in &group.samples {
+            histogram::write(h, timestamp, out);
+        }
+    }
 }
 
 /// Writes the `WriteRequest` of `groups` (no metadata), the same bytes
@@ -193,9 +259,15 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn encode(&mut self, batch: &[Queued]) -> Encoded {
-        let (groups, samples, out_of_order) = group(batch);
+        let (groups, mut samples, mut out_of_order) = group(batch);
         self.raw.clear();
         write_request(&groups, &mut self.raw);
+        if batch.iter().any(|q| !q.record.histograms.is_empty()) {
+            let (groups, more, later) = group_histograms(batch);
+            write_histogram_series(&groups, &mut self.raw);
+            samples += more;
+            out_of_order += later;
+        }
         let max = snap::raw::max_compress_len(self.raw.len());
         if self.compressed.len() < max {
             self.compressed.resize(max, 0);
@@ -232,6 +304,65 @@ mod tests {
         (request, encoded.samples, encoded.out_of_order)
     }
 
+    #[test]
+    fn native_histograms_go_as_histogram_series_in_time_order() {
+        use crate::metrics::NativeHistogram;
+        use crate::series::HistogramSeries;
+        let target = target_labels([("job", "redis"), ("instance", "h:1")]);
+        let native = shape(
+            "redis_commands_latencies_usec",
+            Kind::Histogram,
+            "",
+            &[("cmd", "get")],
+        );
+        let record = |ts: i64, histogram: NativeHistogram| Queued {
+            seq: 0,
+            record: Arc::new(Record {
+                timestamp_ms: ts,
+                target: target.clone(),
+                series: vec![Series {
+                    shape: shape("redis_up", Kind::Gauge, "", &[]),
+                    value: 1.0,
+                }],
+                histograms: vec![HistogramSeries {
+                    shape: native.clone(),
+                    histogram,
+                }],
+            }),
+        };
+        let h = NativeHistogram::from_cumulative(5.0, 9.5, &[(1.0, 2.0), (4.0, 5.0)]);
+        let batch = [
+            record(1000, h.clone()),
+            record(2000, NativeHistogram::stale()),
+            record(2000, h.clone()),
+        ];
+        let (request, samples, out_of_order) = build_request(&batch);
+        assert_eq!((samples, out_of_order), (4, 2));
+        let [up, latency] = &request.timeseries[..] else {
+            panic!("two series: {:?}", request.timeseries);
+        };
+        assert_eq!(up.samples.len(), 2);
+        assert!(up.histograms.is_empty() && latency.samples.is_empty());
+        let names: Vec<(&str, &str)> = latency
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("__name__", "redis_commands_latencies_usec"),
+                ("cmd", "get"),
+                ("instance", "h:1"),
+                ("job", "redis")
+            ]
+        );
+        let times: Vec<i64> = latency.histograms.iter().map(|h| h.timestamp).collect();
+        assert_eq!(times, [1000, 2000]);
+        assert_eq!(latency.histograms[0].positive_deltas, [2, 1]);
+        assert_eq!(latency.histograms[1].sum.to_bits(), 0x7ff0_0000_0000_0002);
+    }
+
     fn record_of(instance: &str, ts: i64, values: &[(&str, f64)]) -> Queued {
         Queued {
             seq: 0,
@@ -245,6 +376,7 @@ mod tests {
                         value: *v,
                     })
                     .collect(),
+                histograms: Vec::new(),
             }),
         }
     }
@@ -355,6 +487,7 @@ mod tests {
                         value: -0.5,
                     },
                 ],
+                histograms: Vec::new(),
             }),
         };
         // A large timestamp and a negative one exercise the varint widths.
@@ -393,6 +526,7 @@ mod tests {
                         ("instance", "h:6379"),
                     ]),
                     samples: samples(1.0, f64::NAN),
+                    histograms: Vec::new(),
                 },
                 TimeSeries {
                     labels: labels(&[
@@ -401,6 +535,7 @@ mod tests {
                         ("instance", "h:6379"),
                     ]),
                     samples: samples(-0.5, -0.5),
+                    histograms: Vec::new(),
                 },
             ],
             metadata: Vec::new(),

@@ -357,6 +357,7 @@ mod tests {
                     .map(|(n, v)| ProtoLabel { name: n.to_string(), value: v.to_string() })
                     .collect(),
                 samples: Vec::new(),
+                histograms: Vec::new(),
             }
             .encode_to_vec();
             prop_assert_eq!(ours, theirs);

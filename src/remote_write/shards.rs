@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use crate::queue::Queued;
-use crate::series::Record;
+use crate::series::{Record, Shape};
 
 /// Requests to send at once for a backlog of `samples`: one per whole
 /// batch queued (a sender that keeps up finds a batch and a little more
@@ -34,21 +34,29 @@ pub(crate) fn split(batch: &[Queued], shards: usize) -> Vec<Vec<Queued>> {
     let seed = foldhash::fast::FixedState::with_seed(0x5eed);
     for queued in batch {
         let record = &queued.record;
-        let mut series: Vec<Vec<_>> = vec![Vec::new(); shards];
-        for s in &record.series {
+        let shard_of = |shape: &Shape| {
             let mut h = seed.build_hasher();
             h.write_u64(record.target.id());
-            h.write_u64(s.shape.id());
-            series[(h.finish() % shards as u64) as usize].push(s.clone());
+            h.write_u64(shape.id());
+            (h.finish() % shards as u64) as usize
+        };
+        let mut series: Vec<Vec<_>> = vec![Vec::new(); shards];
+        for s in &record.series {
+            series[shard_of(&s.shape)].push(s.clone());
         }
-        for (part, series) in parts.iter_mut().zip(series) {
-            if !series.is_empty() {
+        let mut histograms: Vec<Vec<_>> = vec![Vec::new(); shards];
+        for h in &record.histograms {
+            histograms[shard_of(&h.shape)].push(h.clone());
+        }
+        for ((part, series), histograms) in parts.iter_mut().zip(series).zip(histograms) {
+            if !series.is_empty() || !histograms.is_empty() {
                 part.push(Queued {
                     seq: queued.seq,
                     record: Arc::new(Record {
                         timestamp_ms: record.timestamp_ms,
                         target: record.target.clone(),
                         series,
+                        histograms,
                     }),
                 });
             }
@@ -105,7 +113,7 @@ mod tests {
                         .collect();
                     Queued {
                         seq: i as u64,
-                        record: Arc::new(Record { timestamp_ms: i as i64, target: targets[*t].clone(), series }),
+                        record: Arc::new(Record { timestamp_ms: i as i64, target: targets[*t].clone(), series, histograms: Vec::new() }),
                     }
                 })
                 .collect();

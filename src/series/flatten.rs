@@ -9,12 +9,13 @@
 //! [`Flattener`] skips even the comparison when a fingerprint of the
 //! reading says its series are those of the reading before.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, LazyLock, MutexGuard};
 
 use super::catalogue::{Catalogue, catalogue, point_labels};
-use super::record::Series;
-use crate::metrics::Families;
+use super::record::{HistogramSeries, Series};
+use crate::metrics::{Families, Kind, NativePoint};
 
 /// Flattens the readings of one kind of one target, each against the one
 /// before, and knows without looking at a single shape when a reading has
@@ -137,6 +138,50 @@ impl Matched {
             unmatched: (0..previous_len).collect(),
         }
     }
+}
+
+/// The native histograms of `families` as series, sharing the shape of
+/// the one at the same place in `previous` (the target's last complete
+/// reading's) where it is the same. Few per reading (one per command), so
+/// no fingerprint: each is compared, and looked up when it differs.
+pub(crate) fn flatten_natives(
+    families: &Families,
+    previous: &[HistogramSeries],
+) -> Vec<HistogramSeries> {
+    let mut locked: Option<MutexGuard<'static, Catalogue>> = None;
+    families
+        .natives()
+        .iter()
+        .enumerate()
+        .map(|(i, point)| {
+            let shape = match previous.get(i) {
+                Some(before)
+                    if before
+                        .shape
+                        .same(point.name, Kind::Histogram, "", native_labels(point)) =>
+                {
+                    before.shape.clone()
+                }
+                _ => locked.get_or_insert_with(catalogue).shape(
+                    point.name,
+                    Kind::Histogram,
+                    "",
+                    point
+                        .labels
+                        .iter()
+                        .map(|(n, v)| (Cow::Borrowed(*n), v.as_str())),
+                ),
+            };
+            HistogramSeries {
+                shape,
+                histogram: point.histogram.clone(),
+            }
+        })
+        .collect()
+}
+
+fn native_labels(point: &NativePoint) -> impl ExactSizeIterator<Item = (&str, &str)> {
+    point.labels.iter().map(|(n, v)| (*n, v.as_str()))
 }
 
 /// Appends the series of `families` to `out`, sharing the shapes of

@@ -24,7 +24,7 @@ pub(crate) use catalogue::{EncodedLabels, Label, Shape, TargetLabels};
 pub(crate) use catalogue::{families, generation};
 pub use catalogue::{shape, target_labels};
 pub use flatten::{Flattener, Matched, flatten};
-pub use record::{Record, Series};
+pub use record::{HistogramSeries, Record, Series};
 pub(crate) use relabeled::Relabeler;
 #[cfg(test)]
 pub(crate) use stale::stale_nan;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use foldhash::{HashMap, HashSet};
 
 use super::catalogue::{Shape, TargetLabels, shape};
-use super::record::{Record, Series};
+use super::record::{HistogramSeries, Record, Series};
 use crate::metrics::Kind;
 use crate::relabel::{LabelSet, NAME, Rules};
 
@@ -119,21 +119,30 @@ impl Relabeler {
     /// resulting series once.
     pub(crate) fn series(&mut self, series: &[Series], target: &Arc<TargetLabels>) -> Vec<Series> {
         self.sweep();
-        let mut of = self.of(target);
-        let mut seen: HashSet<usize> = HashSet::default();
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let Some(shape) = of.shape(&s.shape) else {
-                continue;
-            };
-            if seen.insert(Arc::as_ptr(&shape) as usize) {
-                out.push(Series {
-                    shape,
-                    value: s.value,
-                });
-            }
-        }
-        out
+        self.of(target).each(
+            series,
+            |s| &s.shape,
+            |s, shape| Series {
+                shape,
+                value: s.value,
+            },
+        )
+    }
+
+    /// Native histogram series of `target` after the rules, as [`Relabeler::series`].
+    pub(crate) fn histograms(
+        &mut self,
+        histograms: &[HistogramSeries],
+        target: &Arc<TargetLabels>,
+    ) -> Vec<HistogramSeries> {
+        self.of(target).each(
+            histograms,
+            |h| &h.shape,
+            |h, shape| HistogramSeries {
+                shape,
+                histogram: h.histogram.clone(),
+            },
+        )
     }
 
     /// `record` after the rules (see [`Relabeler::series`]).
@@ -142,6 +151,7 @@ impl Relabeler {
             timestamp_ms: record.timestamp_ms,
             target: record.target.clone(),
             series: self.series(&record.series, &record.target),
+            histograms: self.histograms(&record.histograms, &record.target),
         }
     }
 
@@ -176,6 +186,27 @@ struct OfTarget<'a> {
 }
 
 impl OfTarget<'_> {
+    /// `items` after the rules: dropped ones left out, each resulting
+    /// series once (the first), the others in order.
+    fn each<T>(
+        &mut self,
+        items: &[T],
+        shape_of: impl Fn(&T) -> &Arc<Shape>,
+        with_shape: impl Fn(&T, Arc<Shape>) -> T,
+    ) -> Vec<T> {
+        let mut seen: HashSet<usize> = HashSet::default();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(shape) = self.shape(shape_of(item)) else {
+                continue;
+            };
+            if seen.insert(Arc::as_ptr(&shape) as usize) {
+                out.push(with_shape(item, shape));
+            }
+        }
+        out
+    }
+
     fn shape(&mut self, shape: &Arc<Shape>) -> Option<Arc<Shape>> {
         if let Some(outcome) = self.shapes.get(&shape.id()) {
             return outcome.shape.clone();

@@ -26,11 +26,11 @@
 use std::sync::Arc;
 
 use super::catalogue::TargetLabels;
-use super::flatten::{Flattener, Matched};
-use super::record::{Record, Series};
+use super::flatten::{Flattener, Matched, flatten_natives};
+use super::record::{HistogramSeries, Record, Series};
 use super::relabeled::Relabeler;
 use super::stale::StaleTracker;
-use crate::metrics::Families;
+use crate::metrics::{Families, NativeHistogram};
 use crate::relabel::Rules;
 
 /// One kind of reading's history: see the module's text.
@@ -119,10 +119,16 @@ impl TargetSeries {
                 stale.remember(last_complete, &series, matched.unchanged);
             }
         }
+        let histograms = if complete {
+            self.histograms(families)
+        } else {
+            Vec::new()
+        };
         let record = Arc::new(Record {
             timestamp_ms,
             target: self.target.clone(),
             series,
+            histograms,
         });
         let lane = if complete {
             &mut self.complete
@@ -133,19 +139,60 @@ impl TargetSeries {
         self.give_out(record)
     }
 
+    /// The native histograms of a complete reading, then, with markers
+    /// kept, a stale one for each of the last complete reading's that this
+    /// one lacks. Only complete readings have native histograms, so the
+    /// last complete record holds every one the target has.
+    fn histograms(&self, families: &Families) -> Vec<HistogramSeries> {
+        let before = self
+            .complete
+            .last
+            .as_ref()
+            .map_or(&[][..], |r| &r.histograms);
+        let mut histograms = flatten_natives(families, before);
+        if self.stale.is_some() {
+            let ended: Vec<HistogramSeries> = live_histograms(before)
+                .filter(|b| !histograms.iter().any(|h| Arc::ptr_eq(&h.shape, &b.shape)))
+                .map(|b| HistogramSeries {
+                    shape: b.shape.clone(),
+                    histogram: NativeHistogram::stale(),
+                })
+                .collect();
+            histograms.extend(ended);
+        }
+        histograms
+    }
+
     /// The target has ended (removed from the configuration, or a node
     /// gone): a record of stale markers for every series it still has, if
     /// markers are kept and there are any.
     pub fn end(mut self, timestamp_ms: i64) -> Option<Arc<Record>> {
         let series = self.stale.as_mut()?.all(self.complete.last_series());
+        let before = self
+            .complete
+            .last
+            .as_ref()
+            .map_or(&[][..], |r| &r.histograms);
+        let histograms = live_histograms(before)
+            .map(|h| HistogramSeries {
+                shape: h.shape.clone(),
+                histogram: NativeHistogram::stale(),
+            })
+            .collect();
         let record = Arc::new(Record {
             timestamp_ms,
             target: self.target.clone(),
             series,
+            histograms,
         });
         let record = self.give_out(record);
-        (!record.series.is_empty()).then_some(record)
+        (record.samples() > 0).then_some(record)
     }
+}
+
+/// Those of `histograms` that are not stale markers.
+fn live_histograms(histograms: &[HistogramSeries]) -> impl Iterator<Item = &HistogramSeries> {
+    histograms.iter().filter(|h| !h.histogram.is_stale())
 }
 
 #[cfg(test)]
@@ -277,6 +324,74 @@ mod tests {
         // Every series pushed is ended, once.
         prop_assert_eq!(ended, open);
         Ok(())
+    }
+
+    fn with_natives(commands: &[&str]) -> Families {
+        let mut f = Families::new();
+        f.plain("target_series_test_up", Kind::Gauge, 1.0);
+        for cmd in commands {
+            let h = NativeHistogram::from_cumulative(3.0, 7.0, &[(1.0, 1.0), (4.0, 3.0)]);
+            f.push_native(
+                "target_series_test_latency",
+                smallvec![("cmd", (*cmd).into())],
+                h,
+            );
+        }
+        f
+    }
+
+    fn histogram_keys(record: &Record, stale: bool) -> Vec<String> {
+        record
+            .histograms
+            .iter()
+            .filter(|h| h.histogram.is_stale() == stale)
+            .map(|h| {
+                format!(
+                    "{}{:?}",
+                    h.shape.name(),
+                    h.shape.labels().collect::<Vec<_>>()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_native_histogram_that_ends_gets_one_stale_marker() {
+        let mut target = TargetSeries::new(target_labels([("instance", "t:7")]), true);
+        let first = target.record(&with_natives(&["get", "set"]), 1, true);
+        assert_eq!(histogram_keys(&first, false).len(), 2);
+        assert_eq!(first.histograms[0].shape.kind(), Kind::Histogram);
+        assert_eq!(first.histograms[0].shape.suffix(), "");
+        let second = target.record(&with_natives(&["get"]), 2, true);
+        // The same shape as the reading before: matched, not made again.
+        assert!(Arc::ptr_eq(
+            &second.histograms[0].shape,
+            &first.histograms[0].shape
+        ));
+        assert_eq!(
+            histogram_keys(&second, true),
+            ["target_series_test_latency[(\"cmd\", \"set\")]"]
+        );
+        // A fast reading has no native histograms, and ends none.
+        let fast = target.record(&with_natives(&[]), 3, false);
+        assert!(fast.histograms.is_empty());
+        let third = target.record(&with_natives(&["get"]), 4, true);
+        assert!(histogram_keys(&third, true).is_empty());
+        assert_eq!(histogram_keys(&third, false).len(), 1);
+        let end = target.end(5).expect("series to end");
+        assert_eq!(
+            histogram_keys(&end, true),
+            ["target_series_test_latency[(\"cmd\", \"get\")]"]
+        );
+        assert!(histogram_keys(&end, false).is_empty());
+
+        let mut unpushed = TargetSeries::new(target_labels([("instance", "t:8")]), false);
+        unpushed.record(&with_natives(&["get"]), 1, true);
+        let record = unpushed.record(&with_natives(&[]), 2, true);
+        assert!(
+            record.histograms.is_empty(),
+            "no markers when nothing is pushed"
+        );
     }
 
     proptest! {

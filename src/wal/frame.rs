@@ -20,6 +20,13 @@
 //! varint length + UTF-8); then the record's target id, the series count,
 //! and per series its shape id (varint) and value (f64 LE).
 //!
+//! Version 3 is version 2 followed by the record's native histograms:
+//! their count, then each one's shape id, count (varint), sum (f64 LE),
+//! span count, each span's offset (zigzag varint) and length, then one
+//! delta (zigzag varint) per bucket the spans cover. Their shapes are
+//! defined as the series' are. A record without native histograms is
+//! written as version 2, byte for byte what it was before they existed.
+//!
 //! Version 1, written by redpush before the series catalogue, is still read:
 //! series count, then per series its complete label set (label count,
 //! pairs) and value. Each decodes to a shape holding all the labels, with an
@@ -32,11 +39,14 @@ use foldhash::{HashMap, HashSet};
 use prost::encoding::{decode_varint, encode_varint};
 
 use crate::metrics::Kind;
-use crate::series::{self, Record, Series, Shape, TargetLabels};
+use crate::metrics::NativeHistogram;
+use crate::metrics::native::Span;
+use crate::series::{self, HistogramSeries, Record, Series, Shape, TargetLabels};
 
 pub const HEADER_LEN: usize = 20;
 const VERSION_LABELS: u8 = 1;
 const VERSION_IDS: u8 = 2;
+const VERSION_HISTOGRAMS: u8 = 3;
 /// A record larger than this is refused on write and treated as corruption
 /// on read (a garbage length must not make the reader allocate gigabytes).
 pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
@@ -98,7 +108,11 @@ pub fn encode(
     let raw = &mut scratch.raw;
     raw.clear();
     raw.reserve(16 + record.series.len() * 10);
-    raw.push(VERSION_IDS);
+    raw.push(if record.histograms.is_empty() {
+        VERSION_IDS
+    } else {
+        VERSION_HISTOGRAMS
+    });
     let first_added = added.len();
     let new_target = defined.insert(record.target.id());
     if new_target {
@@ -107,8 +121,10 @@ pub fn encode(
     let new_shapes: Vec<&Shape> = record
         .series
         .iter()
-        .filter(|s| defined.insert(s.shape.id()))
-        .map(|s| &*s.shape)
+        .map(|s| &s.shape)
+        .chain(record.histograms.iter().map(|h| &h.shape))
+        .filter(|shape| defined.insert(shape.id()))
+        .map(|shape| &**shape)
         .collect();
     added.extend(new_shapes.iter().map(|s| s.id()));
     encode_varint((added.len() - first_added) as u64, raw);
@@ -134,8 +150,11 @@ pub fn encode(
         encode_varint(series.shape.id(), raw);
         raw.extend_from_slice(&series.value.to_le_bytes());
     }
-    let samples = u32::try_from(record.series.len())
-        .map_err(|_| FrameError::Length(record.series.len()))?
+    if !record.histograms.is_empty() {
+        put_histograms(&record.histograms, raw);
+    }
+    let samples = u32::try_from(record.samples())
+        .map_err(|_| FrameError::Length(record.samples()))?
         .to_le_bytes();
     let start = out.len();
     out.resize(
@@ -164,6 +183,32 @@ pub fn encode(
     header[8..16].copy_from_slice(&timestamp);
     header[16..20].copy_from_slice(&samples);
     Ok(())
+}
+
+fn put_histograms(histograms: &[HistogramSeries], out: &mut Vec<u8>) {
+    encode_varint(histograms.len() as u64, out);
+    for series in histograms {
+        let h = &series.histogram;
+        encode_varint(series.shape.id(), out);
+        encode_varint(h.count, out);
+        out.extend_from_slice(&h.sum.to_le_bytes());
+        encode_varint(h.spans.len() as u64, out);
+        for span in &h.spans {
+            encode_varint(zigzag(span.offset.into()), out);
+            encode_varint(span.length.into(), out);
+        }
+        for &delta in &h.deltas {
+            encode_varint(zigzag(delta), out);
+        }
+    }
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 
 fn put_str(s: &str, out: &mut Vec<u8>) {
@@ -196,7 +241,7 @@ pub fn decode(bytes: &[u8], defs: &mut Definitions) -> Result<(Record, usize), F
     let raw = decompress(payload)?;
     let mut buf = raw.as_slice();
     let record = match take(&mut buf, 1)?[0] {
-        VERSION_IDS => {
+        version @ (VERSION_IDS | VERSION_HISTOGRAMS) => {
             read_definitions(&mut buf, defs)?;
             let target = defs
                 .targets
@@ -220,20 +265,27 @@ pub fn decode(bytes: &[u8], defs: &mut Definitions) -> Result<(Record, usize), F
                     value: value(&mut buf)?,
                 });
             }
+            let histograms = if version == VERSION_HISTOGRAMS {
+                read_histograms(&mut buf, defs)?
+            } else {
+                Vec::new()
+            };
             Record {
                 timestamp_ms: meta.timestamp_ms,
                 target,
                 series,
+                histograms,
             }
         }
         VERSION_LABELS => Record {
             timestamp_ms: meta.timestamp_ms,
             target: series::target_labels([]),
             series: labelled_series(buf)?,
+            histograms: Vec::new(),
         },
         _ => return Err(FrameError::Decode("unknown version")),
     };
-    if record.series.len() != meta.samples as usize {
+    if record.samples() != meta.samples as usize {
         return Err(FrameError::Decode("sample count"));
     }
     Ok((record, meta.frame_len))
@@ -246,7 +298,7 @@ pub fn scan_definitions(bytes: &[u8], defs: &mut Definitions) -> Result<usize, F
     let (meta, payload) = check(bytes)?;
     let raw = decompress(payload)?;
     let mut buf = raw.as_slice();
-    if take(&mut buf, 1)?[0] == VERSION_IDS {
+    if matches!(take(&mut buf, 1)?[0], VERSION_IDS | VERSION_HISTOGRAMS) {
         read_definitions(&mut buf, defs)?;
     }
     Ok(meta.frame_len)
@@ -285,6 +337,57 @@ fn read_definitions(buf: &mut &[u8], defs: &mut Definitions) -> Result<(), Frame
         }
     }
     Ok(())
+}
+
+/// The native histograms of a version 3 payload, after its series.
+fn read_histograms(
+    buf: &mut &[u8],
+    defs: &Definitions,
+) -> Result<Vec<HistogramSeries>, FrameError> {
+    let count = varint(buf)?;
+    // Every histogram needs at least 11 bytes: a cheap bound against garbage counts.
+    if count > buf.len() / 11 + 1 {
+        return Err(FrameError::Decode("histogram count"));
+    }
+    let mut histograms = Vec::with_capacity(count);
+    for _ in 0..count {
+        let shape = defs
+            .shapes
+            .get(&id(buf)?)
+            .ok_or(FrameError::Decode("undefined shape"))?
+            .clone();
+        let total = id(buf)?;
+        let sum = value(buf)?;
+        let span_count = varint(buf)?;
+        if span_count > buf.len() / 2 + 1 {
+            return Err(FrameError::Decode("span count"));
+        }
+        let mut spans = Vec::with_capacity(span_count);
+        let mut buckets = 0usize;
+        for _ in 0..span_count {
+            let offset =
+                i32::try_from(unzigzag(id(buf)?)).map_err(|_| FrameError::Decode("span offset"))?;
+            let length = u32::try_from(id(buf)?).map_err(|_| FrameError::Decode("span length"))?;
+            buckets = buckets.saturating_add(length as usize);
+            spans.push(Span { offset, length });
+        }
+        if buckets > buf.len() {
+            return Err(FrameError::Decode("bucket count"));
+        }
+        let deltas = (0..buckets)
+            .map(|_| id(buf).map(unzigzag))
+            .collect::<Result<_, _>>()?;
+        histograms.push(HistogramSeries {
+            shape,
+            histogram: NativeHistogram {
+                count: total,
+                sum,
+                spans,
+                deltas,
+            },
+        });
+    }
+    Ok(histograms)
 }
 
 /// The series of a version 1 payload (after its version byte).
@@ -406,6 +509,7 @@ mod tests {
                     value: -0.25,
                 },
             ],
+            histograms: Vec::new(),
         }
     }
 
@@ -436,6 +540,68 @@ mod tests {
             &record().series[1].shape
         ));
         assert_eq!(decoded.series[1].value, -0.25);
+    }
+
+    fn with_histograms() -> Record {
+        let native = |cmd| {
+            shape(
+                "redis_commands_latencies_usec",
+                Kind::Histogram,
+                "",
+                &[("cmd", cmd)],
+            )
+        };
+        let levels = [(1.0, 10.0), (2.0, 12.0), (33.0, 15.0), (67633.0, 16.0)];
+        Record {
+            histograms: vec![
+                HistogramSeries {
+                    shape: native("get"),
+                    histogram: NativeHistogram::from_cumulative(16.0, 1234.5, &levels),
+                },
+                HistogramSeries {
+                    shape: native("set"),
+                    histogram: NativeHistogram::stale(),
+                },
+            ],
+            ..record()
+        }
+    }
+
+    #[test]
+    fn native_histograms_round_trip_in_version_3_and_others_stay_version_2() {
+        let version = |buf: &[u8]| {
+            let (_, payload) = check(buf).expect("valid");
+            decompress(payload).expect("snappy")[0]
+        };
+        let plain = frame(&record(), &mut Defined::default());
+        assert_eq!(version(&plain), VERSION_IDS);
+        let buf = frame(&with_histograms(), &mut Defined::default());
+        assert_eq!(version(&buf), VERSION_HISTOGRAMS);
+        assert_eq!(check(&buf).expect("valid").0.samples, 4);
+        let (decoded, _) = decode(&buf, &mut Definitions::default()).expect("decode");
+        assert_eq!(decoded.series, record().series);
+        let want = with_histograms().histograms;
+        assert_eq!(decoded.histograms[0], want[0]);
+        assert!(Arc::ptr_eq(&decoded.histograms[1].shape, &want[1].shape));
+        assert!(decoded.histograms[1].histogram.is_stale());
+        assert_eq!(
+            decoded.histograms[0]
+                .histogram
+                .buckets()
+                .collect::<Vec<_>>(),
+            [(0, 10), (1, 2), (5, 3), (16, 1)]
+        );
+    }
+
+    #[test]
+    fn every_cut_of_a_histogram_frame_is_detected() {
+        let buf = frame(&with_histograms(), &mut Defined::default());
+        for cut in 0..buf.len() {
+            assert!(
+                decode(&buf[..cut], &mut Definitions::default()).is_err(),
+                "{cut}"
+            );
+        }
     }
 
     #[test]

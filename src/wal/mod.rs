@@ -441,7 +441,7 @@ impl Queue for DiskQueue {
                         log.troubles.events.dropped(
                             DroppedFor::Every,
                             DropReason::WriteError,
-                            record.series.len() as u64,
+                            record.samples() as u64,
                         );
                         log.write_failed(
                             "write to",
@@ -465,7 +465,7 @@ impl Queue for DiskQueue {
         // the ledger's lock: a reader that acknowledged its last record
         // while they ran must not be missed (it would wait for
         // `notify_from` samples).
-        let added: usize = written.iter().map(|q| q.record.series.len()).sum();
+        let added: usize = written.iter().map(|q| q.record.samples()).sum();
         let ledger = lock(&log.ledger);
         for (reader, side) in log.readers.iter().enumerate() {
             let samples = ledger.stats(reader).samples;

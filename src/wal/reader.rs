@@ -43,7 +43,7 @@ impl Cache {
 
     /// Keeps a record just written when the cache reaches it and has room.
     pub(super) fn push_written(&mut self, queued: Queued) {
-        let samples = queued.record.series.len();
+        let samples = queued.record.samples();
         if self.end == queued.seq && self.samples + samples <= self.capacity {
             self.samples += samples;
             self.end = queued.seq + 1;
@@ -55,7 +55,7 @@ impl Cache {
     pub(super) fn drop_before(&mut self, seq: u64) {
         while self.records.front().is_some_and(|q| q.seq < seq) {
             if let Some(q) = self.records.pop_front() {
-                self.samples -= q.record.series.len();
+                self.samples -= q.record.samples();
             }
         }
         self.end = self.end.max(seq);
@@ -73,7 +73,7 @@ impl Cache {
         let mut batch = Vec::new();
         let mut samples = 0;
         for queued in &self.records {
-            let n = queued.record.series.len();
+            let n = queued.record.samples();
             if !batch.is_empty() && samples + n > max_samples {
                 break;
             }
@@ -146,7 +146,7 @@ impl SegmentReader {
             let mut cache = lock(cache);
             if cache.end == end {
                 for queued in decoded {
-                    cache.samples += queued.record.series.len();
+                    cache.samples += queued.record.samples();
                     cache.records.push_back(queued);
                 }
                 cache.end = run.base + run.last as u64;
@@ -231,6 +231,7 @@ mod tests {
                         value: 1.0,
                     })
                     .collect(),
+                histograms: Vec::new(),
             }),
         }
     }

@@ -68,7 +68,7 @@ impl SegmentWriter {
             // has to define everything it uses.
             encoded = self.encode(record);
         }
-        let samples = record.series.len() as u32;
+        let samples = record.samples() as u32;
         let written = encoded
             .map_err(io::Error::other)
             .and_then(|()| self.append(ledger, samples, record.timestamp_ms));
