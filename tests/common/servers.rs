@@ -300,18 +300,76 @@ pub struct Receiver {
     pub dir: TempDir,
     /// CA file and user:password when the receiver is behind TLS and basic auth.
     https: Option<(String, String)>,
+    /// Prometheus started with native histograms on (kept over a restart).
+    native: bool,
+}
+
+/// Prometheus' flag for native histograms.
+const NATIVE: &[&str] = &["--enable-feature=native-histograms"];
+
+/// A native histogram as the query API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Native {
+    pub count: f64,
+    pub sum: f64,
+    /// (lower, upper, count) of each bucket with a count.
+    pub buckets: Vec<(f64, f64, f64)>,
+}
+
+impl Native {
+    fn of(json: &serde_json::Value) -> Native {
+        let number = |v: &serde_json::Value| -> f64 {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("a number: {v}"))
+        };
+        Native {
+            count: number(&json["count"]),
+            sum: number(&json["sum"]),
+            buckets: json["buckets"]
+                .as_array()
+                .map(|buckets| {
+                    buckets
+                        .iter()
+                        .map(|b| (number(&b[1]), number(&b[2]), number(&b[3])))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Receiver {
     pub fn prometheus() -> Receiver {
-        let dir = TempDir::new().expect("temp dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
-        Receiver::start_prometheus(dir, free_port())
+        Receiver::prometheus_scraping("")
     }
 
-    fn start_prometheus(dir: TempDir, port: u16) -> Receiver {
-        let args = vec![
+    /// Prometheus with native histograms on (2.40+ `--enable-feature`):
+    /// remote write takes them, and scrapes ask for the protobuf format.
+    /// `scrape_configs` (YAML, may be empty) is added to its configuration.
+    pub fn prometheus_native(scrape_configs: &str) -> Receiver {
+        let mut receiver = Receiver::prometheus_scraping_with(scrape_configs, NATIVE);
+        receiver.native = true;
+        receiver
+    }
+
+    fn prometheus_scraping(scrape_configs: &str) -> Receiver {
+        Receiver::prometheus_scraping_with(scrape_configs, &[])
+    }
+
+    fn prometheus_scraping_with(scrape_configs: &str, extra: &[&str]) -> Receiver {
+        let dir = TempDir::new().expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1m\n{scrape_configs}"),
+        )
+        .expect("config");
+        Receiver::start_prometheus(dir, free_port(), extra)
+    }
+
+    fn start_prometheus(dir: TempDir, port: u16, extra: &[&str]) -> Receiver {
+        let mut args = vec![
             format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
@@ -320,7 +378,22 @@ impl Receiver {
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--web.enable-remote-write-receiver".to_owned(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         Receiver::spawn("prometheus", &args, dir, port, "/-/ready")
+    }
+
+    /// The native histograms an instant query of `selector` gives, by their labels.
+    pub fn native_histograms(&self, selector: &str) -> Vec<(BTreeMap<String, String>, Native)> {
+        let mut response = ureq::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query("query", selector)
+            .call()
+            .unwrap_or_else(|e| panic!("query {selector}: {e}"));
+        let body = response.body_mut().read_to_string().expect("body");
+        result_items(selector, &body)
+            .iter()
+            .filter(|item| item.get("histogram").is_some())
+            .map(|item| (labels_of(item), Native::of(&item["histogram"][1])))
+            .collect()
     }
 
     /// VictoriaMetrics, answering queries without its default delay for fresh data.
@@ -385,6 +458,7 @@ impl Receiver {
             process,
             dir,
             https: None,
+            native: false,
         };
         let ready = format!("http://127.0.0.1:{port}{ready_path}");
         wait_for(&receiver.process, ready_path, || http_ok(&ready));
@@ -437,6 +511,7 @@ impl Receiver {
             process,
             dir,
             https,
+            native: false,
         };
         wait_for(&receiver.process, "listening", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -448,10 +523,16 @@ impl Receiver {
     /// same port and data directory.
     pub fn restart(self) -> Receiver {
         let Receiver {
-            port, process, dir, ..
+            port,
+            process,
+            dir,
+            native,
+            ..
         } = self;
         drop(process);
-        Receiver::start_prometheus(dir, port)
+        let mut receiver = Receiver::start_prometheus(dir, port, if native { NATIVE } else { &[] });
+        receiver.native = native;
+        receiver
     }
 }
 

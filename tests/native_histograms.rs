@@ -1,0 +1,146 @@
+//! `[metrics] latency_histograms`: each command's LATENCY HISTOGRAM as a
+//! Prometheus native histogram, pushed to a real Prometheus (2.42, native
+//! histograms on) and read back: its count, buckets and quantiles against
+//! the server's own histogram, and beside the classic series with `both`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::servers::{Agent, Native, Receiver, Redis, push_config};
+use common::{wait_until, when};
+
+/// Redis' key of its histogram level `k` in µs (see `metrics/native.rs`):
+/// the level is native bucket `k`, (2^(k−1), 2^k] µs.
+fn redis_key(k: u32) -> u64 {
+    ((1u64 << (10 + k)) + (1u64 << (3 + k)) - 1) / 1000
+}
+
+fn level_of(key: &str) -> u32 {
+    let key: u64 = key.parse().expect("a key");
+    (0..52)
+        .find(|&k| redis_key(k) == key)
+        .unwrap_or_else(|| panic!("{key} is no level's key"))
+}
+
+/// LATENCY HISTOGRAM <cmd> as redis-cli prints it: calls, and each
+/// level's (key, calls at or below it).
+fn server_histogram(redis: &Redis, cmd: &str) -> (f64, Vec<(String, f64)>) {
+    let raw = redis.cli(&["LATENCY", "HISTOGRAM", cmd]);
+    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
+    assert_eq!(lines.first(), Some(&cmd), "{raw}");
+    let calls = lines[2].parse().expect("calls");
+    let levels = lines[4..]
+        .chunks(2)
+        .map(|kv| (kv[0].to_owned(), kv[1].parse().expect("count")))
+        .collect();
+    (calls, levels)
+}
+
+/// The native bucket index of a bucket the query API shows.
+fn index_of(bucket: &(f64, f64, f64)) -> i32 {
+    let (lower, upper, _) = *bucket;
+    assert_eq!(upper, 2.0 * lower, "a schema-0 bucket: {bucket:?}");
+    upper.log2() as i32
+}
+
+fn set_histogram(prometheus: &Receiver, calls: f64) -> Native {
+    wait_until(
+        "the native histogram of SET",
+        Duration::from_secs(60),
+        || {
+            let found = prometheus.native_histograms("redis_commands_latencies_usec{cmd=\"set\"}");
+            let ok = matches!(&found[..], [(_, h)] if h.count == calls);
+            when(ok, found.first().map(|f| f.1.clone()), || {
+                format!("{found:?}")
+            })
+        },
+    )
+    .expect("one histogram")
+}
+
+fn start(mode: &str) -> (Redis, Receiver, Agent, f64, Vec<(String, f64)>) {
+    let redis = Redis::start(&[]);
+    redis.cli(&["-r", "700", "SET", "k", "v"]);
+    let (calls, levels) = server_histogram(&redis, "set");
+    assert_eq!(calls, 700.0);
+    let prometheus = Receiver::prometheus_native("");
+    let extra = format!("[metrics]\nlatency_histograms = \"{mode}\"\ndetail_interval = \"0s\"\n");
+    let config = push_config(&[redis.url()], &prometheus.write_url(), &extra);
+    let agent = Agent::start(&config, &[]);
+    (redis, prometheus, agent, calls, levels)
+}
+
+#[test]
+fn native_histograms_arrive_with_the_servers_counts_and_buckets() {
+    let (redis, prometheus, _agent, calls, levels) = start("native");
+    let h = set_histogram(&prometheus, calls);
+    // Bucket for level: each of the server's levels is its native bucket.
+    let mut below = 0.0;
+    let mut want = BTreeMap::new();
+    for (key, cumulative) in &levels {
+        want.insert(level_of(key) as i32, cumulative - below);
+        below = *cumulative;
+    }
+    let got: BTreeMap<i32, f64> = h.buckets.iter().map(|b| (index_of(b), b.2)).collect();
+    assert_eq!(got, want, "{levels:?}");
+    let usec: f64 = redis
+        .info_field("cmdstat_set")
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.strip_prefix("usec=").map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("cmdstat_set usec");
+    assert_eq!(h.sum, usec);
+
+    let count = prometheus.query("histogram_count(redis_commands_latencies_usec{cmd=\"set\"})");
+    assert_eq!(count.first().map(|c| c.1), Some(calls), "{count:?}");
+    // The 99th percentile lies in the bucket of the server's level that
+    // holds it: the first whose count of calls at or below reaches 99%.
+    let (key, _) = levels
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= 0.99 * calls)
+        .expect("a level holds the 99th percentile");
+    let k = level_of(key) as i32;
+    let (lower, upper) = (2f64.powi(k - 1), 2f64.powi(k));
+    let q =
+        prometheus.query("histogram_quantile(0.99, redis_commands_latencies_usec{cmd=\"set\"})");
+    let q = q.first().map(|q| q.1).expect("a quantile");
+    assert!(
+        lower <= q && q <= upper,
+        "{q} not in ({lower}, {upper}] (level {key})"
+    );
+    // With `native` alone there is no classic series.
+    let classic = prometheus.query("redis_commands_latencies_usec_bucket");
+    assert!(classic.is_empty(), "{classic:?}");
+}
+
+#[test]
+fn with_both_the_classic_buckets_agree_with_the_native_ones() {
+    let (_redis, prometheus, _agent, calls, levels) = start("both");
+    let h = set_histogram(&prometheus, calls);
+    let classic = |le: &str| {
+        let q = format!("redis_commands_latencies_usec_bucket{{cmd=\"set\",le=\"{le}\"}}");
+        let found = prometheus.query(&q);
+        found.first().map(|f| f.1)
+    };
+    assert_eq!(classic("+Inf"), Some(calls));
+    for (key, cumulative) in &levels {
+        let k = level_of(key) as i32;
+        // Calls at or below Redis' key: the native buckets up to its level.
+        let native: f64 = h
+            .buckets
+            .iter()
+            .filter(|b| index_of(b) <= k)
+            .map(|b| b.2)
+            .sum();
+        assert_eq!(native, *cumulative, "level {key}");
+        assert_eq!(classic(key), Some(*cumulative), "le={key}");
+    }
+    let count = prometheus.query("redis_commands_latencies_usec_count{cmd=\"set\"}");
+    assert_eq!(count.first().map(|c| c.1), Some(h.count));
+    let sum = prometheus.query("redis_commands_latencies_usec_sum{cmd=\"set\"}");
+    assert_eq!(sum.first().map(|c| c.1), Some(h.sum));
+}
