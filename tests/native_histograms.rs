@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::fault_receiver::{Fault, FaultReceiver};
 use common::servers::{Agent, Native, Receiver, Redis, push_config};
 use common::{wait_until, when};
 
@@ -115,6 +116,16 @@ fn native_histograms_arrive_with_the_servers_counts_and_buckets() {
     // With `native` alone there is no classic series.
     let classic = prometheus.query("redis_commands_latencies_usec_bucket");
     assert!(classic.is_empty(), "{classic:?}");
+
+    // The server forgets SET's histogram: the series ends at once (a stale
+    // marker), not five minutes later.
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    wait_until("the SET histogram ended", Duration::from_secs(30), || {
+        let found = prometheus.native_histograms("redis_commands_latencies_usec{cmd=\"set\"}");
+        when(found.is_empty(), (), || format!("{found:?}"))
+    });
+    let info = prometheus.native_histograms("redis_commands_latencies_usec{cmd=\"info\"}");
+    assert_eq!(info.len(), 1, "the agent's own INFO goes on: {info:?}");
 }
 
 #[test]
@@ -143,4 +154,127 @@ fn with_both_the_classic_buckets_agree_with_the_native_ones() {
     assert_eq!(count.first().map(|c| c.1), Some(h.count));
     let sum = prometheus.query("redis_commands_latencies_usec_sum{cmd=\"set\"}");
     assert_eq!(sum.first().map(|c| c.1), Some(h.sum));
+}
+
+/// An agent config for `redis` pushing to `write_url` every second, with
+/// native histograms and every reading complete (they come with complete
+/// readings), retrying at once.
+fn native_config(redis: &Redis, write_url: &str) -> String {
+    format!(
+        "interval = \"1s\"\nadaptive = false\n[metrics]\nlatency_histograms = \"native\"\ndetail_interval = \"0s\"\n[[targets]]\nurl = \"{}\"\n[remote_write]\nurl = \"{write_url}\"\nflush_deadline = \"1s\"\nmax_backoff = \"1s\"\n",
+        redis.url()
+    )
+}
+
+/// The timestamps of the SET histogram's samples the receiver accepted, in
+/// the order they came.
+fn accepted_histograms(receiver: &FaultReceiver, before_ms: i64) -> Vec<i64> {
+    receiver.with_received(|received| {
+        received
+            .iter()
+            .filter(|r| r.answered == Fault::Status(204))
+            .flat_map(|r| r.request.timeseries.iter())
+            .filter(|ts| {
+                ts.labels
+                    .iter()
+                    .any(|l| l.name == "cmd" && l.value == "set")
+            })
+            .flat_map(|ts| ts.histograms.iter())
+            .map(|h| h.timestamp)
+            .filter(|&t| t < before_ms)
+            .collect()
+    })
+}
+
+#[test]
+fn kill_9_during_an_outage_loses_no_native_histogram() {
+    let redis = Redis::start(&[]);
+    redis.cli(&["-r", "50", "SET", "k", "v"]);
+    let receiver = FaultReceiver::start(vec![], Fault::Status(503));
+    let config = native_config(&redis, &receiver.url);
+    let agent = Agent::start(&config, &[]);
+    // Eight readings refused and queued, then the kill.
+    redis.watch().wait_for_samples(8);
+    let dir = agent.kill();
+    let killed_at = redpush::testing::now_ms();
+    assert!(accepted_histograms(&receiver, i64::MAX).is_empty());
+
+    receiver.set_mode(Fault::Status(204));
+    let _agent = Agent::start_in(dir, &config, &[]);
+    let delivered = wait_until(
+        "histograms from after the kill",
+        Duration::from_secs(30),
+        || {
+            let got = accepted_histograms(&receiver, i64::MAX);
+            when(
+                got.iter().any(|&t| t > killed_at + 2000),
+                got.clone(),
+                || format!("{got:?}"),
+            )
+        },
+    );
+    // Every reading before the kill (one a second) arrived once, in order.
+    let before: Vec<i64> = delivered
+        .iter()
+        .copied()
+        .filter(|&t| t < killed_at)
+        .collect();
+    assert!(before.len() >= 7, "{before:?}");
+    assert!(
+        delivered.windows(2).all(|w| w[0] < w[1]),
+        "out of order or duplicated: {delivered:?}"
+    );
+    assert!(
+        before.windows(2).all(|w| w[1] - w[0] <= 1600),
+        "a gap: {before:?}"
+    );
+}
+
+#[test]
+fn prometheus_stopped_gets_every_native_histogram_in_order() {
+    let redis = Redis::start(&[]);
+    redis.cli(&["-r", "50", "SET", "k", "v"]);
+    let mut prometheus = Receiver::prometheus_native("");
+    let agent = Agent::start(&native_config(&redis, &prometheus.write_url()), &[]);
+    let started = std::time::Instant::now();
+    set_histogram(&prometheus, 50.0);
+
+    prometheus.process.terminate();
+    agent.wait_page_within("a backlog 20 s old", Duration::from_secs(60), |page| {
+        page.total("redpush_queue_oldest_sample_age_seconds", &[])
+            .is_some_and(|age| age >= 20.0)
+    });
+    prometheus = prometheus.restart();
+    let back = redpush::testing::now_ms();
+    let selector = "redis_commands_latencies_usec{cmd=\"set\"}";
+    let window = wait_until(
+        "a histogram taken after the return",
+        Duration::from_secs(60),
+        || {
+            let window = started.elapsed().as_secs() + 5;
+            let samples = prometheus.native_samples(&format!("{selector}[{window}s]"));
+            let last = samples.last().map_or(0, |s| s.0);
+            when(last > back, (window, samples.clone()), || {
+                format!("{samples:?}")
+            })
+        },
+    );
+    let (seconds, samples) = window;
+    // One a second over the whole run, outage included, each with the counts.
+    assert!(
+        samples.len() as u64 >= seconds - 10,
+        "{} histograms over {seconds} s: {samples:?}",
+        samples.len()
+    );
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[1].0 - w[0].0 <= 1600)
+    );
+    assert!(samples.iter().all(|s| s.1.count == 50.0), "{samples:?}");
+    let log = prometheus.process.output().to_lowercase();
+    assert!(
+        !log.contains("out of order") && !log.contains("out of bounds"),
+        "{log}"
+    );
 }

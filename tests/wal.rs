@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use redpush::testing::Kind;
 use redpush::testing::SelfMetrics;
 use redpush::testing::{Disk, DiskQueue, FileSystem, Fsync, SegmentFile, WalSettings, Writer};
-use redpush::testing::{DropReason, Queue, Record, Series};
+use redpush::testing::{DropReason, HistogramSeries, NativeHistogram, Queue, Record, Series, Span};
 use redpush::testing::{shape, target_labels};
 use tempfile::TempDir;
 
@@ -21,15 +21,38 @@ fn now_ms() -> i64 {
     redpush::testing::now_ms()
 }
 
-/// A record whose series values identify it: `n` series, each valued
+/// A record whose series values identify it: `n` samples, each valued
 /// `id`, of one of three targets. Records with more series than the ones
-/// before them bring shapes their segment has not defined yet.
+/// before them bring shapes their segment has not defined yet. Every
+/// third record of two samples or more has a native histogram as its last
+/// (a frame of version 3).
 fn record(id: u64, n: usize) -> Arc<Record> {
     let instance = format!("127.0.0.1:{}", 6379 + id % 3);
+    let natives = usize::from(id % 3 == 0 && n >= 2);
+    let histograms = (0..natives)
+        .map(|_| HistogramSeries {
+            shape: shape(
+                "redis_commands_latencies_usec",
+                Kind::Histogram,
+                "",
+                &[("cmd", "get")],
+            ),
+            histogram: NativeHistogram {
+                count: id + 3,
+                sum: id as f64 / 2.0,
+                spans: vec![Span {
+                    offset: (id % 5) as i32,
+                    length: 2,
+                }],
+                deltas: vec![1, id as i64],
+            },
+        })
+        .collect();
     Arc::new(Record {
         timestamp_ms: now_ms() - 1000 + id as i64,
         target: target_labels([("instance", instance.as_str()), ("job", "redis")]),
-        series: (0..n)
+        histograms,
+        series: (0..n - natives)
             .map(|i| Series {
                 shape: shape(
                     &format!("redis_metric_{i}"),
@@ -40,7 +63,6 @@ fn record(id: u64, n: usize) -> Arc<Record> {
                 value: id as f64,
             })
             .collect(),
-        histograms: Vec::new(),
     })
 }
 

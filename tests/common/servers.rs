@@ -382,6 +382,28 @@ impl Receiver {
         Receiver::spawn("prometheus", &args, dir, port, "/-/ready")
     }
 
+    /// The native histogram samples of a range selector (`metric[5m]`) of
+    /// one series, now: (ms since the epoch, histogram) in time order.
+    pub fn native_samples(&self, selector: &str) -> Vec<(i64, Native)> {
+        let mut response = ureq::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query("query", selector)
+            .call()
+            .unwrap_or_else(|e| panic!("query {selector}: {e}"));
+        let body = response.body_mut().read_to_string().expect("body");
+        let items = result_items(selector, &body);
+        assert!(items.len() <= 1, "one series: {body}");
+        items
+            .first()
+            .and_then(|item| item["histograms"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| {
+                let seconds = pair[0].as_f64().expect("a timestamp");
+                ((seconds * 1000.0).round() as i64, Native::of(&pair[1]))
+            })
+            .collect()
+    }
+
     /// The native histograms an instant query of `selector` gives, by their labels.
     pub fn native_histograms(&self, selector: &str) -> Vec<(BTreeMap<String, String>, Native)> {
         let mut response = ureq::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
