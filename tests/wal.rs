@@ -28,7 +28,7 @@ fn now_ms() -> i64 {
 /// (a frame of version 3).
 fn record(id: u64, n: usize) -> Arc<Record> {
     let instance = format!("127.0.0.1:{}", 6379 + id % 3);
-    let natives = usize::from(id % 3 == 0 && n >= 2);
+    let natives = usize::from(id.is_multiple_of(3) && n >= 2);
     let histograms = (0..natives)
         .map(|_| HistogramSeries {
             shape: shape(
