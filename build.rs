@@ -1,4 +1,4 @@
-//! Generates the remote-write message types from `proto/` with a pure-Rust
+//! Generates the remote-write and exposition message types from `proto/` with a pure-Rust
 //! protobuf compiler (protox), so building needs no system `protoc`; and
 //! has the release binary linked with the functions an agent runs placed
 //! together.
@@ -8,9 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/remote_write.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let protos = ["proto/remote_write.proto", "proto/metrics.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["proto"])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     order_functions();
     Ok(())

@@ -278,3 +278,48 @@ fn prometheus_stopped_gets_every_native_histogram_in_order() {
         "{log}"
     );
 }
+
+#[test]
+fn a_prometheus_scrape_negotiates_protobuf_and_gets_the_native_histograms() {
+    let redis = Redis::start(&[]);
+    redis.cli(&["-r", "300", "SET", "k", "v"]);
+    let (calls, levels) = server_histogram(&redis, "set");
+    let config = format!(
+        "[metrics]\nlatency_histograms = \"native\"\ndetail_interval = \"0s\"\n[[targets]]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let agent = Agent::start(&config, &[]);
+    let scrape = format!(
+        "scrape_configs:\n  - job_name: redpush\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        agent.listen
+    );
+    let prometheus = Receiver::prometheus_native(&scrape);
+    let h = set_histogram(&prometheus, calls);
+    let got: BTreeMap<i32, f64> = h.buckets.iter().map(|b| (index_of(b), b.2)).collect();
+    let mut below = 0.0;
+    let mut want = BTreeMap::new();
+    for (key, cumulative) in &levels {
+        want.insert(level_of(key) as i32, cumulative - below);
+        below = *cumulative;
+    }
+    assert_eq!(got, want, "{levels:?}");
+    // Floats and the agent's own series come in the same format.
+    let up = prometheus.query("redis_up{job=\"redpush\"}");
+    assert_eq!(up.first().map(|u| u.1), Some(1.0), "{up:?}");
+    let build = prometheus.query("redpush_build_info");
+    assert_eq!(build.len(), 1, "{build:?}");
+    let commands = prometheus.query("redis_commands_total{cmd=\"set\"}");
+    assert_eq!(commands.first().map(|c| c.1), Some(calls), "{commands:?}");
+    let (key, _) = levels
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= 0.99 * calls)
+        .expect("a level holds the 99th percentile");
+    let k = level_of(key) as i32;
+    let q =
+        prometheus.query("histogram_quantile(0.99, redis_commands_latencies_usec{cmd=\"set\"})");
+    let q = q.first().map(|q| q.1).expect("a quantile");
+    assert!(
+        2f64.powi(k - 1) <= q && q <= 2f64.powi(k),
+        "{q} (level {key})"
+    );
+}

@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use super::connections::{Admitted, Connections, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use super::state::AgentState;
 use crate::config::HttpSettings;
+use crate::exposition::protobuf::{self, ProtoPage};
 use crate::exposition::{CONTENT_TYPE, Page};
 use crate::secret::read_secret;
 use crate::tls::{certificates, private_key, server_config};
@@ -202,10 +203,21 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
             response
         }
         "/metrics" => {
-            let (page, own) = state.page();
-            let body = PageBody {
-                page,
-                own: Some(own),
+            let protobuf = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(protobuf::preferred);
+            let (body, content_type) = if protobuf {
+                let body = PageBody::Protobuf(state.proto_page());
+                (body, protobuf::CONTENT_TYPE)
+            } else {
+                let (page, own) = state.page();
+                let body = PageBody::Text {
+                    page,
+                    own: Some(own),
+                };
+                (body, CONTENT_TYPE)
             };
             let gzip = req
                 .headers()
@@ -225,11 +237,11 @@ fn respond(req: &Request<Incoming>, state: &AgentState, access: &Access) -> Resp
             let headers = response.headers_mut();
             headers.insert(
                 hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+                hyper::header::HeaderValue::from_static(content_type),
             );
             headers.insert(
                 hyper::header::VARY,
-                hyper::header::HeaderValue::from_static("Accept-Encoding"),
+                hyper::header::HeaderValue::from_static("Accept, Accept-Encoding"),
             );
             response
         }
@@ -273,10 +285,14 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// it: the page's memory is a chunk, not the page (with 1000 targets the
 /// page is tens of megabytes). The series are those of the moment the page
 /// was asked for: the targets' readings are shared, not copied.
-pub(super) struct PageBody {
-    page: Page,
-    /// The agent's own metrics, written last.
-    own: Option<String>,
+pub(super) enum PageBody {
+    Text {
+        page: Page,
+        /// The agent's own metrics, written last.
+        own: Option<String>,
+    },
+    /// The protobuf format (its page holds the agent's own series too).
+    Protobuf(ProtoPage),
 }
 
 /// About what one chunk holds.
@@ -290,15 +306,27 @@ impl Body for PageBody {
         self: Pin<&mut Self>,
         _cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let body = self.get_mut();
-        let mut chunk = String::with_capacity(CHUNK + CHUNK / 4);
-        body.page.write_next(&mut chunk, CHUNK);
-        if chunk.is_empty() {
-            match body.own.take() {
-                Some(own) => chunk = own,
-                None => return Poll::Ready(None),
+        let chunk = match self.get_mut() {
+            PageBody::Text { page, own } => {
+                let mut chunk = String::with_capacity(CHUNK + CHUNK / 4);
+                page.write_next(&mut chunk, CHUNK);
+                if chunk.is_empty() {
+                    match own.take() {
+                        Some(own) => chunk = own,
+                        None => return Poll::Ready(None),
+                    }
+                }
+                chunk.into_bytes()
             }
-        }
+            PageBody::Protobuf(page) => {
+                let mut chunk = Vec::with_capacity(CHUNK + CHUNK / 4);
+                page.write_next(&mut chunk, CHUNK);
+                if chunk.is_empty() {
+                    return Poll::Ready(None);
+                }
+                chunk
+            }
+        };
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
     }
 }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::delivery::DeliveryStatus;
+use crate::exposition::protobuf::ProtoPage;
 use crate::exposition::{Page, write_families};
 use crate::metrics::Families;
 use crate::queue::{DropReason, Queue, QueueStats};
 use crate::self_metrics::{EndpointMetrics, SelfMetrics};
-use crate::series::{Record, Series, is_stale_marker};
+use crate::series::{Record, Series, flatten, is_stale_marker, target_labels};
 use crate::status::{DestinationStatus, QueueStatus, Status, TargetStatus, seconds};
 
 /// A push destination as the status shows it.
@@ -178,6 +179,30 @@ impl AgentState {
     /// `instance` label, exactly as the exporter prints them (the scraper
     /// adds its own); with several, each series carries its target's
     /// `instance`.
+    /// The `/metrics` page in the protobuf format: the text page's series
+    /// (the same `instance` rule), then the agent's own, and the native
+    /// histograms the text format cannot carry.
+    pub(super) fn proto_page(&self) -> ProtoPage {
+        let latest = self.latest();
+        let labelled = latest.len() != 1;
+        let mut records: Vec<(Option<String>, Arc<Record>)> = latest
+            .into_iter()
+            .filter_map(|(instance, record)| Some((labelled.then_some(instance), record?)))
+            .collect();
+        let mut own = Vec::new();
+        flatten(&self.self_families(), &[], &mut own);
+        records.push((
+            None,
+            Arc::new(Record {
+                timestamp_ms: now_ms(),
+                target: target_labels([]),
+                series: own,
+                histograms: Vec::new(),
+            }),
+        ));
+        ProtoPage::new(records)
+    }
+
     pub(super) fn page(&self) -> (Page, String) {
         let mut own = String::new();
         write_families(&mut own, &self.self_families(), &[]);

@@ -4,6 +4,8 @@
 //! Written straight into one `String` the caller may reuse; no timestamps
 //! (the Pushgateway refuses them, and scrapers stamp the scrape time).
 
+pub(crate) mod protobuf;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::ops::Range;
