@@ -323,3 +323,34 @@ fn a_prometheus_scrape_negotiates_protobuf_and_gets_the_native_histograms() {
         "{q} (level {key})"
     );
 }
+
+#[test]
+fn the_latency_alert_example_goes_pending_for_a_slow_command_only() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/prometheus/native-histogram-alerts.yml");
+    let redis = Redis::start(&["--enable-debug-command", "yes"]);
+    redis.cli(&["-r", "1000", "SET", "k", "v"]);
+    let prometheus = Receiver::prometheus_native(&format!(
+        "  evaluation_interval: 1s\nrule_files:\n  - {}\n",
+        rules.display()
+    ));
+    let extra = "[metrics]\nlatency_histograms = \"native\"\ndetail_interval = \"0s\"\n";
+    let config = push_config(&[redis.url()], &prometheus.write_url(), extra);
+    let _agent = Agent::start(&config, &[]);
+    set_histogram(&prometheus, 1000.0);
+    // A hundred calls of 20 ms, now that the series has a sample before them.
+    redis.cli(&["-r", "100", "DEBUG", "SLEEP", "0.02"]);
+    redis.cli(&["-r", "1000", "SET", "k", "v"]);
+    let pending = "ALERTS{alertname=\"RedisCommandLatencyHigh\",alertstate=\"pending\"}";
+    let alerts = common::servers::eventually(
+        "the alert pending for DEBUG",
+        Duration::from_secs(60),
+        || prometheus.query(pending),
+        |found| !found.is_empty(),
+    );
+    let commands: Vec<&str> = alerts
+        .iter()
+        .map(|(labels, _)| labels["cmd"].as_str())
+        .collect();
+    assert_eq!(commands, ["debug"], "{alerts:?}");
+}

@@ -780,10 +780,14 @@ fn sample_of(pair: &serde_json::Value) -> (f64, f64) {
     (t, v)
 }
 
+/// A vector answer's (labels, value) pairs; a native histogram's value is its count.
 fn parse_query_answer(promql: &str, body: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     result_items(promql, body)
         .iter()
-        .map(|item| (labels_of(item), sample_of(&item["value"]).1))
+        .map(|item| match item.get("histogram") {
+            Some(h) => (labels_of(item), Native::of(&h[1]).count),
+            None => (labels_of(item), sample_of(&item["value"]).1),
+        })
         .collect()
 }
 
