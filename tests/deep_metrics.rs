@@ -16,19 +16,6 @@ fn once(url: &str) -> Page {
     Page::parse(&out)
 }
 
-/// redis-cli's raw output of LATENCY HISTOGRAM <cmd>: calls and buckets.
-fn server_histogram(redis: &Redis, cmd: &str) -> (f64, Vec<(String, f64)>) {
-    let raw = redis.cli(&["LATENCY", "HISTOGRAM", cmd]);
-    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
-    assert_eq!(lines.first(), Some(&cmd), "{raw}");
-    let calls = lines[2].parse().expect("calls");
-    let buckets = lines[4..]
-        .chunks(2)
-        .map(|kv| (kv[0].to_owned(), kv[1].parse().expect("count")))
-        .collect();
-    (calls, buckets)
-}
-
 #[test]
 fn latency_histograms_match_the_servers_own() {
     let redis = Redis::start(&[]);
@@ -36,7 +23,7 @@ fn latency_histograms_match_the_servers_own() {
         redis.cli(&["SET", &format!("k{}", i % 7), "v"]);
     }
     let page = once(&redis.url());
-    let (calls, buckets) = server_histogram(&redis, "set");
+    let (calls, buckets) = redis.latency_histogram("set");
     assert_eq!(calls, 500.0);
     assert!(!buckets.is_empty());
     for (le, count) in &buckets {

@@ -25,20 +25,6 @@ fn level_of(key: &str) -> u32 {
         .unwrap_or_else(|| panic!("{key} is no level's key"))
 }
 
-/// LATENCY HISTOGRAM <cmd> as redis-cli prints it: calls, and each
-/// level's (key, calls at or below it).
-fn server_histogram(redis: &Redis, cmd: &str) -> (f64, Vec<(String, f64)>) {
-    let raw = redis.cli(&["LATENCY", "HISTOGRAM", cmd]);
-    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
-    assert_eq!(lines.first(), Some(&cmd), "{raw}");
-    let calls = lines[2].parse().expect("calls");
-    let levels = lines[4..]
-        .chunks(2)
-        .map(|kv| (kv[0].to_owned(), kv[1].parse().expect("count")))
-        .collect();
-    (calls, levels)
-}
-
 /// The native bucket index of a bucket the query API shows.
 fn index_of(bucket: &(f64, f64, f64)) -> i32 {
     let (lower, upper, _) = *bucket;
@@ -64,7 +50,7 @@ fn set_histogram(prometheus: &Receiver, calls: f64) -> Native {
 fn start(mode: &str) -> (Redis, Receiver, Agent, f64, Vec<(String, f64)>) {
     let redis = Redis::start(&[]);
     redis.cli(&["-r", "700", "SET", "k", "v"]);
-    let (calls, levels) = server_histogram(&redis, "set");
+    let (calls, levels) = redis.latency_histogram("set");
     assert_eq!(calls, 700.0);
     let prometheus = Receiver::prometheus_native("");
     let extra = format!("[metrics]\nlatency_histograms = \"{mode}\"\ndetail_interval = \"0s\"\n");
@@ -283,7 +269,7 @@ fn prometheus_stopped_gets_every_native_histogram_in_order() {
 fn a_prometheus_scrape_negotiates_protobuf_and_gets_the_native_histograms() {
     let redis = Redis::start(&[]);
     redis.cli(&["-r", "300", "SET", "k", "v"]);
-    let (calls, levels) = server_histogram(&redis, "set");
+    let (calls, levels) = redis.latency_histogram("set");
     let config = format!(
         "[metrics]\nlatency_histograms = \"native\"\ndetail_interval = \"0s\"\n[[targets]]\nurl = \"{}\"\n",
         redis.url()

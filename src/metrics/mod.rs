@@ -365,6 +365,26 @@ mod tests {
         assert_eq!(small.sample_count(), 2);
     }
 
+    #[test]
+    fn native_histograms_count_one_each_and_are_cut_last() {
+        let mut f = families(&[(Kind::Gauge, 3)]);
+        for cmd in ["get", "set", "del"] {
+            let h = NativeHistogram::from_cumulative(1.0, 1.0, &[(1.0, 1.0)]);
+            f.push_native("latency", smallvec![("cmd", cmd.into())], h);
+        }
+        let mut roomy = f.clone();
+        assert_eq!(roomy.keep_at_most(6), 0);
+        assert_eq!(roomy.natives().len(), 3);
+        assert_eq!(f.keep_at_most(4), 2);
+        assert_eq!(f.sample_count(), 3);
+        let kept: Vec<&str> = f.natives().iter().map(|n| n.labels[0].1.as_str()).collect();
+        assert_eq!(kept, ["get"]);
+        let mut tight = families(&[(Kind::Gauge, 3)]);
+        tight.push_native("latency", smallvec![], NativeHistogram::stale());
+        assert_eq!(tight.keep_at_most(2), 2);
+        assert!(tight.natives().is_empty());
+    }
+
     proptest::proptest! {
         #[test]
         fn a_cut_is_bounded_ordered_and_keeps_histograms_whole(

@@ -158,6 +158,20 @@ fn timeseries_len(group: &Grouped<'_>) -> usize {
     labels + samples
 }
 
+/// Writes the start of a `WriteRequest.timeseries` field of `len` bytes:
+/// its key, its length and the series' labels (its samples follow).
+fn write_timeseries_start(labels: &SeriesLabels<'_>, len: usize, out: &mut Vec<u8>) {
+    encode_key(
+        field::WRITE_REQUEST_TIMESERIES,
+        WireType::LengthDelimited,
+        out,
+    );
+    encode_varint(len as u64, out);
+    for label in labels.wire() {
+        out.extend_from_slice(label);
+    }
+}
+
 /// Writes the native histogram series after [`write_request`]'s: further
 /// `WriteRequest.timeseries` fields.
 fn write_histogram_series(groups: &[HistogramGroup<'_>], out: &mut Vec<u8>) {
@@ -168,15 +182,7 @@ fn write_histogram_series(groups: &[HistogramGroup<'_>], out: &mut Vec<u8>) {
                 .iter()
                 .map(|&(h, t)| histogram::field_len(h, t))
                 .sum::<usize>();
-        encode_key(
-            field::WRITE_REQUEST_TIMESERIES,
-            WireType::LengthDelimited,
-            out,
-        );
-        encode_varint(len as u64, out);
-        for label in group.labels.wire() {
-            out.extend_from_slice(label);
-        }
+        write_timeseries_start(&group.labels, len, out);
         for &(h, timestamp) in &group.samples {
             histogram::write(h, timestamp, out);
         }
@@ -190,15 +196,7 @@ fn write_request(groups: &[Grouped<'_>], out: &mut Vec<u8>) {
     let lens: Vec<usize> = groups.iter().map(timeseries_len).collect();
     out.reserve(lens.iter().map(|&len| message_field_len(len)).sum());
     for (group, &len) in groups.iter().zip(&lens) {
-        encode_key(
-            field::WRITE_REQUEST_TIMESERIES,
-            WireType::LengthDelimited,
-            out,
-        );
-        encode_varint(len as u64, out);
-        for label in group.labels.wire() {
-            out.extend_from_slice(label);
-        }
+        write_timeseries_start(&group.labels, len, out);
         for &(value, timestamp) in group.samples() {
             write_sample(value, timestamp, out);
         }

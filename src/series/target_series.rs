@@ -394,6 +394,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn relabeling_rules_apply_to_native_histograms() {
+        let rules = |action: &str, regex: &str| {
+            let rule = crate::relabel::Rule::new(&crate::relabel::RuleText {
+                source_labels: Some(vec!["cmd".into()]),
+                regex: Some(regex.into()),
+                action: Some(action.into()),
+                target_label: Some("command".into()),
+                replacement: Some("$1".into()),
+                ..Default::default()
+            })
+            .expect("valid");
+            crate::relabel::Rules::new(vec![rule])
+        };
+        let labels = target_labels([("instance", "t:9")]);
+        let mut dropping = TargetSeries::new(labels.clone(), true).relabeled(&rules("drop", "set"));
+        let record = dropping.record(&with_natives(&["get", "set"]), 1, true);
+        assert_eq!(histogram_keys(&record, false).len(), 1);
+        assert_eq!(
+            record.histograms[0].shape.labels().next(),
+            Some(("cmd", "get"))
+        );
+        let mut copying = TargetSeries::new(labels, true).relabeled(&rules("replace", "(.*)"));
+        copying.record(&with_natives(&["get"]), 1, true);
+        let end = copying.end(2).expect("the histogram ends");
+        let ended = &end.histograms[0];
+        assert!(ended.histogram.is_stale());
+        assert_eq!(ended.shape.kind(), Kind::Histogram);
+        assert!(
+            ended.shape.labels().any(|l| l == ("command", "get")),
+            "{:?}",
+            ended.shape
+        );
+    }
+
     proptest! {
         #[test]
         fn every_series_pushed_is_continued_or_ended_once(readings in readings()) {

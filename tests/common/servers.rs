@@ -207,6 +207,20 @@ impl Redis {
             .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
     }
 
+    /// LATENCY HISTOGRAM <cmd> as redis-cli prints it: calls, and each
+    /// level's (key in µs, calls at or below it).
+    pub fn latency_histogram(&self, cmd: &str) -> (f64, Vec<(String, f64)>) {
+        let raw = self.cli(&["LATENCY", "HISTOGRAM", cmd]);
+        let lines: Vec<&str> = raw.lines().map(str::trim).collect();
+        assert_eq!(lines.first(), Some(&cmd), "{raw}");
+        let calls = lines[2].parse().expect("calls");
+        let levels = lines[4..]
+            .chunks(2)
+            .map(|kv| (kv[0].to_owned(), kv[1].parse().expect("count")))
+            .collect();
+        (calls, levels)
+    }
+
     pub fn info_field(&self, field: &str) -> Option<String> {
         let info = self.cli(&["INFO", "ALL"]);
         info.lines().find_map(|l| {
