@@ -25,6 +25,10 @@ pub(crate) use native::NativeHistogram;
 pub(crate) use smallvec::smallvec;
 pub(crate) use smol_str::{SmolStr, format_smolstr};
 
+/// The NaN Prometheus reserves for "this series ended here": a float
+/// sample's value (`series::stale`), a native histogram's sum (`native`).
+pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
 /// Prometheus metric type, as written in `# TYPE` lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -18,6 +18,8 @@
 //! with a count above zero, in ascending order, one delta each; the counts
 //! they encode are never negative; `count` is at least their sum.
 
+use super::STALE_NAN_BITS;
+
 /// A run of consecutive buckets: `offset` is the first one's index for the
 /// first span, else the number of empty buckets since the span before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,9 +135,6 @@ impl NativeHistogram {
         })
     }
 }
-
-/// Prometheus' stale NaN, as `series::stale` defines it for floats.
-const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// A reply's count as an integer: negative, NaN, fractional or huge input
 /// (not a server's reply) rounds into 0..=2^53, where deltas cannot overflow.

@@ -24,8 +24,7 @@ use super::record::Series;
 /// reading; more, and both are sorted and merged.
 const FEW: usize = 8;
 
-/// The NaN Prometheus reserves for "this series ended here".
-pub(super) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+use crate::metrics::STALE_NAN_BITS;
 
 pub(crate) fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
