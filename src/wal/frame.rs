@@ -255,11 +255,7 @@ pub fn decode(bytes: &[u8], defs: &mut Definitions) -> Result<(Record, usize), F
             }
             let mut series = Vec::with_capacity(count);
             for _ in 0..count {
-                let shape = defs
-                    .shapes
-                    .get(&id(&mut buf)?)
-                    .ok_or(FrameError::Decode("undefined shape"))?
-                    .clone();
+                let shape = defined_shape(&mut buf, defs)?;
                 series.push(Series {
                     shape,
                     value: value(&mut buf)?,
@@ -339,6 +335,14 @@ fn read_definitions(buf: &mut &[u8], defs: &mut Definitions) -> Result<(), Frame
     Ok(())
 }
 
+/// The shape whose id comes next in `buf`, as the segment defined it.
+fn defined_shape(buf: &mut &[u8], defs: &Definitions) -> Result<Arc<Shape>, FrameError> {
+    defs.shapes
+        .get(&id(buf)?)
+        .cloned()
+        .ok_or(FrameError::Decode("undefined shape"))
+}
+
 /// The native histograms of a version 3 payload, after its series.
 fn read_histograms(
     buf: &mut &[u8],
@@ -351,11 +355,7 @@ fn read_histograms(
     }
     let mut histograms = Vec::with_capacity(count);
     for _ in 0..count {
-        let shape = defs
-            .shapes
-            .get(&id(buf)?)
-            .ok_or(FrameError::Decode("undefined shape"))?
-            .clone();
+        let shape = defined_shape(buf, defs)?;
         let total = id(buf)?;
         let sum = value(buf)?;
         let span_count = varint(buf)?;
