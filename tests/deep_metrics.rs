@@ -47,14 +47,7 @@ fn latency_histograms_match_the_servers_own() {
         page.get("redis_commands_latencies_usec_count", &[("cmd", "set")]),
         Some(500.0)
     );
-    let usec: f64 = redis
-        .info_field("cmdstat_set")
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|p| p.strip_prefix("usec=").map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("cmdstat_set usec");
+    let usec = redis.cmdstat_usec("set");
     assert_eq!(
         page.get("redis_commands_latencies_usec_sum", &[("cmd", "set")]),
         Some(usec)

@@ -32,6 +32,41 @@ fn index_of(bucket: &(f64, f64, f64)) -> i32 {
     upper.log2() as i32
 }
 
+/// The server's calls per level, by the native bucket index of the level.
+fn level_counts(levels: &[(String, f64)]) -> BTreeMap<i32, f64> {
+    let mut below = 0.0;
+    let mut counts = BTreeMap::new();
+    for (key, cumulative) in levels {
+        counts.insert(level_of(key) as i32, cumulative - below);
+        below = *cumulative;
+    }
+    counts
+}
+
+/// A native histogram's count per bucket index, as the query API shows it.
+fn native_counts(h: &Native) -> BTreeMap<i32, f64> {
+    h.buckets.iter().map(|b| (index_of(b), b.2)).collect()
+}
+
+/// `histogram_quantile(0.99)` of SET lies in (2^(k−1), 2^k], k being the
+/// server's level that holds the 99th percentile: the first whose count
+/// of calls at or below reaches 99% (by index: see `redis_key`).
+fn assert_p99_in_the_servers_bucket(prometheus: &Receiver, calls: f64, levels: &[(String, f64)]) {
+    let (key, _) = levels
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= 0.99 * calls)
+        .expect("a level holds the 99th percentile");
+    let k = level_of(key) as i32;
+    let (lower, upper) = (2f64.powi(k - 1), 2f64.powi(k));
+    let q =
+        prometheus.query("histogram_quantile(0.99, redis_commands_latencies_usec{cmd=\"set\"})");
+    let q = q.first().map(|q| q.1).expect("a quantile");
+    assert!(
+        lower <= q && q <= upper,
+        "{q} not in ({lower}, {upper}] (level {key})"
+    );
+}
+
 fn set_histogram(prometheus: &Receiver, calls: f64) -> Native {
     wait_until(
         "the native histogram of SET",
@@ -64,41 +99,12 @@ fn native_histograms_arrive_with_the_servers_counts_and_buckets() {
     let (redis, prometheus, _agent, calls, levels) = start("native");
     let h = set_histogram(&prometheus, calls);
     // Bucket for level: each of the server's levels is its native bucket.
-    let mut below = 0.0;
-    let mut want = BTreeMap::new();
-    for (key, cumulative) in &levels {
-        want.insert(level_of(key) as i32, cumulative - below);
-        below = *cumulative;
-    }
-    let got: BTreeMap<i32, f64> = h.buckets.iter().map(|b| (index_of(b), b.2)).collect();
-    assert_eq!(got, want, "{levels:?}");
-    let usec: f64 = redis
-        .info_field("cmdstat_set")
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|p| p.strip_prefix("usec=").map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("cmdstat_set usec");
-    assert_eq!(h.sum, usec);
+    assert_eq!(native_counts(&h), level_counts(&levels), "{levels:?}");
+    assert_eq!(h.sum, redis.cmdstat_usec("set"));
 
     let count = prometheus.query("histogram_count(redis_commands_latencies_usec{cmd=\"set\"})");
     assert_eq!(count.first().map(|c| c.1), Some(calls), "{count:?}");
-    // The 99th percentile lies in the bucket of the server's level that
-    // holds it: the first whose count of calls at or below reaches 99%.
-    let (key, _) = levels
-        .iter()
-        .find(|(_, cumulative)| *cumulative >= 0.99 * calls)
-        .expect("a level holds the 99th percentile");
-    let k = level_of(key) as i32;
-    let (lower, upper) = (2f64.powi(k - 1), 2f64.powi(k));
-    let q =
-        prometheus.query("histogram_quantile(0.99, redis_commands_latencies_usec{cmd=\"set\"})");
-    let q = q.first().map(|q| q.1).expect("a quantile");
-    assert!(
-        lower <= q && q <= upper,
-        "{q} not in ({lower}, {upper}] (level {key})"
-    );
+    assert_p99_in_the_servers_bucket(&prometheus, calls, &levels);
     // With `native` alone there is no classic series.
     let classic = prometheus.query("redis_commands_latencies_usec_bucket");
     assert!(classic.is_empty(), "{classic:?}");
@@ -281,14 +287,7 @@ fn a_prometheus_scrape_negotiates_protobuf_and_gets_the_native_histograms() {
     );
     let prometheus = Receiver::prometheus_native(&scrape);
     let h = set_histogram(&prometheus, calls);
-    let got: BTreeMap<i32, f64> = h.buckets.iter().map(|b| (index_of(b), b.2)).collect();
-    let mut below = 0.0;
-    let mut want = BTreeMap::new();
-    for (key, cumulative) in &levels {
-        want.insert(level_of(key) as i32, cumulative - below);
-        below = *cumulative;
-    }
-    assert_eq!(got, want, "{levels:?}");
+    assert_eq!(native_counts(&h), level_counts(&levels), "{levels:?}");
     // Floats and the agent's own series come in the same format.
     let up = prometheus.query("redis_up{job=\"redpush\"}");
     assert_eq!(up.first().map(|u| u.1), Some(1.0), "{up:?}");
@@ -296,18 +295,7 @@ fn a_prometheus_scrape_negotiates_protobuf_and_gets_the_native_histograms() {
     assert_eq!(build.len(), 1, "{build:?}");
     let commands = prometheus.query("redis_commands_total{cmd=\"set\"}");
     assert_eq!(commands.first().map(|c| c.1), Some(calls), "{commands:?}");
-    let (key, _) = levels
-        .iter()
-        .find(|(_, cumulative)| *cumulative >= 0.99 * calls)
-        .expect("a level holds the 99th percentile");
-    let k = level_of(key) as i32;
-    let q =
-        prometheus.query("histogram_quantile(0.99, redis_commands_latencies_usec{cmd=\"set\"})");
-    let q = q.first().map(|q| q.1).expect("a quantile");
-    assert!(
-        2f64.powi(k - 1) <= q && q <= 2f64.powi(k),
-        "{q} (level {key})"
-    );
+    assert_p99_in_the_servers_bucket(&prometheus, calls, &levels);
 }
 
 #[test]

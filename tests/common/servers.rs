@@ -221,6 +221,17 @@ impl Redis {
         (calls, levels)
     }
 
+    /// The `usec` of `cmdstat_<cmd>`: the command's total time.
+    pub fn cmdstat_usec(&self, cmd: &str) -> f64 {
+        self.info_field(&format!("cmdstat_{cmd}"))
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|p| p.strip_prefix("usec=").map(str::to_owned))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("cmdstat_{cmd} usec"))
+    }
+
     pub fn info_field(&self, field: &str) -> Option<String> {
         let info = self.cli(&["INFO", "ALL"]);
         info.lines().find_map(|l| {
